@@ -1,0 +1,51 @@
+"""Voice providers: the real MiniMax client and the local sandbox.
+
+Both implement `VoiceProvider`.  Service code depends only on this protocol;
+`kyma.providers.select.provider()` picks one from configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """One text-to-speech call, already in MiniMax's terms."""
+
+    model: str                 # MiniMax model id, e.g. "speech-2.8-hd"
+    text: str
+    voice_id: str
+    audio_format: str          # "mp3" | "wav" | "flac" | "pcm"
+    sample_rate: int = 32000
+    bitrate: int = 128000      # only meaningful for mp3
+    channel: int = 1
+    speed: float = 1.0
+    vol: float = 1.0
+    pitch: int = 0
+    emotion: str | None = None
+    language_boost: str | None = None
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    audio: bytes
+    audio_format: str
+    trace_id: str | None = None
+    extra_info: dict = field(default_factory=dict)
+
+
+class VoiceProvider(Protocol):
+    name: str
+
+    def clone_voice(self, audio: bytes, filename: str, voice_id: str, *, deadline: float) -> None:
+        """Upload `audio` as a clone reference and register it under `voice_id`.
+
+        `deadline` is a `time.monotonic()` instant; the provider must give up
+        (raising `kyma.errors.ProviderError`) before it.  Any failure raises
+        `ProviderError`.
+        """
+
+    def synthesize(self, request: SynthesisRequest, *, deadline: float) -> SynthesisResult:
+        """Render `request` to audio bytes, or raise `ProviderError`."""
