@@ -1,0 +1,17 @@
+"""GET /v1/credits/balance: the caller's prepaid balance."""
+
+from kyma.aws import dynamodb
+from kyma.billing import Billing
+from kyma.config import config
+from kyma.http import Request, Response, api_handler, json_response
+from kyma.money import micros_to_json
+from kyma.observability import instrument
+
+billing = Billing(dynamodb(), config())
+
+
+def balance(request: Request) -> Response:
+    return json_response(200, {"balance_usd": micros_to_json(billing.balance(request.account_id))})
+
+
+lambda_handler = instrument(api_handler({("GET", "/v1/credits/balance"): balance}))

@@ -1,0 +1,57 @@
+"""Lambda REQUEST authorizer: `Authorization: Bearer <API key>` → account.
+
+API Gateway caches the answer per Authorization header value (template:
+ReauthorizeEvery), so the policy allows every route of the stage and the
+account id travels in the context to the functions.  An unknown or revoked
+key raises "Unauthorized", which API Gateway answers as 401 auth_error.
+
+Deliberately tiny: it runs before every uncached request, so it imports only
+boto3 and the key lookup (no Powertools: its logger alone costs more than
+this function's cold-start budget; see bench/results.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from kyma.accounts import Accounts
+from kyma.aws import dynamodb
+from kyma.config import config
+
+log = logging.getLogger("kyma.authorizer")
+log.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
+accounts = Accounts(dynamodb(), config())
+
+
+def lambda_handler(event: dict, context) -> dict:
+    token = _bearer((event.get("headers") or {}))
+    account_id = accounts.account_for_key(token) if token else None
+    request_id = (event.get("requestContext") or {}).get("requestId")
+    if account_id is None:
+        # Never log the key, not even in part.
+        log.info(json.dumps({"message": "denied", "request_id": request_id,
+                             "reason": "missing" if not token else "unknown or revoked key"}))
+        raise Exception("Unauthorized")  # API Gateway's contract for a 401
+    log.info(json.dumps({"message": "allowed", "request_id": request_id, "account_id": account_id}))
+    return {
+        "principalId": account_id,
+        "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": _stage_wildcard(event["methodArn"])}]},
+        "context": {"account_id": account_id},
+    }
+
+
+def _bearer(headers: dict) -> str | None:
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), None) or ""
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _stage_wildcard(method_arn: str) -> str:
+    """arn:...:api-id/stage/GET/v1/x → arn:...:api-id/stage/*/* (the answer is cached per key,
+    so it must allow every route, not just the first one called)."""
+    api, stage = method_arn.split("/")[:2]
+    return f"{api}/{stage}/*/*"

@@ -1,0 +1,32 @@
+"""boto3 clients, created once per process and reused by every request.
+
+boto3 honours the standard `AWS_ENDPOINT_URL` variable, which is how the
+local stack and the tests point these clients at the embedded AWS.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+# Fail fast: API Gateway gives a request 29 s in total.  Standard retry mode
+# retries throttling and transient errors with backoff.
+_BOTO_CONFIG = BotoConfig(connect_timeout=2, read_timeout=5,
+                          retries={"mode": "standard", "max_attempts": 3})
+
+
+@lru_cache(maxsize=None)
+def client(service: str):
+    return boto3.client(service, config=_BOTO_CONFIG)
+
+
+def dynamodb():
+    return client("dynamodb")
+
+
+@lru_cache(maxsize=1)
+def s3():
+    # Presigned URLs need SigV4 to work in every region.
+    return boto3.client("s3", config=_BOTO_CONFIG.merge(BotoConfig(signature_version="s3v4")))

@@ -1,0 +1,50 @@
+"""Money: integer micro-dollars everywhere; decimals only at the edge.
+
+`$2.10` is `2_100_000`.  Nothing in the system does arithmetic on floats or
+decimals; they appear only when a value leaves as JSON or as a header.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+MICROS_PER_USD = 1_000_000
+# Below 2**53 a float holds every integer exactly, and the shortest repr of
+# `micros / 1e6` is the decimal with at most 6 places we started from.
+_MAX_EXACT_MICROS = 2**53
+
+
+def usd_to_micros(amount: str | int | Decimal) -> int:
+    """Parse a USD amount ("50", "2.10", "0.000001") exactly; reject sub-micro and negatives."""
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation as exc:
+        raise ValueError(f"not a USD amount: {amount!r}") from exc
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"not a non-negative USD amount: {amount!r}")
+    micros = value * MICROS_PER_USD
+    if micros != micros.to_integral_value():
+        raise ValueError(f"USD amount has more than 6 decimal places: {amount!r}")
+    return int(micros)
+
+
+def micros_to_json(micros: int) -> float:
+    """A JSON number for a body: 2_100_000 → 2.1, 50_000_000 → 50.0, 2_600 → 0.0026."""
+    if abs(micros) >= _MAX_EXACT_MICROS:
+        raise OverflowError("amount too large to render exactly as a JSON number")
+    return micros / MICROS_PER_USD
+
+
+def micros_to_header(micros: int) -> str:
+    """A header value: at least 2 decimals, more only when needed ("2.10", "0.0026")."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_USD)
+    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{whole}.{digits}"
+
+
+def per_thousand_cost(units: int, micros_per_thousand: int) -> int:
+    """Cost of `units` at a price per 1,000, rounded up to the whole micro-dollar."""
+    if units < 0 or micros_per_thousand < 0:
+        raise ValueError("units and price must be non-negative")
+    return -(-units * micros_per_thousand // 1000)

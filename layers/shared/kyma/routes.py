@@ -1,0 +1,5 @@
+"""The public routes and their methods (template.yaml defines the same; a test checks)."""
+
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/v1/credits/balance": ("GET",),
+}

@@ -1,0 +1,328 @@
+"""Deterministic audio fixtures for the tests: real MP3, WAV and M4A bytes.
+
+Every generator returns ``bytes`` and is cached, so many tests can ask for
+the same clip for free.  The signal is a 0.25 s-segment pattern of tones,
+a chirp, noise and silence: not trivial, so VBR encoders really vary the
+bitrate, and cheap to build without numpy (a few blocks, tiled).
+
+MP3 and M4A are encoded with PyAV (FFmpeg: libmp3lame, aac); MP3 without a
+Xing header comes from ``lameenc``, which writes raw LAME frames only.
+"""
+
+from __future__ import annotations
+
+import array
+import functools
+import io
+import math
+import os
+import random
+import struct
+import sys
+import tempfile
+import wave
+import zlib
+
+SEGMENT_SECONDS = 0.25
+_FF_QP2LAMBDA = 118  # FFmpeg's scale for global_quality: -q:a 4 == 4 * 118
+_AMPLITUDE = 12000
+
+
+# --------------------------------------------------------------------------
+# The signal
+# --------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _blocks(rate: int) -> tuple[array.array, ...]:
+    """A few 0.25 s blocks of 16-bit mono samples with different characters."""
+    n = int(rate * SEGMENT_SECONDS)
+    two_pi = 2 * math.pi
+    noise = random.Random(1234)
+
+    def tone(freqs: tuple[float, ...], level: float) -> array.array:
+        return array.array("h", (
+            int(level * _AMPLITUDE / len(freqs)
+                * sum(math.sin(two_pi * f * i / rate) for f in freqs))
+            for i in range(n)))
+
+    chirp = array.array("h", (
+        int(_AMPLITUDE * math.sin(two_pi * (200 + 1800 * i / n) * i / rate))
+        for i in range(n)))
+    hiss = array.array("h", (int(noise.uniform(-0.6, 0.6) * _AMPLITUDE) for _ in range(n)))
+    silence = array.array("h", bytes(2 * n))
+    return (
+        tone((220.0,), 1.0),
+        tone((440.0, 660.0, 1320.0), 0.9),
+        chirp,
+        hiss,
+        silence,
+        tone((880.0, 3100.0), 0.5),
+    )
+
+
+def _pattern(segments: int) -> list[int]:
+    """Which block plays in each segment: deterministic and irregular."""
+    return [(i * 7 + i // 3 + (i * i) % 5) % 6 for i in range(segments)]
+
+
+def _mono(seconds: float, rate: int) -> array.array:
+    """``seconds`` of 16-bit mono signal at ``rate`` Hz."""
+    blocks = _blocks(rate)
+    total = int(round(seconds * rate))
+    per_block = len(blocks[0])
+    out = array.array("h")
+    for index in _pattern(-(-total // per_block)):
+        out.extend(blocks[index])
+    del out[total:]
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def pcm_s16(seconds: float, rate: int, channels: int = 1) -> bytes:
+    """Interleaved little-endian signed 16-bit PCM (the second channel is delayed)."""
+    mono = _mono(seconds, rate)
+    if channels == 1:
+        samples = mono
+    else:
+        samples = array.array("h", bytes(2 * len(mono) * channels))
+        shift = rate // 10
+        delayed = mono[-shift:] + mono[:-shift] if shift else mono
+        samples[0::channels] = mono
+        for channel in range(1, channels):
+            samples[channel::channels] = delayed
+    if sys.byteorder != "little":
+        samples = array.array("h", samples)
+        samples.byteswap()
+    return samples.tobytes()
+
+
+def _convert_width(pcm16: bytes, sampwidth: int) -> bytes:
+    """16-bit PCM to the WAV sample width: 8-bit unsigned, 24 or 32-bit signed."""
+    if sampwidth == 2:
+        return pcm16
+    if sampwidth == 1:
+        return bytes(((pcm16[i + 1] + 128) & 0xFF) for i in range(0, len(pcm16), 2))
+    pad = bytes(sampwidth - 2)
+    view = memoryview(pcm16)
+    return b"".join(pad + view[i:i + 2] for i in range(0, len(pcm16), 2))
+
+
+# --------------------------------------------------------------------------
+# WAV
+# --------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=32)
+def wav(seconds: float, rate: int = 8000, channels: int = 1, sampwidth: int = 2) -> bytes:
+    """A PCM WAV (stdlib ``wave``): 8/16/24/32-bit, any rate and channel count."""
+    frames = _convert_width(pcm_s16(seconds, rate, channels), sampwidth)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(channels)
+        writer.setsampwidth(sampwidth)
+        writer.setframerate(rate)
+        writer.writeframes(frames)
+    return buffer.getvalue()
+
+
+def riff_wav(fmt: bytes, data: bytes, *, before_data: bytes = b"", after_data: bytes = b"",
+             data_size: int | None = None) -> bytes:
+    """Assemble a RIFF/WAVE file by hand from a fmt payload and sample bytes.
+
+    ``before_data``/``after_data`` are extra, already-encoded chunks;
+    ``data_size`` overrides the data chunk's declared size (to lie about it).
+    """
+    declared = len(data) if data_size is None else data_size
+    body = (b"WAVE" + chunk(b"fmt ", fmt) + before_data
+            + b"data" + struct.pack("<I", declared) + data + (b"\0" if len(data) % 2 else b"")
+            + after_data)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def chunk(chunk_id: bytes, payload: bytes) -> bytes:
+    """One RIFF chunk, padded to an even length."""
+    return chunk_id + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) % 2 else b"")
+
+
+def fmt_payload(format_tag: int, channels: int, rate: int, bits: int, extra: bytes | None = None) -> bytes:
+    """A WAVEFORMATEX payload (with a cbSize + extra bytes when ``extra`` is given)."""
+    block_align = channels * bits // 8
+    payload = struct.pack("<HHIIHH", format_tag, channels, rate, rate * block_align, block_align, bits)
+    if extra is not None:
+        payload += struct.pack("<H", len(extra)) + extra
+    return payload
+
+
+@functools.lru_cache(maxsize=8)
+def wav_float(seconds: float, rate: int = 16000, channels: int = 1) -> bytes:
+    """An IEEE-float (format tag 3) 32-bit WAV with a ``fact`` chunk."""
+    pcm = array.array("h", pcm_s16(seconds, rate, channels))
+    floats = array.array("f", (s / 32768.0 for s in pcm))
+    if sys.byteorder != "little":
+        floats.byteswap()
+    frames = len(pcm) // channels
+    return riff_wav(fmt_payload(3, channels, rate, 32, extra=b""), floats.tobytes(),
+                    before_data=chunk(b"fact", struct.pack("<I", frames)))
+
+
+@functools.lru_cache(maxsize=8)
+def wav_extensible(seconds: float, rate: int = 16000, channels: int = 2) -> bytes:
+    """A WAVE_FORMAT_EXTENSIBLE 16-bit PCM WAV with a LIST chunk before the data."""
+    pcm_subformat = struct.pack("<IHH", 1, 0x0000, 0x0010) + bytes.fromhex("800000aa00389b71")
+    extra = struct.pack("<HI", 16, 0x3) + pcm_subformat
+    return riff_wav(fmt_payload(0xFFFE, channels, rate, 16, extra=extra), pcm_s16(seconds, rate, channels),
+                    before_data=chunk(b"LIST", b"INFOISFT" + struct.pack("<I", 6) + b"kyma\0\0"))
+
+
+def wav_adpcm(seconds: float = 12.0, rate: int = 8000) -> bytes:
+    """An IMA-ADPCM (format tag 0x11) WAV header with plausible (not decodable) data."""
+    block_align, samples_per_block = 256, 505
+    blocks = int(seconds * rate / samples_per_block) + 1
+    extra = struct.pack("<H", samples_per_block)
+    fmt = struct.pack("<HHIIHH", 0x11, 1, rate, rate * block_align // samples_per_block, block_align, 4) \
+        + struct.pack("<H", len(extra)) + extra
+    return riff_wav(fmt, bytes(range(256)) * blocks,
+                    before_data=chunk(b"fact", struct.pack("<I", blocks * samples_per_block)))
+
+
+# --------------------------------------------------------------------------
+# MP3 and M4A through PyAV / lameenc
+# --------------------------------------------------------------------------
+
+def _encode(container_format: str, codec: str, seconds: float, rate: int, *,
+            bit_rate: int | None = None, vbr_quality: int | None = None,
+            options: dict[str, str] | None = None) -> bytes:
+    """Encode the mono test signal with PyAV.
+
+    The output goes to a real temporary file: the MP3 muxer seeks back to
+    write its Xing/Info frame and ``+faststart`` reopens the file to move moov.
+    """
+    import av  # imported lazily: only tests that need encoded audio pay for it
+
+    pcm = pcm_s16(seconds, rate)
+    with tempfile.TemporaryDirectory(prefix="kyma-audio-") as directory:
+        path = os.path.join(directory, "clip." + container_format)
+        _encode_to(av, path, container_format, codec, pcm, rate, bit_rate, vbr_quality, options)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def _encode_to(av, path, container_format, codec, pcm, rate, bit_rate, vbr_quality, options) -> None:
+    with av.open(path, "w", format=container_format, options=options or {}) as container:
+        stream = container.add_stream(codec, rate=rate, layout="mono")
+        context = stream.codec_context
+        if bit_rate is not None:
+            context.bit_rate = bit_rate
+        if vbr_quality is not None:
+            context.qscale = True
+            context.global_quality = vbr_quality * _FF_QP2LAMBDA
+        resampler = av.AudioResampler(format=context.format, layout="mono", rate=rate,
+                                      frame_size=context.frame_size or None)
+        chunk_samples = rate  # feed one second at a time
+        pts = 0
+        for start in range(0, len(pcm) // 2, chunk_samples):
+            piece = pcm[2 * start:2 * (start + chunk_samples)]
+            frame = av.AudioFrame(format="s16", layout="mono", samples=len(piece) // 2)
+            frame.planes[0].update(piece)
+            frame.sample_rate = rate
+            frame.pts = pts
+            pts += frame.samples
+            for converted in resampler.resample(frame):
+                container.mux(stream.encode(converted))
+        for converted in resampler.resample(None):
+            container.mux(stream.encode(converted))
+        container.mux(stream.encode(None))
+
+
+@functools.lru_cache(maxsize=16)
+def mp3_cbr(seconds: float, rate: int = 22050, kbps: int = 32) -> bytes:
+    """A constant-bitrate MP3 (libmp3lame) with the muxer's Info tag frame."""
+    return _encode("mp3", "libmp3lame", seconds, rate, bit_rate=kbps * 1000)
+
+
+@functools.lru_cache(maxsize=16)
+def mp3_vbr(seconds: float, rate: int = 22050, xing: bool = True) -> bytes:
+    """A variable-bitrate MP3.
+
+    ``xing=True``: PyAV/libmp3lame, whose muxer writes a Xing tag frame with
+    the frame count.  ``xing=False``: raw ``lameenc`` frames with no tag, the
+    case where tools that extrapolate from the first frame get it wrong.
+    """
+    if xing:
+        return _encode("mp3", "libmp3lame", seconds, rate, vbr_quality=4)
+    import lameenc
+
+    encoder = lameenc.Encoder()
+    encoder.set_channels(1)
+    encoder.set_in_sample_rate(rate)
+    encoder.set_out_sample_rate(rate)
+    encoder.set_vbr(4)
+    encoder.set_vbr_quality(4)
+    encoder.set_quality(5)
+    data = bytes(encoder.encode(pcm_s16(seconds, rate)) + encoder.flush())
+    assert b"Xing" not in data[:200] and b"Info" not in data[:200] and b"VBRI" not in data[:200]
+    return data
+
+
+@functools.lru_cache(maxsize=16)
+def mp3_cbr_raw(seconds: float, rate: int = 22050, kbps: int = 32) -> bytes:
+    """A constant-bitrate MP3 from ``lameenc``: no tag frame at all."""
+    import lameenc
+
+    encoder = lameenc.Encoder()
+    encoder.set_channels(1)
+    encoder.set_in_sample_rate(rate)
+    encoder.set_out_sample_rate(rate)
+    encoder.set_bit_rate(kbps)
+    encoder.set_quality(5)
+    return bytes(encoder.encode(pcm_s16(seconds, rate)) + encoder.flush())
+
+
+@functools.lru_cache(maxsize=16)
+def m4a_aac(seconds: float, rate: int = 22050, faststart: bool = True) -> bytes:
+    """AAC in an M4A ("ipod" muxer): moov first with ``faststart``, else after mdat."""
+    options = {"movflags": "+faststart"} if faststart else {}
+    return _encode("ipod", "aac", seconds, rate, bit_rate=48000, options=options)
+
+
+@functools.lru_cache(maxsize=4)
+def mp4_fragmented(seconds: float, rate: int = 22050) -> bytes:
+    """Fragmented MP4 audio (empty moov + moof/mdat pairs), as browsers record."""
+    return _encode("mp4", "aac", seconds, rate, bit_rate=48000,
+                   options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
+                            "frag_duration": "1000000"})
+
+
+def id3v2(payload_size: int = 64, *, declared_size: int | None = None) -> bytes:
+    """An ID3v2.3 tag of ``payload_size`` zero bytes (declared size may lie)."""
+    size = payload_size if declared_size is None else declared_size
+    synchsafe = bytes(((size >> shift) & 0x7F) for shift in (21, 14, 7, 0))
+    return b"ID3\x03\x00\x00" + synchsafe + bytes(payload_size)
+
+
+def id3v1() -> bytes:
+    """A 128-byte ID3v1 tag, as appended at the end of many MP3 files."""
+    return b"TAG" + b"Kyma test".ljust(30, b"\0") + bytes(95)
+
+
+# --------------------------------------------------------------------------
+# Not audio
+# --------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def png(width: int = 4, height: int = 4) -> bytes:
+    """A small valid RGB PNG."""
+    def png_chunk(kind: bytes, payload: bytes) -> bytes:
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+
+    rows = b"".join(
+        b"\0" + b"".join(bytes((x * 60 % 256, y * 60 % 256, 128)) for x in range(width))
+        for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
+
+
+def random_bytes(size: int, seed: int = 7) -> bytes:
+    """Deterministic pseudo-random bytes."""
+    return random.Random(seed).randbytes(size)

@@ -1,0 +1,45 @@
+"""`make run`: the API on http://127.0.0.1:3000 with an embedded AWS, no Docker."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+
+from kyma_local.stack import DEMO_ACCOUNT_ID, DEMO_BALANCE_MICROS, LocalStack
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kyma-local", description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")),
+                        help="API port on 127.0.0.1 (default $PORT or 3000; 0 picks a free one)")
+    args = parser.parse_args(argv)
+
+    stack = LocalStack(port=args.port).start()
+    from kyma.config import config
+
+    provider = config().provider
+    print(f"Kyma local stack (template.yaml, stage {stack.template.stage})")
+    print(f"  API:          {stack.api_url}")
+    print(f"  Embedded AWS: {stack.aws.endpoint}  (moto; tables and buckets from template.yaml)")
+    print(f"  Provider:     {provider}" + ("  (no MiniMax key configured; set MINIMAX_API_KEY to use MiniMax)"
+                                          if provider == "sandbox" else ""))
+    print(f"Demo account {DEMO_ACCOUNT_ID} with ${DEMO_BALANCE_MICROS / 1_000_000:.2f}; its API key:")
+    print(f"KYMA_API_KEY={stack.demo_api_key}")
+    print("Try:")
+    print(f'  curl -H "Authorization: Bearer {stack.demo_api_key}" {stack.api_url}/v1/credits/balance')
+    print("kyma-admin (in .venv/bin) reaches this stack while it runs. Ctrl-C stops it.", flush=True)
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The embedded AWS: a moto server on loopback with the template's tables and buckets.
+
+boto3 reaches it through the standard `AWS_ENDPOINT_URL` variable: the
+functions run unchanged, with no local-only code paths.
+
+moto is a stand-in, not DynamoDB.  Two differences matter here:
+- moto applies concurrent requests without isolation (a transaction copies
+  and restores whole tables; parallel transactions lose updates).  DynamoDB
+  applies each request atomically, so `serialize_dynamodb()` runs moto's
+  DynamoDB requests one at a time.  Without it, concurrency tests see lost
+  updates that real DynamoDB would never produce.
+- moto does not enforce S3 presigned-POST policy conditions; the code re-checks
+  sizes server-side (see the upload tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import boto3
+
+from kyma_local.template import Template
+
+REGION = "us-east-1"
+# moto accepts any credentials; these keep boto3 from looking for real ones.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+                     "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+
+_dynamodb_lock = threading.RLock()
+_patched = False
+
+
+def serialize_dynamodb() -> None:
+    """Make moto's DynamoDB linearizable, like the real service (idempotent)."""
+    global _patched
+    if _patched:
+        return
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with _dynamodb_lock:
+            return original(self)
+
+    DynamoHandler.call_action = call_action
+    _patched = True
+
+
+class EmbeddedAws:
+    """moto's threaded server on 127.0.0.1 (port 0 = any free port)."""
+
+    def __init__(self, port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer
+
+        serialize_dynamodb()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per AWS call
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.endpoint = ""
+
+    def start(self) -> str:
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        return self.endpoint
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def environment(self) -> dict[str, str]:
+        return {**LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+
+def create_resources(template: Template, *, endpoint_url: str | None = None) -> None:
+    """Create every DynamoDB table and S3 bucket of the template, from its own Properties."""
+    kwargs = {"region_name": REGION}
+    if endpoint_url:
+        kwargs["endpoint_url"] = endpoint_url
+    ddb = boto3.client("dynamodb", **kwargs)
+    for logical_id, props in template.tables.items():
+        create_table(ddb, template.physical_name(logical_id), props)
+    s3 = boto3.client("s3", **kwargs)
+    for logical_id, props in template.buckets.items():
+        create_bucket(s3, template.physical_name(logical_id), props)
+
+
+def create_table(ddb: Any, name: str, props: dict) -> None:
+    """CloudFormation AWS::DynamoDB::Table Properties → CreateTable (+ TTL, PITR)."""
+    args: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PROVISIONED"),
+    }
+    if args["BillingMode"] == "PROVISIONED":
+        args["ProvisionedThroughput"] = props["ProvisionedThroughput"]
+    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if props.get(key):
+            args[key] = props[key]
+    if "SSESpecification" in props:
+        args["SSESpecification"] = {"Enabled": _bool(props["SSESpecification"].get("SSEEnabled"))}
+    if "DeletionProtectionEnabled" in props:
+        args["DeletionProtectionEnabled"] = _bool(props["DeletionProtectionEnabled"])
+    ddb.create_table(**args)
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl:
+        ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+            "AttributeName": ttl["AttributeName"], "Enabled": _bool(ttl["Enabled"])})
+    pitr = props.get("PointInTimeRecoverySpecification")
+    if pitr:
+        ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={
+            "PointInTimeRecoveryEnabled": _bool(pitr["PointInTimeRecoveryEnabled"])})
+
+
+def create_bucket(s3: Any, name: str, props: dict) -> None:
+    """CloudFormation AWS::S3::Bucket Properties → CreateBucket (+ encryption, CORS, lifecycle)."""
+    s3.create_bucket(Bucket=name)
+    if "PublicAccessBlockConfiguration" in props:
+        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+            k: _bool(v) for k, v in props["PublicAccessBlockConfiguration"].items()})
+    if "BucketEncryption" in props:
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
+            "Rules": props["BucketEncryption"]["ServerSideEncryptionConfiguration"]})
+    if "CorsConfiguration" in props:
+        rules = [{("MaxAgeSeconds" if k == "MaxAge" else k): v for k, v in rule.items() if k != "Id"}
+                 for rule in props["CorsConfiguration"]["CorsRules"]]
+        s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
+    if "LifecycleConfiguration" in props:
+        s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={
+            "Rules": [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]})
+
+
+def _lifecycle_rule(rule: dict) -> dict:
+    out: dict[str, Any] = {"ID": rule.get("Id", "rule"), "Status": rule["Status"],
+                           "Filter": {"Prefix": rule.get("Prefix", "")}}
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        out["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+    return out
+
+
+def _bool(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+def local_environment(template: Template, aws: EmbeddedAws) -> dict[str, str]:
+    """The variables every local function sees: the template's, plus the embedded AWS."""
+    env = template.environment()
+    env.update(aws.environment())
+    # No MiniMax key locally unless the developer provides one: the sandbox answers.
+    env["MINIMAX_API_KEY_PARAMETER"] = os.environ.get("KYMA_MINIMAX_API_KEY_PARAMETER", "")
+    env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    return env
