@@ -14,4 +14,4 @@ def balance(request: Request) -> Response:
     return json_response(200, {"balance_usd": micros_to_json(billing.balance(request.account_id))})
 
 
-lambda_handler = instrument(api_handler({("GET", "/v1/credits/balance"): balance}))
+lambda_handler = instrument(api_handler({("GET", "/v1/credits/balance"): balance}), with_metrics=False)

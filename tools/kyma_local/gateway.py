@@ -165,36 +165,16 @@ class LocalApiGateway:
 
         single, multi = _headers(headers)
         qs_single, qs_multi = _query(query)
-        request_context = {
-            "resourceId": "local", "resourcePath": route.resource, "httpMethod": method,
-            "extendedRequestId": request_id, "requestId": request_id,
-            "requestTime": datetime.fromtimestamp(started, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "requestTimeEpoch": int(started * 1000), "path": f"/{self.stage}{path}",
-            "accountId": ACCOUNT, "protocol": "HTTP/1.1", "stage": self.stage, "apiId": API_ID,
-            "domainName": self.host, "domainPrefix": self.host.split(".")[0],
-            "identity": {"sourceIp": source_ip, "userAgent": single.get(_find(single, "user-agent")),
-                         "accountId": None, "apiKey": None, "caller": None, "user": None, "userArn": None,
-                         "cognitoIdentityId": None, "cognitoIdentityPoolId": None,
-                         "cognitoAuthenticationType": None, "cognitoAuthenticationProvider": None},
-        }
+        event = build_event(method, path, route.resource, headers, query, body, params=params,
+                            binary=self._is_binary(single.get(_find(single, "content-type"), "")),
+                            request_id=request_id, started=started, stage=self.stage, host=self.host,
+                            source_ip=source_ip)
         if route.authorized:
             denied, authorizer_context = self._authorize(method, path, route, single, multi, qs_single,
-                                                         qs_multi, params, request_context)
+                                                         qs_multi, params, event["requestContext"])
             if denied:
                 return self.gateway_response(denied, request_id)
-            request_context["authorizer"] = authorizer_context
-
-        binary = self._is_binary(single.get(_find(single, "content-type"), ""))
-        event = {
-            "resource": route.resource, "path": path, "httpMethod": method,
-            "headers": single or None, "multiValueHeaders": multi or None,
-            "queryStringParameters": qs_single or None, "multiValueQueryStringParameters": qs_multi or None,
-            "pathParameters": params or None, "stageVariables": None,
-            "requestContext": request_context,
-            "body": (base64.b64encode(body).decode("ascii") if binary else body.decode("utf-8", "replace"))
-            if body else None,
-            "isBase64Encoded": bool(body) and binary,
-        }
+            event["requestContext"]["authorizer"] = authorizer_context
         if _json_size(event) > MAX_INVOKE_PAYLOAD_BYTES:
             return self.gateway_response("REQUEST_TOO_LARGE", request_id)
         result = route.pool.invoke(event)
@@ -311,6 +291,41 @@ class LocalApiGateway:
         headers.append(("x-amzn-RequestId", request_id))
         headers.append(("x-amzn-ErrorType", kind))
         return HttpResponse(code, headers, body.encode("utf-8"))
+
+
+def build_event(method: str, path: str, resource: str, headers: list[tuple[str, str]], query: str,
+                body: bytes, *, binary: bool, params: dict | None = None, request_id: str | None = None,
+                started: float | None = None, stage: str = "dev", host: str = "127.0.0.1:3000",
+                source_ip: str = "127.0.0.1", authorizer: dict | None = None) -> dict:
+    """The API Gateway REST proxy event (payload format 1.0) for one HTTP request."""
+    request_id = request_id or str(uuid.uuid4())
+    started = started or time.time()
+    single, multi = _headers(headers)
+    qs_single, qs_multi = _query(query)
+    request_context = {
+        "resourceId": "local", "resourcePath": resource, "httpMethod": method,
+        "extendedRequestId": request_id, "requestId": request_id,
+        "requestTime": datetime.fromtimestamp(started, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "requestTimeEpoch": int(started * 1000), "path": f"/{stage}{path}",
+        "accountId": ACCOUNT, "protocol": "HTTP/1.1", "stage": stage, "apiId": API_ID,
+        "domainName": host, "domainPrefix": host.split(".")[0],
+        "identity": {"sourceIp": source_ip, "userAgent": single.get(_find(single, "user-agent")),
+                     "accountId": None, "apiKey": None, "caller": None, "user": None, "userArn": None,
+                     "cognitoIdentityId": None, "cognitoIdentityPoolId": None,
+                     "cognitoAuthenticationType": None, "cognitoAuthenticationProvider": None},
+    }
+    if authorizer is not None:
+        request_context["authorizer"] = authorizer
+    return {
+        "resource": resource, "path": path, "httpMethod": method,
+        "headers": single or None, "multiValueHeaders": multi or None,
+        "queryStringParameters": qs_single or None, "multiValueQueryStringParameters": qs_multi or None,
+        "pathParameters": params or None, "stageVariables": None,
+        "requestContext": request_context,
+        "body": (base64.b64encode(body).decode("ascii") if binary else body.decode("utf-8", "replace"))
+        if body else None,
+        "isBase64Encoded": bool(body) and binary,
+    }
 
 
 def _policy_allows(policy: dict, method_arn: str) -> bool:

@@ -19,7 +19,7 @@ from kyma_local.gateway import CONTROL_PREFIX, LocalApiGateway, make_server
 from kyma_local.runtime import FunctionPool
 from kyma_local.template import ROOT, Template
 
-STATE_FILE = ROOT / ".kyma-local.json"
+STATE_FILE = Path(os.environ.get("KYMA_LOCAL_STATE") or ROOT / ".kyma-local.json")
 DEMO_ACCOUNT_ID = "acct_demo"
 DEMO_BALANCE_MICROS = 50_000_000
 

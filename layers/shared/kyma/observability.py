@@ -22,8 +22,8 @@ metrics = Metrics()
 __all__ = ["logger", "metrics", "MetricUnit", "instrument"]
 
 
-def instrument(handler):
+def instrument(handler, *, with_metrics: bool = True):
     """Lambda context in every log line (never the event), then EMF metrics flushed per call."""
-    return logger.inject_lambda_context(log_event=False, clear_state=True)(
-        metrics.log_metrics(handler)
-    )
+    if with_metrics:
+        handler = metrics.log_metrics(handler)
+    return logger.inject_lambda_context(log_event=False, clear_state=True)(handler)

@@ -1,0 +1,83 @@
+"""Shared fixtures.
+
+Tiers (STYLE.md): tests/unit (no AWS, no network), tests/integration (real
+handlers on real events, moto in-process, fake MiniMax over loopback HTTP),
+tests/e2e (the local stack in a subprocess, real HTTP clients).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Never reach a real AWS account or a developer's running stack from tests.
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+    "POWERTOOLS_SERVICE_NAME": "kyma", "POWERTOOLS_METRICS_NAMESPACE": "Kyma",
+    "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true",
+})
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """A fresh moto AWS with every table and bucket of template.yaml, and the
+    functions' environment pointing at them.  Yields the Template."""
+    from moto import mock_aws
+
+    from kyma.config import config
+    from kyma_local.aws import create_resources, serialize_dynamodb
+    from kyma_local.template import Template
+
+    serialize_dynamodb()
+    template = Template()
+    for name, value in template.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MINIMAX_API_KEY_PARAMETER", "")
+    config.cache_clear()
+    with mock_aws():
+        create_resources(template)
+        yield template
+    config.cache_clear()
+
+
+@pytest.fixture
+def cfg(aws):
+    from kyma.config import config
+
+    return config()
+
+
+@pytest.fixture
+def ddb(aws):
+    from kyma.aws import dynamodb
+
+    return dynamodb()
+
+
+@pytest.fixture
+def billing(ddb, cfg):
+    from kyma.billing import Billing
+
+    return Billing(ddb, cfg)
+
+
+@pytest.fixture
+def accounts(ddb, cfg):
+    from kyma.accounts import Accounts
+
+    return Accounts(ddb, cfg)
+
+
+@pytest.fixture
+def load_handler(aws):
+    """load_handler("AccountFunction") → a freshly imported handler (a cold Lambda environment)."""
+    from kyma_local.runtime import FunctionPool
+
+    def load(logical_id: str):
+        return FunctionPool(aws.functions[logical_id])._new_environment()
+
+    return load

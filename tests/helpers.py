@@ -1,0 +1,44 @@
+"""Test helpers: API Gateway events as the local gateway builds them, and response readers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from types import SimpleNamespace
+
+from kyma_local.gateway import build_event
+from kyma_local.runtime import LambdaContext
+
+
+def api_event(method: str, path: str, *, resource: str | None = None, body: bytes | str = b"",
+              headers: dict[str, str] | None = None, account_id: str | None = None,
+              binary: bool = True, query: str = "") -> dict:
+    """A REST proxy event.  Binary (base64) by default, as `*/*` BinaryMediaTypes makes every body."""
+    raw = body.encode() if isinstance(body, str) else body
+    return build_event(method, path, resource or path, list((headers or {}).items()), query, raw,
+                       binary=binary,
+                       authorizer={"account_id": account_id, "principalId": account_id} if account_id else None)
+
+
+def context(name: str = "TestFunction", timeout: int = 29) -> LambdaContext:
+    return LambdaContext(name, 512, timeout)
+
+
+def body_of(response: dict):
+    """Decoded body of a proxy response: JSON as an object, binary as bytes."""
+    if response.get("isBase64Encoded"):
+        return base64.b64decode(response["body"])
+    text = response.get("body") or ""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def error_of(response: dict) -> SimpleNamespace:
+    """(status, code, message) of an error response; fails loudly if it is not the envelope."""
+    payload = body_of(response)
+    assert set(payload) == {"error"}, payload
+    assert set(payload["error"]) == {"code", "message"}, payload
+    return SimpleNamespace(status=response["statusCode"], code=payload["error"]["code"],
+                           message=payload["error"]["message"])

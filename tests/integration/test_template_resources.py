@@ -1,0 +1,58 @@
+"""The schema lives in template.yaml only: the local stack and the tests build from it."""
+
+import json
+from pathlib import Path
+
+from kyma.routes import ROUTES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tables_are_created_from_the_template_properties(aws, ddb):
+    for logical_id, props in aws.tables.items():
+        table = ddb.describe_table(TableName=aws.physical_name(logical_id))["Table"]
+        assert table["KeySchema"] == props["KeySchema"]
+        assert {i["IndexName"]: i["KeySchema"] for i in table.get("GlobalSecondaryIndexes", [])} == \
+            {i["IndexName"]: i["KeySchema"] for i in props.get("GlobalSecondaryIndexes", [])}
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        ttl = ddb.describe_time_to_live(TableName=aws.physical_name(logical_id))["TimeToLiveDescription"]
+        if "TimeToLiveSpecification" in props:
+            assert ttl["AttributeName"] == props["TimeToLiveSpecification"]["AttributeName"]
+            assert ttl["TimeToLiveStatus"] == "ENABLED"
+
+
+def test_money_and_key_tables_have_pitr_encryption_and_switchable_deletion_protection(aws):
+    params = aws.doc["Parameters"]
+    assert params["TableDeletionProtection"]["AllowedValues"] == ["true", "false"]
+    for logical_id in ("AccountsTable", "LedgerTable", "ApiKeysTable", "VoicesTable", "IdempotencyTable"):
+        props = aws.resources[logical_id]["Properties"]
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        assert props["DeletionProtectionEnabled"] == {"Ref": "TableDeletionProtection"}
+
+
+def test_public_routes_match_the_template_and_unknown_methods_reach_the_fallback(aws):
+    declared: dict[str, set[str]] = {}
+    fallback: set[str] = set()
+    for logical_id, fn in aws.functions.items():
+        for event in fn.api_events:
+            if logical_id == "FallbackFunction":
+                fallback.add(event.path)
+            else:
+                declared.setdefault(event.path, set()).add(event.method)
+                assert event.authorized, f"{event.path} must sit behind the authorizer"
+    assert declared == {path: set(methods) for path, methods in ROUTES.items()}
+    assert fallback == set(ROUTES) | {"/", "/{proxy+}"}
+
+
+def test_every_function_has_a_realistic_event_file():
+    events = {p.name for p in (ROOT / "events").glob("*.json")}
+    for name in events:
+        json.loads((ROOT / "events" / name).read_text())
+    assert "account-balance.json" in events and "authorizer-request.json" in events
+
+
+def test_the_minimax_key_is_referenced_by_parameter_name_never_a_literal(aws):
+    env = aws.doc["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["MINIMAX_API_KEY_PARAMETER"] == {"Ref": "MiniMaxApiKeyParameterName"}
+    assert "MINIMAX_API_KEY" not in env

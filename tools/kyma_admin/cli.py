@@ -1,0 +1,184 @@
+"""kyma-admin: operate accounts, keys and balances.
+
+Target selection (first that applies):
+  --stack-name NAME     a deployed stack: table names from its CloudFormation outputs
+  --accounts-table ...  explicit table names (all four: accounts, api keys, ledger, voices)
+  (nothing)             the local stack started by `make run` (.kyma-local.json)
+
+Every balance change is a ledger entry: top-ups are written in the same
+transaction as the balance update.  API keys are printed once and stored only
+as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kyma.errors import ApiError
+
+STATE_FILE = Path(os.environ.get("KYMA_LOCAL_STATE") or Path(__file__).resolve().parents[2] / ".kyma-local.json")
+
+
+@dataclasses.dataclass
+class Target:
+    accounts_table: str
+    api_keys_table: str
+    ledger_table: str
+    voices_table: str
+    describe: str
+    rest_api_id: str = ""
+    stage: str = ""
+    control_url: str = ""       # local stack only: flushes its authorizer cache
+
+
+def resolve_target(args: argparse.Namespace) -> Target:
+    if args.stack_name:
+        import boto3
+
+        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack_name)["Stacks"][0]
+        out = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        params = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
+        return Target(out["AccountsTableName"], out["ApiKeysTableName"], out["LedgerTableName"],
+                      out["VoicesTableName"], f"stack {args.stack_name}", out.get("RestApiId", ""),
+                      params.get("Stage", ""))
+    if args.accounts_table:
+        missing = [n for n in ("api_keys_table", "ledger_table", "voices_table") if not getattr(args, n)]
+        if missing:
+            sys.exit(f"kyma-admin: with --accounts-table also give --{missing[0].replace('_', '-')}")
+        return Target(args.accounts_table, args.api_keys_table, args.ledger_table, args.voices_table,
+                      "explicit tables")
+    if not STATE_FILE.exists():
+        sys.exit("kyma-admin: no target. Start the local stack (make run), or pass --stack-name "
+                 "or --accounts-table/--api-keys-table/--ledger-table/--voices-table.")
+    state = json.loads(STATE_FILE.read_text())
+    os.environ.update({"AWS_ENDPOINT_URL": state["aws_endpoint"], "AWS_ACCESS_KEY_ID": "local",
+                       "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": state["region"]})
+    t = state["tables"]
+    return Target(t["AccountsTable"], t["ApiKeysTable"], t["LedgerTable"], t["VoicesTable"],
+                  f"local stack {state['api_url']}", control_url=state["control_url"])
+
+
+def services(target: Target):
+    import boto3
+
+    from kyma.accounts import Accounts
+    from kyma.billing import Billing
+    from kyma.config import Config
+
+    cfg = dataclasses.replace(Config.from_env({}), accounts_table=target.accounts_table,
+                              api_keys_table=target.api_keys_table, ledger_table=target.ledger_table,
+                              voices_table=target.voices_table)
+    ddb = boto3.client("dynamodb")
+    return Accounts(ddb, cfg), Billing(ddb, cfg)
+
+
+def flush_authorizer_cache(target: Target) -> str:
+    """Revocation must not wait for the authorizer cache (up to 300 s) to expire."""
+    if target.control_url:
+        req = urllib.request.Request(target.control_url + "authorizer-cache", method="DELETE")
+        urllib.request.urlopen(req, timeout=5)
+        return "local authorizer cache flushed"
+    if target.rest_api_id and target.stage:
+        import boto3
+
+        boto3.client("apigateway").flush_stage_authorizers_cache(restApiId=target.rest_api_id,
+                                                                 stageName=target.stage)
+        return f"authorizer cache of stage {target.stage} flushed"
+    return "authorizer cache not flushed (no API known): revocation takes effect within 300 s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kyma.money import usd_to_micros
+
+    def usd(text: str) -> int:
+        try:
+            value = usd_to_micros(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+        if value <= 0:
+            raise argparse.ArgumentTypeError("amount must be positive")
+        return value
+
+    parser = argparse.ArgumentParser(prog="kyma-admin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack-name")
+    for name in ("accounts", "api-keys", "ledger", "voices"):
+        parser.add_argument(f"--{name}-table")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("create-account", help="new account with a balance; prints its API key once")
+    p.add_argument("--balance", type=usd, required=True, metavar="USD")
+    p.add_argument("--label", default="")
+    p = sub.add_parser("top-up", help="add funds (a ledger entry)")
+    p.add_argument("account")
+    p.add_argument("amount", type=usd, metavar="USD")
+    p.add_argument("--note", default="")
+    p = sub.add_parser("balance", help="current balance")
+    p.add_argument("account")
+    p = sub.add_parser("ledger", help="ledger entries and the balance audit")
+    p.add_argument("account")
+    p = sub.add_parser("issue-key", help="an additional API key for an account")
+    p.add_argument("account")
+    p = sub.add_parser("revoke-key", help="revoke one key, or every key of an account")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--key", help="the API key to revoke (read from stdin if '-')")
+    group.add_argument("--account", help="revoke all keys of this account")
+    args = parser.parse_args(argv)
+
+    target = resolve_target(args)
+    accounts, billing = services(target)
+    try:
+        return _run(args, target, accounts, billing)
+    except ApiError as exc:
+        print(f"kyma-admin: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, target: Target, accounts, billing) -> int:
+    from kyma.money import micros_to_header
+
+    if args.command == "create-account":
+        new = accounts.create(args.balance, label=args.label)
+        print(f"account_id={new.account_id}")
+        print(f"KYMA_API_KEY={new.api_key}")
+        print(f"balance_usd={micros_to_header(args.balance)}  ({target.describe}; the key is shown only now)",
+              file=sys.stderr)
+    elif args.command == "top-up":
+        balance = billing.top_up(args.account, args.amount, note=args.note)
+        print(f"{args.account}: +{micros_to_header(args.amount)} USD, balance {micros_to_header(balance)} USD")
+    elif args.command == "balance":
+        print(f"{args.account}: {micros_to_header(billing.balance(args.account))} USD")
+    elif args.command == "ledger":
+        print(f"{'time (UTC)':20} {'type':6} {'kind':12} {'status':9} {'amount USD':>12}  reference")
+        for e in billing.entries(args.account):
+            when = datetime.fromtimestamp(e.get("created_at", 0), timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            ref = e.get("voice_id") or e.get("note") or (f"{e['chars']} chars" if "chars" in e else "")
+            print(f"{when:20} {e.get('type', ''):6} {e.get('kind', '-'):12} {e.get('status', ''):9} "
+                  f"{micros_to_header(e['amount_micros']):>12}  {ref}")
+        audit = billing.audit(args.account)
+        verdict = "consistent" if audit["consistent"] else "INCONSISTENT"
+        print(f"balance {micros_to_header(audit['balance'])} = top-ups {micros_to_header(audit['topups'])}"
+              f" - charges {micros_to_header(audit['charged'])} - open holds {micros_to_header(audit['open'])}"
+              f": {verdict}")
+        return 0 if audit["consistent"] else 2
+    elif args.command == "issue-key":
+        print(f"KYMA_API_KEY={accounts.issue_key(args.account)}")
+    elif args.command == "revoke-key":
+        if args.key:
+            key = sys.stdin.readline().strip() if args.key == "-" else args.key
+            count = int(accounts.revoke_key(key))
+        else:
+            count = accounts.revoke_account_keys(args.account)
+        print(f"revoked {count} key(s); {flush_authorizer_cache(target)}")
+        return 0 if count else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
