@@ -25,6 +25,8 @@ import zlib
 
 SEGMENT_SECONDS = 0.25
 _FF_QP2LAMBDA = 118  # FFmpeg's scale for global_quality: -q:a 4 == 4 * 118
+# Speed over quality: the fixtures only need real, well-formed streams.
+_FAST_ENCODER_OPTIONS = {"libmp3lame": {"compression_level": "7"}, "aac": {"aac_coder": "fast"}}
 _AMPLITUDE = 12000
 
 
@@ -97,14 +99,16 @@ def pcm_s16(seconds: float, rate: int, channels: int = 1) -> bytes:
 
 
 def _convert_width(pcm16: bytes, sampwidth: int) -> bytes:
-    """16-bit PCM to the WAV sample width: 8-bit unsigned, 24 or 32-bit signed."""
+    """16-bit PCM to another WAV sample width: 8-bit unsigned, 24 or 32-bit signed."""
     if sampwidth == 2:
         return pcm16
+    high = pcm16[1::2]
     if sampwidth == 1:
-        return bytes(((pcm16[i + 1] + 128) & 0xFF) for i in range(0, len(pcm16), 2))
-    pad = bytes(sampwidth - 2)
-    view = memoryview(pcm16)
-    return b"".join(pad + view[i:i + 2] for i in range(0, len(pcm16), 2))
+        return high.translate(bytes((b + 128) & 0xFF for b in range(256)))
+    out = bytearray(len(high) * sampwidth)     # low bytes stay zero
+    out[sampwidth - 2::sampwidth] = pcm16[0::2]
+    out[sampwidth - 1::sampwidth] = high
+    return bytes(out)
 
 
 # --------------------------------------------------------------------------
@@ -188,108 +192,160 @@ def wav_adpcm(seconds: float = 12.0, rate: int = 8000) -> bytes:
 # MP3 and M4A through PyAV / lameenc
 # --------------------------------------------------------------------------
 
-def _encode(container_format: str, codec: str, seconds: float, rate: int, *,
+_LAYOUTS = {1: "mono", 2: "stereo"}
+
+
+def _encode(container_format: str, codec: str, seconds: float, rate: int, *, channels: int = 1,
             bit_rate: int | None = None, vbr_quality: int | None = None,
             options: dict[str, str] | None = None) -> bytes:
-    """Encode the mono test signal with PyAV.
+    """Encode the test signal with PyAV.
 
     The output goes to a real temporary file: the MP3 muxer seeks back to
     write its Xing/Info frame and ``+faststart`` reopens the file to move moov.
     """
     import av  # imported lazily: only tests that need encoded audio pay for it
 
-    pcm = pcm_s16(seconds, rate)
+    layout = _LAYOUTS[channels]
+    pcm = pcm_s16(seconds, rate, channels)
+    frame_bytes = 2 * channels
     with tempfile.TemporaryDirectory(prefix="kyma-audio-") as directory:
         path = os.path.join(directory, "clip." + container_format)
-        _encode_to(av, path, container_format, codec, pcm, rate, bit_rate, vbr_quality, options)
+        with av.open(path, "w", format=container_format, options=options or {}) as container:
+            stream = container.add_stream(codec, rate=rate, layout=layout)
+            context = stream.codec_context
+            context.options = _FAST_ENCODER_OPTIONS.get(codec, {})
+            if bit_rate is not None:
+                context.bit_rate = bit_rate
+            if vbr_quality is not None:
+                context.qscale = True
+                context.global_quality = vbr_quality * _FF_QP2LAMBDA
+            resampler = av.AudioResampler(format=context.format, layout=layout, rate=rate,
+                                          frame_size=context.frame_size or None)
+            step = rate * frame_bytes       # feed one second at a time
+            for start in range(0, len(pcm), step):
+                piece = pcm[start:start + step]
+                frame = av.AudioFrame(format="s16", layout=layout, samples=len(piece) // frame_bytes)
+                frame.planes[0].update(piece)
+                frame.sample_rate = rate
+                frame.pts = start // frame_bytes
+                for converted in resampler.resample(frame):
+                    container.mux(stream.encode(converted))
+            for converted in resampler.resample(None):
+                container.mux(stream.encode(converted))
+            container.mux(stream.encode(None))
         with open(path, "rb") as handle:
             return handle.read()
 
 
-def _encode_to(av, path, container_format, codec, pcm, rate, bit_rate, vbr_quality, options) -> None:
-    with av.open(path, "w", format=container_format, options=options or {}) as container:
-        stream = container.add_stream(codec, rate=rate, layout="mono")
-        context = stream.codec_context
-        if bit_rate is not None:
-            context.bit_rate = bit_rate
-        if vbr_quality is not None:
-            context.qscale = True
-            context.global_quality = vbr_quality * _FF_QP2LAMBDA
-        resampler = av.AudioResampler(format=context.format, layout="mono", rate=rate,
-                                      frame_size=context.frame_size or None)
-        chunk_samples = rate  # feed one second at a time
-        pts = 0
-        for start in range(0, len(pcm) // 2, chunk_samples):
-            piece = pcm[2 * start:2 * (start + chunk_samples)]
-            frame = av.AudioFrame(format="s16", layout="mono", samples=len(piece) // 2)
-            frame.planes[0].update(piece)
-            frame.sample_rate = rate
-            frame.pts = pts
-            pts += frame.samples
-            for converted in resampler.resample(frame):
-                container.mux(stream.encode(converted))
-        for converted in resampler.resample(None):
-            container.mux(stream.encode(converted))
-        container.mux(stream.encode(None))
-
-
-@functools.lru_cache(maxsize=16)
-def mp3_cbr(seconds: float, rate: int = 22050, kbps: int = 32) -> bytes:
-    """A constant-bitrate MP3 (libmp3lame) with the muxer's Info tag frame."""
-    return _encode("mp3", "libmp3lame", seconds, rate, bit_rate=kbps * 1000)
-
-
-@functools.lru_cache(maxsize=16)
-def mp3_vbr(seconds: float, rate: int = 22050, xing: bool = True) -> bytes:
-    """A variable-bitrate MP3.
-
-    ``xing=True``: PyAV/libmp3lame, whose muxer writes a Xing tag frame with
-    the frame count.  ``xing=False``: raw ``lameenc`` frames with no tag, the
-    case where tools that extrapolate from the first frame get it wrong.
-    """
-    if xing:
-        return _encode("mp3", "libmp3lame", seconds, rate, vbr_quality=4)
+def _lameenc(seconds: float, rate: int, channels: int, *, kbps: int | None = None) -> bytes:
+    """Raw LAME frames from ``lameenc``: no Xing/Info tag frame.  VBR unless ``kbps``."""
     import lameenc
 
     encoder = lameenc.Encoder()
-    encoder.set_channels(1)
+    encoder.set_channels(channels)
     encoder.set_in_sample_rate(rate)
     encoder.set_out_sample_rate(rate)
-    encoder.set_vbr(4)
-    encoder.set_vbr_quality(4)
+    if kbps is None:
+        encoder.set_vbr(4)
+        encoder.set_vbr_quality(4)
+    else:
+        encoder.set_bit_rate(kbps)
     encoder.set_quality(5)
-    data = bytes(encoder.encode(pcm_s16(seconds, rate)) + encoder.flush())
-    assert b"Xing" not in data[:200] and b"Info" not in data[:200] and b"VBRI" not in data[:200]
+    data = bytes(encoder.encode(pcm_s16(seconds, rate, channels)) + encoder.flush())
+    head = data[:200]
+    assert b"Xing" not in head and b"Info" not in head and b"VBRI" not in head, "lameenc wrote a tag frame"
     return data
 
 
 @functools.lru_cache(maxsize=16)
-def mp3_cbr_raw(seconds: float, rate: int = 22050, kbps: int = 32) -> bytes:
-    """A constant-bitrate MP3 from ``lameenc``: no tag frame at all."""
-    import lameenc
+def mp3_cbr(seconds: float, rate: int = 22050, kbps: int = 32, *, channels: int = 1) -> bytes:
+    """A constant-bitrate MP3 (libmp3lame) with the muxer's Info tag frame and ID3v2 tag."""
+    return _encode("mp3", "libmp3lame", seconds, rate, channels=channels, bit_rate=kbps * 1000)
 
-    encoder = lameenc.Encoder()
-    encoder.set_channels(1)
-    encoder.set_in_sample_rate(rate)
-    encoder.set_out_sample_rate(rate)
-    encoder.set_bit_rate(kbps)
-    encoder.set_quality(5)
-    return bytes(encoder.encode(pcm_s16(seconds, rate)) + encoder.flush())
+
+@functools.lru_cache(maxsize=16)
+def mp3_cbr_raw(seconds: float, rate: int = 22050, kbps: int = 32, *, channels: int = 1) -> bytes:
+    """A constant-bitrate MP3 from ``lameenc``: frames only, no tags at all."""
+    return _lameenc(seconds, rate, channels, kbps=kbps)
+
+
+@functools.lru_cache(maxsize=16)
+def mp3_vbr(seconds: float, rate: int = 22050, xing: bool = True, *, channels: int = 1) -> bytes:
+    """A variable-bitrate MP3.
+
+    ``xing=True``: PyAV/libmp3lame (``-q:a 4``); the muxer writes a Xing tag
+    frame with the frame count and the LAME delay/padding.  ``xing=False``: raw
+    ``lameenc`` frames with no tag, where tools that extrapolate from the first
+    frame's bitrate get the duration wrong.
+    """
+    if xing:
+        return _encode("mp3", "libmp3lame", seconds, rate, channels=channels, vbr_quality=4)
+    return _lameenc(seconds, rate, channels)
+
+
+@functools.lru_cache(maxsize=4)
+def mp2(seconds: float, rate: int = 22050) -> bytes:
+    """MPEG audio Layer II (FFmpeg's mp2 encoder)."""
+    return _encode("mp2", "mp2", seconds, rate, bit_rate=64000)
 
 
 @functools.lru_cache(maxsize=16)
 def m4a_aac(seconds: float, rate: int = 22050, faststart: bool = True) -> bytes:
     """AAC in an M4A ("ipod" muxer): moov first with ``faststart``, else after mdat."""
     options = {"movflags": "+faststart"} if faststart else {}
-    return _encode("ipod", "aac", seconds, rate, bit_rate=48000, options=options)
+    return _encode("ipod", "aac", seconds, rate, bit_rate=32000, options=options)
 
 
 @functools.lru_cache(maxsize=4)
 def mp4_fragmented(seconds: float, rate: int = 22050) -> bytes:
-    """Fragmented MP4 audio (empty moov + moof/mdat pairs), as browsers record."""
-    return _encode("mp4", "aac", seconds, rate, bit_rate=48000,
+    """Fragmented MP4 audio (empty moov, then moof/mdat pairs), as browsers record."""
+    return _encode("mp4", "aac", seconds, rate, bit_rate=32000,
                    options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
                             "frag_duration": "1000000"})
+
+
+@functools.lru_cache(maxsize=1)
+def mp4_video_only(frames: int = 12) -> bytes:
+    """A tiny MP4 (isom brand) with one MPEG-4 video track and no audio."""
+    import av
+
+    with tempfile.TemporaryDirectory(prefix="kyma-video-") as directory:
+        path = os.path.join(directory, "clip.mp4")
+        with av.open(path, "w", format="mp4") as container:
+            stream = container.add_stream("mpeg4", rate=12)
+            stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+            for index in range(frames):
+                frame = av.VideoFrame(16, 16, "yuv420p")
+                for plane in frame.planes:
+                    plane.update(bytes([(index * 20) % 256]) * plane.buffer_size)
+                frame.pts = index
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def decoded_seconds(data: bytes) -> float:
+    """The duration an FFmpeg decoder outputs for ``data``: the oracle for durations."""
+    import av
+
+    samples, rate = 0, 1
+    with av.open(io.BytesIO(data)) as container:
+        for frame in container.decode(audio=0):
+            samples, rate = samples + frame.samples, frame.sample_rate
+    return samples / rate
+
+
+def mp4_boxes(data: bytes) -> list[tuple[bytes, int, int]]:
+    """Top-level ISO-BMFF boxes as (type, start, end): to cut files at box edges."""
+    boxes, pos = [], 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        if size == 1:
+            (size,) = struct.unpack_from(">Q", data, pos + 8)
+        boxes.append((kind, pos, pos + size))
+        pos += size
+    return boxes
 
 
 def id3v2(payload_size: int = 64, *, declared_size: int | None = None) -> bytes:
