@@ -22,7 +22,8 @@ class StackProcess:
     def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.state_file = tmp / "kyma-local.json"
         self.env = {**os.environ, "KYMA_LOCAL_STATE": str(self.state_file), "PORT": "0",
-                    "PYTHONUNBUFFERED": "1", **(env or {})}
+                    "PYTHONUNBUFFERED": "1",
+                    "KYMA_LOCAL_THROTTLING": "off", **(env or {})}
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
             self.env.pop(name, None)
         self.lines: list[str] = []

@@ -54,6 +54,7 @@ class Request:
     request_id: str
     account_id: str | None
     deadline: float          # time.monotonic() instant by which work must stop
+    lambda_context: Any = None
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], context: Any, api_timeout: float) -> "Request":
@@ -77,6 +78,7 @@ class Request:
             request_id=ctx.get("requestId") or getattr(context, "aws_request_id", "") or "",
             account_id=(ctx.get("authorizer") or {}).get("account_id"),
             deadline=_deadline(ctx, context, api_timeout),
+            lambda_context=context,
         )
 
     def json(self) -> dict:

@@ -1,0 +1,186 @@
+"""Voice cloning: read and check the reference, then reserve → clone → settle.
+
+Order (each step only if the previous passed):
+1. read the request: model, name, the file (inline multipart or an upload),
+2. check the reference: size, format sniffed from the bytes, duration,
+3. reserve $2.10 (402 if short),
+4. MiniMax: upload + clone under a fresh kyma_<16 hex> id (502 → release),
+5. settle: ownership row + charge in one transaction (500 → release).
+Nothing is charged and nothing is sent upstream unless 1–2 passed; nothing
+is sent upstream unless 3 passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kyma import errors
+from kyma.audio import AudioInfo, inspect_audio
+from kyma.billing import CHARGED, Billing, Hold, HoldNotOpen
+from kyma.config import Config
+from kyma.multipart import parse_form
+from kyma.observability import MetricUnit, logger, metrics
+from kyma.providers import VoiceProvider
+from kyma.voices import new_voice_id, voice_put
+
+CLONE_MODEL = "minimax-voice-clone"
+MAX_NAME_CHARS = 64
+MAX_REFERENCE_BYTES = 10 * 1024 * 1024          # 10 MB, as API Gateway counts it
+MIN_SECONDS, MAX_SECONDS = 10.0, 300.0
+# The largest multipart body accepted inline.  API Gateway passes the body to
+# Lambda base64-encoded inside a 6 MB event (6,291,456 bytes): 4/3 growth plus
+# the event's other fields put the physical ceiling near 4.7 MB (measured in
+# tests/integration/test_voice_clone_limits.py).  4.5 MB leaves room for large
+# headers; anything bigger uses the upload flow.
+INLINE_MAX_BODY_BYTES = 4_500_000
+UPLOAD_FLOW_HINT = ("For reference clips up to 10 MB use the upload flow: POST /v1/audio/voice-clone/uploads, "
+                    "upload the file to the returned URL, then POST /v1/audio/voice-clone with upload_id.")
+
+
+@dataclass(frozen=True)
+class CloneInput:
+    model: str
+    name: str | None
+    audio: bytes
+    info: AudioInfo
+    upload_id: str | None = None
+
+    @property
+    def filename(self) -> str:
+        # Never the client's file name (it may lie); the format we sniffed.
+        return f"reference.{self.info.format}"
+
+
+@dataclass(frozen=True)
+class CloneResult:
+    voice_id: str
+    name: str | None
+    model: str
+    cost_micros: int
+    balance_micros: int
+
+
+# ── 1–2: reading and checking ────────────────────────────────────────────
+def check_model(model: Any) -> str:
+    if model is None:
+        return CLONE_MODEL
+    if model != CLONE_MODEL:
+        raise errors.ApiError(f"'{model}' is not a voice clone model; use {CLONE_MODEL}.",
+                              status=400, code="not_a_voice_clone_model")
+    return model
+
+
+def check_name(name: Any) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise errors.InvalidRequest("name must be a string.")
+    if len(name) > MAX_NAME_CHARS:
+        raise errors.InvalidRequest(f"name is {len(name)} characters long; the limit is {MAX_NAME_CHARS}.")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise errors.InvalidRequest("name must not contain control characters.")
+    return name
+
+
+def check_reference(audio: bytes) -> AudioInfo:
+    """Size, format (from the bytes), duration.  Raises the contract's errors."""
+    if not audio:
+        raise errors.InvalidRequest("The reference file is empty.")
+    if len(audio) > MAX_REFERENCE_BYTES:
+        raise errors.PayloadTooLarge(f"The reference file is {len(audio):,} bytes; the limit is 10 MB.")
+    info = inspect_audio(audio, stop_after_seconds=MAX_SECONDS + 1)
+    if info.duration_seconds < MIN_SECONDS:
+        raise errors.ReferenceTooShort(
+            f"The reference is {info.duration_seconds:.1f} s long; it must be at least {MIN_SECONDS:.0f} s.")
+    if info.duration_seconds > MAX_SECONDS:
+        raise errors.ReferenceTooLong(
+            f"The reference is longer than {MAX_SECONDS:.0f} s (5 minutes); trim it and retry.")
+    return info
+
+
+def read_inline(body: bytes, content_type: str) -> CloneInput:
+    """The multipart/form-data request of the seed contract: file, name, model."""
+    if len(body) > INLINE_MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge(f"The request is too large for an inline upload. {UPLOAD_FLOW_HINT}")
+    form = parse_form(body, content_type)
+    model = check_model(_single_text(form, "model"))
+    name = check_name(_single_text(form, "name"))
+    files = form.get("file", [])
+    if not files:
+        raise errors.InvalidRequest("Missing the 'file' part with the reference audio.")
+    if len(files) > 1:
+        raise errors.InvalidRequest("Send exactly one 'file' part.")
+    audio = bytes(files[0].data)  # the one copy: the body can be released after this
+    return CloneInput(model, name, audio, check_reference(audio))
+
+
+def _single_text(form: dict, field: str) -> str | None:
+    parts = form.get(field, [])
+    if len(parts) > 1:
+        raise errors.InvalidRequest(f"Send '{field}' at most once.")
+    return parts[0].text() if parts else None
+
+
+# ── 3–5: billing around the provider ─────────────────────────────────────
+def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
+          billing: Billing, provider: VoiceProvider, cfg: Config) -> CloneResult:
+    voice_id = new_voice_id()
+    price = cfg.voice_clone_price_micros
+    hold = billing.reserve(account_id, price, kind="voice_clone", request_id=request_id,
+                           reference={"voice_id": voice_id, "model": inp.model}, upload_id=inp.upload_id)
+    try:
+        provider.clone_voice(inp.audio, inp.filename, voice_id, deadline=deadline)
+    except Exception as exc:
+        _release(billing, hold, "provider_error" if isinstance(exc, errors.ProviderError) else "error")
+        if isinstance(exc, errors.ProviderError):
+            metrics.add_metric(name="ProviderErrors", unit=MetricUnit.Count, value=1)
+            logger.warning("voice clone provider failure", extra={
+                "voice_id": voice_id, "provider_code": exc.provider_code, "trace_id": exc.trace_id})
+        raise
+
+    put = voice_put(cfg, voice_id=voice_id, owner_id=account_id, name=inp.name, model=inp.model,
+                    provider=provider.name, request_id=request_id)
+    try:
+        billing.settle(hold, puts=[put])
+    except HoldNotOpen as exc:
+        # The reconciler released the hold (this request outlived its hold): no charge, no voice row.
+        raise errors.OwnershipWriteFailed(
+            "The voice was cloned but could not be recorded in time; no charge was applied. Safe to retry.") from exc
+    except Exception as exc:
+        if not _settled_after_all(billing, hold):
+            logger.exception("settle failed", extra={"voice_id": voice_id})
+            raise errors.OwnershipWriteFailed(
+                "The voice was cloned but its ownership could not be recorded; no charge was applied. "
+                "Safe to retry.") from exc
+
+    metrics.add_metric(name="VoiceClones", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ChargedMicroUSD", unit=MetricUnit.Count, value=price)
+    logger.info("voice cloned", extra={"voice_id": voice_id, "account_id": account_id,
+                                       "audio_format": inp.info.format,
+                                       "duration_s": round(inp.info.duration_seconds, 2)})
+    return CloneResult(voice_id, inp.name, inp.model, price, billing.balance(account_id))
+
+
+def _release(billing: Billing, hold: Hold, reason: str) -> bool | None:
+    """Release, never masking the error being handled.  None = could not release now
+    (the hold stays open and the reconciler releases it later)."""
+    try:
+        return billing.release(hold, reason=reason)
+    except Exception:
+        logger.exception("release failed; the reconciler will release the hold",
+                         extra={"entry_id": hold.entry_id, "reason": reason})
+        return None
+
+
+def _settled_after_all(billing: Billing, hold: Hold) -> bool:
+    """After a settle that raised: release, unless the settle had in fact been applied
+    (e.g. the response was lost).  True if the charge stands."""
+    released = _release(billing, hold, "settle_failed")
+    if released:
+        return False
+    try:
+        return billing.hold_status(hold) == CHARGED
+    except Exception:
+        logger.exception("could not read the hold's status", extra={"entry_id": hold.entry_id})
+        return False

@@ -1,0 +1,40 @@
+"""Cloned voices and who owns them (table Voices, key voice_id, GSI ByOwner).
+
+A voice row exists if and only if its clone was charged: it is written only
+inside the settle transaction (kyma.billing.Billing.settle).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+from kyma.config import Config
+from kyma.dynamo import to_item
+
+VOICE_ID_PREFIX = "kyma_"
+VOICE_ID_PATTERN = re.compile(r"^kyma_[0-9a-f]{16}$")
+
+
+def new_voice_id() -> str:
+    """kyma_ + 16 lowercase hex from a CSPRNG.  Also valid as a MiniMax voice_id
+    (starts with a letter, 8–256 chars, letters/digits/_, no trailing _ or -)."""
+    return VOICE_ID_PREFIX + secrets.token_hex(8)
+
+
+def is_cloned_voice_id(voice_id: str) -> bool:
+    """Ids with our prefix are cloned voices (gated per account); others are MiniMax system voices."""
+    return voice_id.startswith(VOICE_ID_PREFIX)
+
+
+def voice_put(cfg: Config, *, voice_id: str, owner_id: str, name: str | None, model: str,
+              provider: str, request_id: str) -> dict:
+    """The ownership row, as a transaction Put that fails if the id already exists."""
+    return {
+        "TableName": cfg.voices_table,
+        "Item": to_item({"voice_id": voice_id, "owner_id": owner_id, "name": name, "model": model,
+                         "provider": provider, "provider_voice_id": voice_id,
+                         "created_at": int(time.time()), "request_id": request_id}),
+        "ConditionExpression": "attribute_not_exists(voice_id)",
+    }
