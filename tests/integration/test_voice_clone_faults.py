@@ -1,0 +1,301 @@
+"""Voice-clone under failure: every step fails in turn, and the books still balance.
+
+After each fault: no charge without a voice row, no voice row without a charge,
+balance = top-ups − charges − open holds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+import audio_fixtures as fx
+from helpers import body_of, context, error_of
+from integration.conftest import MINIMAX_KEY, clone_event
+from integration.test_voice_clone import START, assert_books_balance, voices_of
+from kyma.billing import Billing
+
+MP3 = fx.mp3_cbr(12.0)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def configure(monkeypatch):
+    """Set function environment variables, then load handlers (config is read once per process)."""
+    from kyma.config import config
+
+    def apply(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, str(value))
+        config.cache_clear()
+
+    return apply
+
+
+@pytest.fixture
+def handler(minimax, load_handler):
+    return load_handler("VoiceCloneFunction")
+
+
+def invoke(handler, event):
+    return handler(event, context("VoiceCloneFunction"))
+
+
+# ── upstream failures: 502 provider_error, hold released ─────────────────
+@pytest.mark.parametrize("path, mode, kwargs, says", [
+    ("/v1/files/upload", "http_500", {}, "upload"),
+    ("/v1/files/upload", "base_resp", {"code": 1002, "msg": "rate limit"}, "upload"),
+    ("/v1/files/upload", "malformed_json", {}, "upload"),
+    ("/v1/files/upload", "connection_drop", {}, "upload"),
+    ("/v1/voice_clone", "base_resp", {"code": 2013, "msg": "invalid params"}, "clone"),
+    ("/v1/voice_clone", "base_resp", {"code": 2039, "msg": "duplicate voice id"}, "clone"),
+    ("/v1/voice_clone", "http_500", {"status": 503}, "clone"),
+    ("/v1/voice_clone", "malformed_json", {}, "clone"),
+])
+def test_upstream_failures_release_the_hold(handler, accounts, billing, ddb, cfg, minimax, path, mode, kwargs,
+                                            says):
+    acct = accounts.create(START).account_id
+    minimax.fail_next(path, mode, **kwargs)
+    error = error_of(invoke(handler, clone_event(acct, MP3)))
+    assert (error.status, error.code) == (502, "provider_error")
+    assert says in error.message.lower()
+    assert MINIMAX_KEY not in error.message
+    assert billing.balance(acct) == START
+    assert [e["status"] for e in billing.entries(acct) if e["type"] == "hold"] == ["released"]
+    assert voices_of(ddb, cfg, acct) == set()
+    assert_books_balance(billing, ddb, cfg, acct)
+
+
+def test_operator_problems_upstream_are_not_explained_to_the_customer(handler, accounts, minimax):
+    acct = accounts.create(START).account_id
+    minimax.fail_next("/v1/files/upload", "base_resp", code=1008, msg="insufficient balance")
+    error = error_of(invoke(handler, clone_event(acct, MP3)))
+    assert error.code == "provider_error" and "balance" not in error.message.lower()
+
+
+def test_a_slow_upstream_is_abandoned_before_the_gateway_timeout(configure, minimax, load_handler, accounts,
+                                                                 billing, ddb, cfg):
+    # Given a 6 s API budget (so the handler must stop ~2 s early) and a MiniMax that takes 8 s
+    configure(API_TIMEOUT_SECONDS=6)
+    handler = load_handler("VoiceCloneFunction")
+    acct = accounts.create(START).account_id
+    minimax.set_delay("/v1/voice_clone", 8)
+    started = time.monotonic()
+    error = error_of(invoke(handler, clone_event(acct, MP3)))
+    elapsed = time.monotonic() - started
+    # Then the client hears back before the gateway would give up, and nothing is charged
+    assert (error.status, error.code) == (502, "provider_error")
+    assert elapsed < 6
+    assert billing.balance(acct) == START
+    assert_books_balance(billing, ddb, cfg, acct)
+
+
+# ── settle failures: 500 ownership_write_failed, hold released ───────────
+def test_a_failed_settle_releases_and_says_safe_to_retry(handler, accounts, billing, ddb, cfg, minimax,
+                                                         monkeypatch):
+    acct = accounts.create(START).account_id
+
+    def broken_settle(self, hold, *, puts=None):
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}},
+                          "TransactWriteItems")
+
+    monkeypatch.setattr(Billing, "settle", broken_settle)
+    error = error_of(invoke(handler, clone_event(acct, MP3)))
+    assert (error.status, error.code) == (500, "ownership_write_failed")
+    assert "no charge" in error.message.lower() and "safe to retry" in error.message.lower()
+    assert len(minimax.calls_to("/v1/voice_clone")) == 1          # the clone had succeeded upstream
+    assert billing.balance(acct) == START
+    assert voices_of(ddb, cfg, acct) == set()
+    assert_books_balance(billing, ddb, cfg, acct)
+
+
+def test_a_settle_that_applied_but_lost_its_answer_is_a_success(handler, accounts, billing, ddb, cfg,
+                                                                monkeypatch):
+    acct = accounts.create(START).account_id
+    real_settle = Billing.settle
+
+    def settle_then_lose_the_response(self, hold, *, puts=None):
+        real_settle(self, hold, puts=puts)
+        raise ClientError({"Error": {"Code": "RequestTimeout", "Message": "injected"}}, "TransactWriteItems")
+
+    monkeypatch.setattr(Billing, "settle", settle_then_lose_the_response)
+    response = invoke(handler, clone_event(acct, MP3))
+    assert response["statusCode"] == 200                           # charged once, voice delivered
+    assert billing.balance(acct) == START - 2_100_000
+    assert voices_of(ddb, cfg, acct) == {body_of(response)["voice_id"]}
+    assert_books_balance(billing, ddb, cfg, acct)
+
+
+def test_release_failing_too_leaves_the_hold_for_the_reconciler(configure, minimax, load_handler, accounts,
+                                                                billing, ddb, cfg, monkeypatch):
+    configure(HOLD_TIMEOUT_SECONDS=0)
+    handler = load_handler("VoiceCloneFunction")
+    acct = accounts.create(START).account_id
+    minimax.fail_next("/v1/files/upload", "http_500")
+    real_release = Billing.release
+    monkeypatch.setattr(Billing, "release", lambda *a, **k: (_ for _ in ()).throw(
+        ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "x"}}, "TransactWriteItems")))
+    assert error_of(invoke(handler, clone_event(acct, MP3))).code == "provider_error"
+    assert billing.balance(acct) == START - 2_100_000                 # held, not yet given back
+    monkeypatch.setattr(Billing, "release", real_release)
+    reconciler = load_handler("ReconcilerFunction")
+    assert reconciler({}, context("ReconcilerFunction"))["released"] == 1
+    assert billing.balance(acct) == START
+    assert_books_balance(billing, ddb, cfg, acct)
+
+
+# ── the process dies after reserve: the reconciler releases, exactly once ──
+class ProcessDied(BaseException):
+    """Not an Exception: nothing in the handler catches it, as with a killed process."""
+
+
+def test_a_crash_after_reserve_is_released_by_the_reconciler_exactly_once(configure, minimax, load_handler,
+                                                                          accounts, billing, ddb, cfg,
+                                                                          monkeypatch):
+    configure(HOLD_TIMEOUT_SECONDS=0)
+    handler = load_handler("VoiceCloneFunction")
+    acct = accounts.create(START).account_id
+    from kyma.providers.minimax import MiniMaxClient
+
+    def die(self, *args, **kwargs):
+        raise ProcessDied()
+
+    monkeypatch.setattr(MiniMaxClient, "clone_voice", die)
+    with pytest.raises(ProcessDied):
+        invoke(handler, clone_event(acct, MP3))
+    # The money is held, nothing was released
+    assert billing.balance(acct) == START - 2_100_000
+    (hold,) = list(billing.expired_holds(time.time() + 1))
+
+    # When the scheduled reconciler runs, on its real event, twice
+    reconciler = load_handler("ReconcilerFunction")
+    event = json.loads((ROOT / "events" / "reconciler-scheduled.json").read_text())
+    first = reconciler(event, context("ReconcilerFunction"))
+    second = reconciler(event, context("ReconcilerFunction"))
+
+    # Then the hold is released once, and a late settle from the dead request cannot charge
+    assert (first["released"], second["released"]) == (1, 0)
+    assert billing.balance(acct) == START
+    from kyma.billing import HoldNotOpen
+    with pytest.raises(HoldNotOpen):
+        billing.settle(hold)
+    assert_books_balance(billing, ddb, cfg, acct)
+
+
+def test_a_request_outliving_its_hold_gets_no_voice_and_no_charge(configure, minimax, load_handler, accounts,
+                                                                  billing, ddb, cfg, monkeypatch):
+    # The reconciler releases the hold while the clone is still running upstream.
+    configure(HOLD_TIMEOUT_SECONDS=0)
+    handler = load_handler("VoiceCloneFunction")
+    acct = accounts.create(START).account_id
+    from kyma.providers.minimax import MiniMaxClient
+
+    real_clone = MiniMaxClient.clone_voice
+
+    def clone_while_reconciler_runs(self, *args, **kwargs):
+        real_clone(self, *args, **kwargs)
+        assert billing.release(next(billing.expired_holds(time.time() + 1)), reason="expired")
+
+    monkeypatch.setattr(MiniMaxClient, "clone_voice", clone_while_reconciler_runs)
+    error = error_of(invoke(handler, clone_event(acct, MP3)))
+    assert (error.status, error.code) == (500, "ownership_write_failed")
+    assert billing.balance(acct) == START and voices_of(ddb, cfg, acct) == set()
+    assert_books_balance(billing, ddb, cfg, acct)
+
+
+# ── idempotency ──────────────────────────────────────────────────────────
+KEY = {"Idempotency-Key": "clone-7f3a"}
+
+
+def test_same_key_ten_times_sequentially_is_one_charge_one_voice(handler, accounts, billing, ddb, cfg, minimax):
+    acct = accounts.create(START).account_id
+    responses = [invoke(handler, clone_event(acct, MP3, name="n", headers=KEY)) for _ in range(10)]
+    assert {r["statusCode"] for r in responses} == {200}
+    assert len({r["body"] for r in responses}) == 1                 # identical bodies
+    assert "Idempotent-Replayed" not in responses[0]["headers"]
+    assert all(r["headers"]["Idempotent-Replayed"] == "true" for r in responses[1:])
+    assert billing.balance(acct) == START - 2_100_000
+    assert len(voices_of(ddb, cfg, acct)) == 1 and len(minimax.calls_to("/v1/voice_clone")) == 1
+    assert_books_balance(billing, ddb, cfg, acct)
+
+
+def test_same_key_ten_times_concurrently_is_one_charge_one_voice(minimax, aws, accounts, billing, ddb, cfg):
+    from kyma_local.runtime import FunctionPool
+
+    acct = accounts.create(START).account_id
+    pool = FunctionPool(aws.functions["VoiceCloneFunction"], max_environments=10)
+    with ThreadPoolExecutor(10) as executor:
+        responses = list(executor.map(
+            lambda _: pool.invoke(clone_event(acct, MP3, name="n", headers=KEY)).payload, range(10)))
+    assert {r["statusCode"] for r in responses} == {200}, [body_of(r) for r in responses]
+    assert len({r["body"] for r in responses}) == 1
+    assert billing.balance(acct) == START - 2_100_000
+    assert len(voices_of(ddb, cfg, acct)) == 1 and len(minimax.calls_to("/v1/voice_clone")) == 1
+    assert_books_balance(billing, ddb, cfg, acct)
+
+
+def test_a_retry_with_a_new_multipart_boundary_is_the_same_request(handler, accounts, billing):
+    acct = accounts.create(START).account_id
+    first = invoke(handler, clone_event(acct, MP3, name="n", headers=KEY))
+    retry = invoke(handler, clone_event(acct, MP3, name="n", headers=KEY))   # MultipartEncoder: new boundary
+    assert retry["body"] == first["body"] and retry["headers"]["Idempotent-Replayed"] == "true"
+    assert billing.balance(acct) == START - 2_100_000
+
+
+@pytest.mark.parametrize("change", [{"name": "other"}, {"audio": fx.mp3_cbr(13.0)}])
+def test_a_different_request_under_the_same_key_is_409(handler, accounts, billing, minimax, change):
+    acct = accounts.create(START).account_id
+    assert invoke(handler, clone_event(acct, MP3, name="n", headers=KEY))["statusCode"] == 200
+    kwargs = {"audio": MP3, "name": "n", **change}
+    error = error_of(invoke(handler, clone_event(acct, headers=KEY, **kwargs)))
+    assert (error.status, error.code) == (409, "idempotency_conflict")
+    assert billing.balance(acct) == START - 2_100_000 and len(minimax.calls_to("/v1/voice_clone")) == 1
+
+
+def test_keys_are_scoped_per_account(handler, accounts, billing):
+    a = accounts.create(START).account_id
+    b = accounts.create(START).account_id
+    first = body_of(invoke(handler, clone_event(a, MP3, headers=KEY)))
+    second = body_of(invoke(handler, clone_event(b, MP3, headers=KEY)))
+    assert first["voice_id"] != second["voice_id"]
+    assert billing.balance(a) == billing.balance(b) == START - 2_100_000
+
+
+def test_a_second_request_while_the_first_runs_is_409_in_progress(configure, minimax, aws, accounts, billing):
+    from kyma_local.runtime import FunctionPool
+
+    configure(IDEMPOTENCY_WAIT_SECONDS=0.3)
+    minimax.set_delay("/v1/voice_clone", 2.5)
+    acct = accounts.create(START).account_id
+    pool = FunctionPool(aws.functions["VoiceCloneFunction"], max_environments=2)
+    with ThreadPoolExecutor(2) as executor:
+        first = executor.submit(lambda: pool.invoke(clone_event(acct, MP3, headers=KEY)).payload)
+        time.sleep(0.8)
+        second = executor.submit(lambda: pool.invoke(clone_event(acct, MP3, headers=KEY)).payload)
+        first, second = first.result(), second.result()
+    assert first["statusCode"] == 200
+    error = error_of(second)
+    assert (error.status, error.code) == (409, "idempotency_in_progress") and "retry" in error.message
+    assert billing.balance(acct) == START - 2_100_000
+
+
+def test_a_failed_first_attempt_is_not_replayed(handler, accounts, billing, minimax):
+    acct = accounts.create(2_000_000).account_id
+    assert error_of(invoke(handler, clone_event(acct, MP3, headers=KEY))).code == "insufficient_credits"
+    billing.top_up(acct, 1_000_000)
+    response = invoke(handler, clone_event(acct, MP3, headers=KEY))       # same key, now affordable
+    assert response["statusCode"] == 200 and "Idempotent-Replayed" not in response["headers"]
+    assert billing.balance(acct) == 900_000
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "naïve", "tab\there"])
+def test_malformed_idempotency_keys_are_400(handler, accounts, billing, key):
+    acct = accounts.create(START).account_id
+    error = error_of(invoke(handler, clone_event(acct, MP3, headers={"Idempotency-Key": key})))
+    assert (error.status, error.code) == (400, "invalid_request")
+    assert billing.balance(acct) == START
