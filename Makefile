@@ -8,7 +8,7 @@ SAM    := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 # sam build needs the Lambda runtime's Python (3.13) on PATH; pyenv users get it this way.
 SAM_PYENV := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.13' | head -1)
 
-.PHONY: run test test-fast lint build deploy deploy-prod invoke bench bench-quick admin clean lock
+.PHONY: run test lint build deploy deploy-prod invoke sample bench clean lock
 
 $(VENV)/.installed: pyproject.toml layers/shared/requirements.txt requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: $(VENV)/.installed
 ## test: the whole suite, offline
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+## sample: write reference.mp3 (15 s) to try voice cloning against the local stack
+sample: $(VENV)/.installed
+	$(PY) -m kyma_local.sample reference.mp3
 
 ## invoke: one handler on one event, e.g. make invoke FUNCTION=AccountFunction EVENT=events/account-balance.json
 invoke: $(VENV)/.installed
