@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from kyma_local.runtime import FunctionPool
-from kyma_local.template import ApiEvent, Template
+from kyma_local.template import Template
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024          # API Gateway REST payload limit
 MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024     # Lambda synchronous invocation (event or response)

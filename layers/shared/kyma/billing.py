@@ -24,11 +24,12 @@ sparse `OpenHolds` index (sort key `expires_at`) the reconciler scans.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -36,6 +37,9 @@ from kyma import errors
 from kyma.config import Config
 from kyma.dynamo import (cancellation_reasons, error_code, from_item, retry_on_conflict,
                          to_item, values)
+
+T = TypeVar("T")
+log = logging.getLogger("kyma.billing")
 
 OPEN = "open"
 CHARGED = "charged"
@@ -174,6 +178,52 @@ class Billing:
                 f"Balance {micros_to_header(account.get('balance_micros', 0))} USD is below the "
                 f"{micros_to_header(amount)} USD this request costs.")
         raise exc  # a reason we do not expect: let the edge answer 500 (nothing was debited)
+
+    # ── the whole protocol around one paid piece of work ───────────────────
+    def complete(self, hold: Hold, work: Callable[[], T], *, settle_failed: Callable[[], errors.ApiError],
+                 puts: Callable[[T], list[dict]] = lambda result: []) -> T:
+        """Run `work` for an open hold; settle on success, release on any failure.
+
+        - `work` raises → the hold is released (exactly once) and the error propagates;
+        - the settle fails → the hold is released and `settle_failed()` is raised,
+          unless the settle had in fact been applied (its answer was lost), which is a success;
+        - the reconciler released the hold first (the request outlived it) → `settle_failed()`.
+        A release that itself fails leaves the hold open for the reconciler.
+        """
+        try:
+            result = work()
+        except Exception as exc:
+            self.release_safely(hold, "provider_error" if isinstance(exc, errors.ProviderError) else "error")
+            raise
+        try:
+            self.settle(hold, puts=puts(result))
+        except HoldNotOpen as exc:
+            raise settle_failed() from exc
+        except Exception as exc:
+            log.exception("settle failed", extra={"entry_id": hold.entry_id})
+            if not self._applied_after_all(hold):
+                raise settle_failed() from exc
+        return result
+
+    def release_safely(self, hold: Hold, reason: str) -> bool | None:
+        """Release without masking the error being handled.  None: could not release
+        now (the hold stays open; the reconciler releases it later)."""
+        try:
+            return self.release(hold, reason=reason)
+        except Exception:
+            log.exception("release failed; the reconciler will release the hold",
+                          extra={"entry_id": hold.entry_id, "reason": reason})
+            return None
+
+    def _applied_after_all(self, hold: Hold) -> bool:
+        """After a settle that raised: release it, unless the settle had been applied."""
+        if self.release_safely(hold, "settle_failed"):
+            return False
+        try:
+            return self.hold_status(hold) == CHARGED
+        except Exception:
+            log.exception("could not read the hold's status", extra={"entry_id": hold.entry_id})
+            return False
 
     # ── settle ───────────────────────────────────────────────────────────
     def settle(self, hold: Hold, *, puts: list[dict] | None = None) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from kyma import errors
 from kyma.audio import AudioInfo, inspect_audio
-from kyma.billing import CHARGED, Billing, Hold, HoldNotOpen
+from kyma.billing import Billing
 from kyma.config import Config
 from kyma.multipart import parse_form
 from kyma.observability import MetricUnit, logger, metrics
@@ -130,29 +130,18 @@ def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
     hold = billing.reserve(account_id, price, kind="voice_clone", request_id=request_id,
                            reference={"voice_id": voice_id, "model": inp.model}, upload_id=inp.upload_id)
     try:
-        provider.clone_voice(inp.audio, inp.filename, voice_id, deadline=deadline)
-    except Exception as exc:
-        _release(billing, hold, "provider_error" if isinstance(exc, errors.ProviderError) else "error")
-        if isinstance(exc, errors.ProviderError):
-            metrics.add_metric(name="ProviderErrors", unit=MetricUnit.Count, value=1)
-            logger.warning("voice clone provider failure", extra={
-                "voice_id": voice_id, "provider_code": exc.provider_code, "trace_id": exc.trace_id})
-        raise
-
-    put = voice_put(cfg, voice_id=voice_id, owner_id=account_id, name=inp.name, model=inp.model,
-                    provider=provider.name, request_id=request_id)
-    try:
-        billing.settle(hold, puts=[put])
-    except HoldNotOpen as exc:
-        # The reconciler released the hold (this request outlived its hold): no charge, no voice row.
-        raise errors.OwnershipWriteFailed(
-            "The voice was cloned but could not be recorded in time; no charge was applied. Safe to retry.") from exc
-    except Exception as exc:
-        if not _settled_after_all(billing, hold):
-            logger.exception("settle failed", extra={"voice_id": voice_id})
-            raise errors.OwnershipWriteFailed(
+        billing.complete(
+            hold, lambda: provider.clone_voice(inp.audio, inp.filename, voice_id, deadline=deadline),
+            puts=lambda _: [voice_put(cfg, voice_id=voice_id, owner_id=account_id, name=inp.name,
+                                      model=inp.model, provider=provider.name, request_id=request_id)],
+            settle_failed=lambda: errors.OwnershipWriteFailed(
                 "The voice was cloned but its ownership could not be recorded; no charge was applied. "
-                "Safe to retry.") from exc
+                "Safe to retry."))
+    except errors.ProviderError as exc:
+        metrics.add_metric(name="ProviderErrors", unit=MetricUnit.Count, value=1)
+        logger.warning("voice clone provider failure", extra={
+            "voice_id": voice_id, "provider_code": exc.provider_code, "trace_id": exc.trace_id})
+        raise
 
     metrics.add_metric(name="VoiceClones", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ChargedMicroUSD", unit=MetricUnit.Count, value=price)
@@ -160,27 +149,3 @@ def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
                                        "audio_format": inp.info.format,
                                        "duration_s": round(inp.info.duration_seconds, 2)})
     return CloneResult(voice_id, inp.name, inp.model, price, billing.balance(account_id))
-
-
-def _release(billing: Billing, hold: Hold, reason: str) -> bool | None:
-    """Release, never masking the error being handled.  None = could not release now
-    (the hold stays open and the reconciler releases it later)."""
-    try:
-        return billing.release(hold, reason=reason)
-    except Exception:
-        logger.exception("release failed; the reconciler will release the hold",
-                         extra={"entry_id": hold.entry_id, "reason": reason})
-        return None
-
-
-def _settled_after_all(billing: Billing, hold: Hold) -> bool:
-    """After a settle that raised: release, unless the settle had in fact been applied
-    (e.g. the response was lost).  True if the charge stands."""
-    released = _release(billing, hold, "settle_failed")
-    if released:
-        return False
-    try:
-        return billing.hold_status(hold) == CHARGED
-    except Exception:
-        logger.exception("could not read the hold's status", extra={"entry_id": hold.entry_id})
-        return False
