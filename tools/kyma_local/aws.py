@@ -122,8 +122,10 @@ def create_bucket(s3: Any, name: str, props: dict) -> None:
         s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
             k: _bool(v) for k, v in props["PublicAccessBlockConfiguration"].items()})
     if "BucketEncryption" in props:
-        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
-            "Rules": props["BucketEncryption"]["ServerSideEncryptionConfiguration"]})
+        rules = [{("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v
+                  for k, v in rule.items()}
+                 for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]]
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
     if "CorsConfiguration" in props:
         rules = [{("MaxAgeSeconds" if k == "MaxAge" else k): v for k, v in rule.items() if k != "Id"}
                  for rule in props["CorsConfiguration"]["CorsRules"]]

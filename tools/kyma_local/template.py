@@ -83,7 +83,7 @@ class Template:
     # ── names ──
     def physical_name(self, logical_id: str) -> str:
         """The local stand-in for a resource's generated name."""
-        return f"{self.name_prefix}-{logical_id}"
+        return f"{self.name_prefix}-{logical_id}".lower()  # valid as an S3 bucket name too
 
     @property
     def resources(self) -> dict[str, dict]:

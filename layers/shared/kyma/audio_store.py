@@ -1,0 +1,40 @@
+"""Rendered audio in S3 (bucket AudioBucket, prefix speech/, 1-day lifecycle).
+
+Used when audio must outlive the response: too large for a Lambda response
+(delivered by a short-lived presigned URL), or kept for Idempotency-Key
+replays (the idempotency record holds only the key, never audio).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+URL_TTL_SECONDS = 900
+
+
+def speech_key(account_id: str, request_id: str, audio_format: str) -> str:
+    return f"speech/{account_id}/{request_id}.{audio_format}"
+
+
+class AudioStore:
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def put(self, key: str, audio: bytes, content_type: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=audio, ContentType=content_type)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def url(self, key: str) -> str:
+        """A presigned GET, valid URL_TTL_SECONDS; signing is local (no network call)."""
+        return self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                              ExpiresIn=URL_TTL_SECONDS)

@@ -1,0 +1,354 @@
+"""POST /v1/audio/speech: the contract on the real handler, moto and the fake MiniMax."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+
+import audio_fixtures as fx
+from helpers import api_event, body_of, context, error_of
+from integration.conftest import clone_event
+
+START = 50_000_000
+TEXT = "Hello from the Kyma voice API"      # 29 code points
+SYSTEM_VOICE = "English_expressive_narrator"
+
+
+@pytest.fixture
+def handler(minimax, load_handler):
+    return load_handler("SpeechFunction")
+
+
+def speech_event(account_id: str, body, headers: dict | None = None) -> dict:
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return api_event("POST", "/v1/audio/speech", body=raw, account_id=account_id,
+                     headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def speak(handler, account_id, body, headers=None):
+    return handler(speech_event(account_id, body, headers), context("SpeechFunction"))
+
+
+def upstream(minimax) -> dict:
+    (call,) = minimax.calls_to("/v1/t2a_v2")
+    return call.json
+
+
+def assert_free(billing, minimax, acct, start=START):
+    assert billing.balance(acct) == start
+    assert all(e["status"] != "charged" for e in billing.entries(acct) if e["type"] == "hold")
+    assert billing.audit(acct)["consistent"]
+
+
+# ── success ──────────────────────────────────────────────────────────────
+def test_a_system_voice_speaks_and_is_billed_per_character(handler, accounts, billing, minimax):
+    acct = accounts.create(START).account_id
+    response = speak(handler, acct, {"input": TEXT, "voice_id": SYSTEM_VOICE})
+    assert response["statusCode"] == 200, body_of(response)
+    assert response["isBase64Encoded"] is True
+    assert body_of(response) == minimax.last_audio                    # byte-identical
+    headers = response["headers"]
+    assert headers["Content-Type"] == "audio/mpeg"
+    assert headers["X-Kyma-Model"] == "minimax-speech-2.8-hd"         # the alias resolved to the SKU
+    assert headers["X-Kyma-Chars-Billed"] == "29"
+    assert headers["X-Kyma-Cost-USD"] == "0.0029"                      # 29 × $0.10 / 1000
+    assert headers["X-Kyma-Balance-USD"] == "49.9971"
+    assert headers["X-Request-Id"]
+    sent = upstream(minimax)
+    assert sent["model"] == "speech-2.8-hd" and sent["text"] == TEXT and sent["stream"] is False
+    assert sent["voice_setting"]["voice_id"] == SYSTEM_VOICE and sent["output_format"] == "hex"
+    assert sent["audio_setting"] == {"sample_rate": 32000, "bitrate": 128000, "format": "mp3", "channel": 1}
+    assert billing.balance(acct) == START - 2_900 and billing.audit(acct)["consistent"]
+
+
+def test_characters_are_code_points_and_cost_rounds_up(handler, accounts, billing):
+    acct = accounts.create(START).account_id
+    text = "héllo 👋🏽 wörld"                                        # 14 code points, 23 bytes in UTF-8
+    response = speak(handler, acct, {"input": text, "voice": SYSTEM_VOICE, "model": "minimax-speech-turbo"})
+    assert response["headers"]["X-Kyma-Chars-Billed"] == str(len(text)) == "14"
+    assert response["headers"]["X-Kyma-Cost-USD"] == "0.00084"        # 14 × 60 µ$ = 840 µ$
+    one = speak(handler, acct, {"input": "a", "voice": SYSTEM_VOICE, "model": "minimax-speech-02-turbo"})
+    assert one["headers"]["X-Kyma-Cost-USD"] == "0.00006"
+
+
+@pytest.mark.parametrize("model, sku, upstream_model", [
+    (None, "minimax-speech-2.8-hd", "speech-2.8-hd"),
+    ("minimax-speech-hd", "minimax-speech-2.8-hd", "speech-2.8-hd"),
+    ("minimax-speech-turbo", "minimax-speech-2.8-turbo", "speech-2.8-turbo"),
+    ("minimax-speech-2.8-hd", "minimax-speech-2.8-hd", "speech-2.8-hd"),
+    ("minimax-speech-2.8-turbo", "minimax-speech-2.8-turbo", "speech-2.8-turbo"),
+    ("minimax-speech-2.6-hd", "minimax-speech-2.6-hd", "speech-2.6-hd"),
+    ("minimax-speech-2.6-turbo", "minimax-speech-2.6-turbo", "speech-2.6-turbo"),
+    ("minimax-speech-02-hd", "minimax-speech-02-hd", "speech-02-hd"),
+    ("minimax-speech-02-turbo", "minimax-speech-02-turbo", "speech-02-turbo"),
+])
+def test_every_sku_and_alias(handler, accounts, minimax, model, sku, upstream_model):
+    acct = accounts.create(START).account_id
+    body = {"input": TEXT, "voice_id": SYSTEM_VOICE, **({"model": model} if model else {})}
+    response = speak(handler, acct, body)
+    assert response["headers"]["X-Kyma-Model"] == sku
+    assert upstream(minimax)["model"] == upstream_model
+    per_char = 100 if sku.endswith("hd") else 60
+    assert response["headers"]["X-Kyma-Cost-USD"] == f"0.00{29 * per_char:04d}".rstrip("0").ljust(4, "0")
+
+
+@pytest.mark.parametrize("body", [
+    {"text": TEXT, "voice_id": SYSTEM_VOICE},                 # text for input
+    {"input": TEXT, "voice": SYSTEM_VOICE},                   # voice for voice_id (OpenAI SDK)
+    {"input": TEXT, "voice": {"id": SYSTEM_VOICE}},           # the SDK's custom-voice object
+    {"input": TEXT, "voice": SYSTEM_VOICE, "instructions": "cheerful", "stream_format": "audio", "x": [1]},
+])
+def test_field_aliases_and_unknown_fields(handler, accounts, minimax, body):
+    acct = accounts.create(START).account_id
+    assert speak(handler, acct, body)["statusCode"] == 200
+    sent = upstream(minimax)
+    assert sent["text"] == TEXT and sent["voice_setting"]["voice_id"] == SYSTEM_VOICE
+
+
+@pytest.mark.parametrize("fmt, content_type, setting", [
+    ("mp3", "audio/mpeg", {"format": "mp3", "sample_rate": 32000, "bitrate": 128000}),
+    ("wav", "audio/wav", {"format": "wav", "sample_rate": 32000}),
+    ("flac", "audio/flac", {"format": "flac", "sample_rate": 32000}),
+    ("pcm", "audio/pcm", {"format": "pcm", "sample_rate": 32000}),
+    ("mp3_44100_128", "audio/mpeg", {"format": "mp3", "sample_rate": 44100, "bitrate": 128000}),
+    ("mp3_22050_32", "audio/mpeg", {"format": "mp3", "sample_rate": 22050, "bitrate": 32000}),
+    ("mp3_16000", "audio/mpeg", {"format": "mp3", "sample_rate": 16000, "bitrate": 128000}),
+    ("pcm_24000", "audio/pcm", {"format": "pcm", "sample_rate": 24000}),
+    ("wav_8000", "audio/wav", {"format": "wav", "sample_rate": 8000}),
+])
+def test_response_formats_map_to_minimax_audio_settings(handler, accounts, minimax, fmt, content_type, setting):
+    acct = accounts.create(START).account_id
+    response = speak(handler, acct, {"input": TEXT, "voice_id": SYSTEM_VOICE, "response_format": fmt})
+    assert response["headers"]["Content-Type"] == content_type
+    assert body_of(response) == minimax.last_audio
+    sent = upstream(minimax)["audio_setting"]
+    assert {k: sent[k] for k in setting} == setting
+    assert ("bitrate" in sent) == (setting["format"] == "mp3")
+
+
+def test_speed_settings_and_language_boost_reach_minimax(handler, accounts, minimax):
+    acct = accounts.create(START).account_id
+    speak(handler, acct, {"input": TEXT, "voice_id": SYSTEM_VOICE, "speed": 1.5, "language_boost": "English",
+                          "voice_settings": {"vol": 2.5, "pitch": -3, "emotion": "happy"}})
+    sent = upstream(minimax)
+    assert sent["voice_setting"] == {"voice_id": SYSTEM_VOICE, "speed": 1.5, "vol": 2.5, "pitch": -3,
+                                     "emotion": "happy"}
+    assert sent["language_boost"] == "English"
+
+
+def test_wav_bytes_are_byte_identical_and_playable(handler, accounts, minimax):
+    acct = accounts.create(START).account_id
+    audio = body_of(speak(handler, acct, {"input": TEXT * 3, "voice": SYSTEM_VOICE, "response_format": "wav"}))
+    assert audio == minimax.last_audio
+    import io
+    import wave
+    with wave.open(io.BytesIO(audio)) as w:
+        assert w.getframerate() == 32000 and w.getnframes() > 0
+
+
+# ── the contract's error table: no charge, nothing upstream ──────────────
+@pytest.mark.parametrize("body, status, code", [
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "model": "tts-1"}, 400, "not_a_tts_model"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "model": "minimax-voice-clone"}, 400, "not_a_tts_model"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "model": 7}, 400, "not_a_tts_model"),
+    ({"input": TEXT}, 400, "voice_required"),
+    ({"input": TEXT, "voice": ""}, 400, "voice_required"),
+    ({"input": "x" * 5001, "voice": SYSTEM_VOICE}, 400, "input_too_long"),
+    ({"input": "👋" * 5001, "voice": SYSTEM_VOICE}, 400, "input_too_long"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "opus"}, 400, "unsupported_format"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "aac"}, 400, "unsupported_format"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "mp3_12345"}, 400, "unsupported_format"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "wav_44100_128"}, 400, "unsupported_format"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "response_format": 3}, 400, "unsupported_format"),
+    ({"voice": SYSTEM_VOICE}, 400, "invalid_request"),
+    ({"input": "", "voice": SYSTEM_VOICE}, 400, "invalid_request"),
+    ({"input": 42, "voice": SYSTEM_VOICE}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "speed": 2.5}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "speed": 0.49}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "speed": "fast"}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "speed": True}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "voice_settings": {"vol": 0}}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "voice_settings": {"pitch": 13}}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "voice_settings": {"pitch": 1.5}}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "voice_settings": {"emotion": "smug"}}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "voice_settings": "loud"}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": "bad\nvoice"}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": ["a"]}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "language_boost": ""}, 400, "invalid_request"),
+    ("{not json", 400, "invalid_request"),
+    ("[1, 2]", 400, "invalid_request"),
+    (b"\xff\xfe\x00garbage", 400, "invalid_request"),
+    ("", 400, "invalid_request"),
+    ({"input": TEXT, "voice": "kyma_0000000000000000"}, 404, "voice_not_found"),
+    ({"input": TEXT, "voice": "kyma_not-a-real-id"}, 404, "voice_not_found"),
+])
+def test_refused_requests_are_free_and_never_sent_upstream(handler, accounts, billing, minimax, body, status,
+                                                           code):
+    acct = accounts.create(START).account_id
+    response = speak(handler, acct, body)
+    error = error_of(response)
+    assert (error.status, error.code) == (status, code), error.message
+    assert response["headers"]["X-Request-Id"]
+    assert minimax.calls == []
+    assert_free(billing, minimax, acct)
+
+
+def test_exactly_5000_characters_are_accepted(handler, accounts):
+    acct = accounts.create(START).account_id
+    response = speak(handler, acct, {"input": "👋" * 5000, "voice": SYSTEM_VOICE,
+                                     "response_format": "mp3_16000_32"})   # ~1.2 MB: inline
+    assert response["statusCode"] == 200 and response["headers"]["X-Kyma-Chars-Billed"] == "5000"
+
+
+def test_insufficient_credits_is_402_and_nothing_goes_upstream(handler, accounts, billing, minimax):
+    acct = accounts.create(2_899).account_id           # one micro-dollar short of 29 chars on hd
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
+    assert (error.status, error.code) == (402, "insufficient_credits")
+    assert minimax.calls == [] and billing.balance(acct) == 2_899
+
+
+# ── ownership ────────────────────────────────────────────────────────────
+def test_cloned_voices_are_gated_per_account(minimax, load_handler, accounts, billing):
+    clone = load_handler("VoiceCloneFunction")
+    handler = load_handler("SpeechFunction")
+    a = accounts.create(START).account_id
+    b = accounts.create(START).account_id
+    # Given account A cloned a voice
+    voice = body_of(clone(clone_event(a, fx.mp3_cbr(12.0)), context()))["voice_id"]
+    a_after_clone = billing.balance(a)
+    # When B uses it: 403, no charge, nothing upstream
+    error = error_of(speak(handler, b, {"input": TEXT, "voice_id": voice}))
+    assert (error.status, error.code) == (403, "voice_not_owned")
+    assert billing.balance(b) == START and minimax.calls_to("/v1/t2a_v2") == []
+    # When A uses it: 200 and charged
+    response = speak(handler, a, {"input": TEXT, "voice_id": voice})
+    assert response["statusCode"] == 200 and body_of(response) == minimax.last_audio
+    assert billing.balance(a) == a_after_clone - 2_900
+    assert upstream(minimax)["voice_setting"]["voice_id"] == voice
+    # A kyma_ id never created: 404 for anyone; a system voice: 200 for both
+    for acct in (a, b):
+        assert error_of(speak(handler, acct, {"input": TEXT, "voice_id": "kyma_ffffffffffffffff"})).status == 404
+        assert speak(handler, acct, {"input": TEXT, "voice_id": SYSTEM_VOICE})["statusCode"] == 200
+    assert billing.audit(a)["consistent"] and billing.audit(b)["consistent"]
+
+
+# ── upstream failures: 502, no charge, hold released ─────────────────────
+@pytest.mark.parametrize("mode, kwargs", [
+    ("http_500", {}), ("http_500", {"status": 429}), ("base_resp", {"code": 1002, "msg": "rate limit"}),
+    ("base_resp", {"code": 1026, "msg": "sensitive"}), ("malformed_json", {}), ("malformed_hex", {}),
+    ("missing_field", {}), ("connection_drop", {}),
+])
+def test_upstream_failures_are_502_and_free(handler, accounts, billing, minimax, mode, kwargs):
+    acct = accounts.create(START).account_id
+    minimax.fail_next("/v1/t2a_v2", mode, **kwargs)
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
+    assert (error.status, error.code) == (502, "provider_error")
+    assert [e["status"] for e in billing.entries(acct) if e["type"] == "hold"] == ["released"]
+    assert_free(billing, minimax, acct)
+
+
+def test_an_upstream_timeout_is_502_before_the_gateway_gives_up(minimax, load_handler, accounts, billing,
+                                                                 monkeypatch):
+    import time
+
+    from kyma.config import config
+    monkeypatch.setenv("API_TIMEOUT_SECONDS", "6")
+    config.cache_clear()
+    handler = load_handler("SpeechFunction")
+    acct = accounts.create(START).account_id
+    minimax.set_delay("/v1/t2a_v2", 8)
+    started = time.monotonic()
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
+    assert (error.status, error.code) == (502, "provider_error") and time.monotonic() - started < 6
+    assert_free(billing, minimax, acct)
+
+
+# ── large audio: S3 + 303 to a presigned URL, billed once ────────────────
+def s3_key_of(url: str, bucket: str) -> str:
+    """The object key of a presigned URL, virtual-hosted or path-style."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(url)
+    path = unquote(parsed.path).lstrip("/")
+    return path if parsed.hostname.startswith(bucket + ".") else path.split("/", 1)[1]
+
+
+def test_audio_too_large_for_a_lambda_response_is_delivered_by_redirect(handler, accounts, billing, minimax, cfg):
+    acct = accounts.create(START).account_id
+    minimax.audio_size(6_000_000)
+    response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "wav"})
+    assert response["statusCode"] == 303
+    location = response["headers"]["Location"]
+    assert "X-Amz-Signature=" in location and "X-Amz-Expires=900" in location
+    assert response["headers"]["X-Kyma-Cost-USD"] == "0.0029"           # billing headers on the 303 too
+    key = s3_key_of(location, cfg.audio_bucket)
+    stored = boto3.client("s3").get_object(Bucket=cfg.audio_bucket, Key=key)
+    assert stored["Body"].read() == minimax.last_audio and stored["ContentType"] == "audio/wav"
+    assert key.startswith(f"speech/{acct}/")
+    assert len(json.dumps(response)) < 6 * 1024 * 1024
+    assert billing.balance(acct) == START - 2_900                         # billed once
+
+
+def test_audio_just_under_the_inline_limit_comes_inline(handler, accounts, minimax):
+    acct = accounts.create(START).account_id
+    minimax.audio_size(4_400_000)
+    response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "pcm"})
+    assert response["statusCode"] == 200 and body_of(response) == minimax.last_audio
+    assert len(json.dumps(response)) < 6 * 1024 * 1024                    # fits a Lambda response
+
+
+def test_if_large_audio_cannot_be_stored_nothing_is_charged(handler, accounts, billing, minimax, monkeypatch):
+    from kyma.audio_store import AudioStore
+
+    acct = accounts.create(START).account_id
+    minimax.audio_size(6_000_000)
+    monkeypatch.setattr(AudioStore, "put", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("S3 down")))
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
+    assert error.status == 500
+    assert_free(billing, minimax, acct)
+
+
+# ── idempotency: one charge per key, never audio in DynamoDB ─────────────
+def test_idempotent_speech_replays_the_same_bytes_and_charges_once(handler, accounts, billing, minimax, ddb, cfg):
+    acct = accounts.create(START).account_id
+    headers = {"Idempotency-Key": "speech-1"}
+    first = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)
+    again = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)
+    assert body_of(first) == body_of(again) == minimax.last_audio
+    assert again["headers"]["Idempotent-Replayed"] == "true"
+    assert again["headers"]["X-Kyma-Balance-USD"] == first["headers"]["X-Kyma-Balance-USD"]
+    assert len(minimax.calls_to("/v1/t2a_v2")) == 1 and billing.balance(acct) == START - 2_900
+    # The idempotency record holds a reference, not the audio.
+    (record,) = ddb.scan(TableName=cfg.idempotency_table)["Items"]
+    assert len(json.dumps(record)) < 2_000 and "audio_key" in record["data"]["S"]
+    conflict = error_of(speak(handler, acct, {"input": TEXT + "!", "voice": SYSTEM_VOICE}, headers))
+    assert (conflict.status, conflict.code) == (409, "idempotency_conflict")
+
+
+def test_idempotent_large_audio_replays_as_a_fresh_redirect(handler, accounts, billing, minimax):
+    acct = accounts.create(START).account_id
+    minimax.audio_size(6_000_000)
+    headers = {"Idempotency-Key": "speech-big"}
+    first = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)
+    again = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)
+    assert first["statusCode"] == again["statusCode"] == 303
+    assert billing.balance(acct) == START - 2_900 and len(minimax.calls_to("/v1/t2a_v2")) == 1
+
+
+# ── concurrency: never below zero ────────────────────────────────────────
+def test_parallel_speech_never_overdraws(minimax, aws, accounts, billing):
+    from kyma_local.runtime import FunctionPool
+
+    # Given money for exactly 5 requests of 29 characters on hd (5 × 2,900 µ$) plus change
+    acct = accounts.create(5 * 2_900 + 2_899).account_id
+    pool = FunctionPool(aws.functions["SpeechFunction"], max_environments=20)
+    with ThreadPoolExecutor(20) as executor:
+        responses = list(executor.map(lambda _: pool.invoke(
+            speech_event(acct, {"input": TEXT, "voice": SYSTEM_VOICE})).payload, range(20)))
+    assert sorted(r["statusCode"] for r in responses) == [200] * 5 + [402] * 15
+    assert billing.balance(acct) == 2_899 and len(minimax.calls_to("/v1/t2a_v2")) == 5
+    audit = billing.audit(acct)
+    assert audit["consistent"] and audit["charged"] == 5 * 2_900 and audit["open"] == 0
