@@ -154,7 +154,11 @@ def local_environment(template: Template, aws: EmbeddedAws) -> dict[str, str]:
     """The variables every local function sees: the template's, plus the embedded AWS."""
     env = template.environment()
     env.update(aws.environment())
-    # No MiniMax key locally unless the developer provides one: the sandbox answers.
-    env["MINIMAX_API_KEY_PARAMETER"] = os.environ.get("KYMA_MINIMAX_API_KEY_PARAMETER", "")
+    # No MiniMax key locally unless the developer provides one (MINIMAX_API_KEY, which the
+    # stack stores in the embedded SSM): the sandbox answers.  MINIMAX_BASE_URL overrides
+    # the template's default (e.g. the mainland-China endpoint, or a test double).
+    env["MINIMAX_API_KEY_PARAMETER"] = ""
+    if os.environ.get("MINIMAX_BASE_URL"):
+        env["MINIMAX_BASE_URL"] = os.environ["MINIMAX_BASE_URL"]
     env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     return env
