@@ -83,16 +83,21 @@ class Request:
 
     def json(self) -> dict:
         """The body as a JSON object, or 400 invalid_request."""
-        try:
-            value = json.loads(self.body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidRequest("The request body is not valid JSON.") from exc
-        if not isinstance(value, dict):
-            raise InvalidRequest("The request body must be a JSON object.")
-        return value
+        return json_object(self.body)
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
+
+
+def json_object(body: bytes) -> dict:
+    """Parse a JSON object body, or raise 400 invalid_request."""
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest("The request body is not valid JSON.") from exc
+    if not isinstance(value, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return value
 
 
 def _deadline(request_context: Mapping[str, Any], context: Any, api_timeout: float) -> float:

@@ -19,7 +19,8 @@ from kyma import errors
 from kyma.audio import AudioInfo, inspect_audio
 from kyma.billing import Billing
 from kyma.config import Config
-from kyma.multipart import parse_form
+from kyma.http import json_object
+from kyma.multipart import parse_content_type, parse_form
 from kyma.observability import MetricUnit, logger, metrics
 from kyma.providers import VoiceProvider
 from kyma.voices import new_voice_id, voice_put
@@ -50,6 +51,15 @@ class CloneInput:
     def filename(self) -> str:
         # Never the client's file name (it may lie); the format we sniffed.
         return f"reference.{self.info.format}"
+
+
+@dataclass(frozen=True)
+class UploadRef:
+    """A clone request whose audio was uploaded to S3 beforehand (the two-step flow)."""
+
+    model: str
+    name: str | None
+    upload_id: str
 
 
 @dataclass(frozen=True)
@@ -99,20 +109,43 @@ def check_reference(audio: bytes) -> AudioInfo:
     return info
 
 
-def read_inline(body: bytes, content_type: str) -> CloneInput:
-    """The multipart/form-data request of the seed contract: file, name, model."""
+def read_request(body: bytes, content_type: str) -> CloneInput | UploadRef:
+    """The seed contract's multipart form (file, name, model), or the upload flow's
+    reference to an uploaded file: `upload_id` as a form field or in a JSON body."""
+    if parse_content_type(content_type or "")[0] == "application/json":
+        data = json_object(body)
+        if "upload_id" not in data:
+            raise errors.InvalidRequest("Send the reference as multipart/form-data 'file', or give an upload_id.")
+        return UploadRef(check_model(data.get("model")), check_name(data.get("name")),
+                         _upload_id(data["upload_id"]))
     if len(body) > INLINE_MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(f"The request is too large for an inline upload. {UPLOAD_FLOW_HINT}")
     form = parse_form(body, content_type)
     model = check_model(_single_text(form, "model"))
     name = check_name(_single_text(form, "name"))
     files = form.get("file", [])
+    upload_id = _single_text(form, "upload_id")
+    if files and upload_id is not None:
+        raise errors.InvalidRequest("Send either a 'file' part or an upload_id, not both.")
+    if upload_id is not None:
+        return UploadRef(model, name, _upload_id(upload_id))
     if not files:
         raise errors.InvalidRequest("Missing the 'file' part with the reference audio.")
     if len(files) > 1:
         raise errors.InvalidRequest("Send exactly one 'file' part.")
     audio = bytes(files[0].data)  # the one copy: the body can be released after this
     return CloneInput(model, name, audio, check_reference(audio))
+
+
+def from_upload(ref: UploadRef, audio: bytes) -> CloneInput:
+    """The same checks as an inline upload, on the bytes fetched from S3."""
+    return CloneInput(ref.model, ref.name, audio, check_reference(audio), upload_id=ref.upload_id)
+
+
+def _upload_id(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise errors.InvalidRequest("upload_id must be a non-empty string.")
+    return value
 
 
 def _single_text(form: dict, field: str) -> str | None:

@@ -1,0 +1,101 @@
+"""Reference clips up to 10 MB, uploaded straight to S3.
+
+An inline upload cannot exceed ~4.5 MB: API Gateway hands Lambda the body
+base64-encoded inside a 6 MB event.  So a client asks for an upload
+(POST /v1/audio/voice-clone/uploads), POSTs the file to S3 with the returned
+presigned form, then clones with `upload_id`.
+
+- The presigned POST's policy limits the size to 1 byte – 10 MB and pins the key
+  under the caller's own prefix.  The server never trusts the policy alone:
+  it re-checks the object's size before reading it (413 over 10 MB), and then
+  runs the same format and duration checks as an inline upload.  The embedded
+  S3 of the local stack (moto) ignores POST policy conditions entirely, so
+  these server-side checks are also what holds there.
+- An upload belongs to the account that created it; another account's
+  upload_id is simply not found.  It is single-use: the reserve transaction
+  claims it (pending → claimed), the settle marks it used, a release gives it
+  back (claimed → pending) so a failed clone can be retried.
+- Successful clones delete the object; the bucket's lifecycle rule removes
+  leftovers within a day, and the row's TTL (`purge_at`) removes the row.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from kyma import errors
+from kyma.config import Config
+from kyma.dynamo import from_item, to_item
+
+MAX_BYTES = 10 * 1024 * 1024
+POST_TTL_SECONDS = 900              # the presigned form: 15 minutes to upload
+USE_WINDOW_SECONDS = 3600           # the upload_id: 1 hour to clone with it
+PURGE_AFTER_SECONDS = 86_400        # DynamoDB TTL on the row
+
+
+def _not_found(upload_id: str) -> errors.ApiError:
+    return errors.ApiError(f"Upload {upload_id} was not found.", status=404, code="upload_not_found")
+
+
+class Uploads:
+    def __init__(self, ddb: Any, s3: Any, cfg: Config) -> None:
+        self.ddb, self.s3, self.cfg = ddb, s3, cfg
+
+    def create(self, account_id: str, *, filename: str | None = None, content_type: str | None = None) -> dict:
+        """A presigned S3 POST for one reference clip.  The answer of POST .../uploads (201)."""
+        now = int(time.time())
+        upload_id = "up_" + secrets.token_hex(12)
+        key = f"uploads/{account_id}/{upload_id}"
+        fields: dict[str, str] = {}
+        conditions: list[Any] = [["content-length-range", 1, MAX_BYTES], {"key": key}]
+        if content_type:
+            fields["Content-Type"] = content_type
+            conditions.append({"Content-Type": content_type})
+        post = self.s3.generate_presigned_post(self.cfg.uploads_bucket, key, Fields=fields,
+                                               Conditions=conditions, ExpiresIn=POST_TTL_SECONDS)
+        self.ddb.put_item(TableName=self.cfg.uploads_table, Item=to_item({
+            "upload_id": upload_id, "account_id": account_id, "s3_key": key, "status": "pending",
+            "filename": filename, "created_at": now, "expires_at": now + USE_WINDOW_SECONDS,
+            "purge_at": now + PURGE_AFTER_SECONDS,
+        }), ConditionExpression="attribute_not_exists(upload_id)")
+        return {"upload_id": upload_id, "url": post["url"], "fields": post["fields"],
+                "expires_at": now + POST_TTL_SECONDS, "max_bytes": MAX_BYTES}
+
+    def fetch(self, account_id: str, upload_id: str) -> bytes:
+        """The uploaded bytes, after checking who owns the upload, its state and its size."""
+        if not isinstance(upload_id, str) or not upload_id.startswith("up_") or len(upload_id) > 64:
+            raise _not_found(str(upload_id)[:64])
+        row = from_item(self.ddb.get_item(TableName=self.cfg.uploads_table,
+                                          Key=to_item({"upload_id": upload_id}), ConsistentRead=True).get("Item"))
+        if row is None or row["account_id"] != account_id:
+            raise _not_found(upload_id)
+        if row["status"] == "used":
+            raise errors.ApiError(f"Upload {upload_id} has already been used to clone a voice; "
+                                  "create a new upload.", status=410, code="upload_used")
+        if row["expires_at"] < time.time():
+            raise errors.ApiError(f"Upload {upload_id} expired; create a new upload.", status=410,
+                                  code="upload_expired")
+        try:
+            head = self.s3.head_object(Bucket=self.cfg.uploads_bucket, Key=row["s3_key"])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                raise errors.ApiError(f"No file has been uploaded for {upload_id} yet.", status=404,
+                                      code="upload_not_found") from exc
+            raise
+        size = head["ContentLength"]
+        if size > MAX_BYTES:   # the policy should have stopped it; never trust it alone
+            raise errors.PayloadTooLarge(f"The uploaded file is {size:,} bytes; the limit is 10 MB.")
+        if size == 0:
+            raise errors.InvalidRequest("The uploaded file is empty.")
+        return self.s3.get_object(Bucket=self.cfg.uploads_bucket, Key=row["s3_key"])["Body"].read()
+
+    def discard(self, account_id: str, upload_id: str) -> None:
+        """Delete a used upload's object (best effort: the lifecycle rule is the backstop)."""
+        try:
+            self.s3.delete_object(Bucket=self.cfg.uploads_bucket, Key=f"uploads/{account_id}/{upload_id}")
+        except ClientError:
+            pass
