@@ -1,5 +1,9 @@
 """GET /v1/credits/balance: the caller's prepaid balance."""
 
+from kyma import init_phase
+
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+
 from kyma.aws import dynamodb
 from kyma.billing import Billing
 from kyma.config import config
@@ -15,3 +19,5 @@ def balance(request: Request) -> Response:
 
 
 lambda_handler = instrument(api_handler({("GET", "/v1/credits/balance"): balance}), with_metrics=False)
+
+init_phase.end()

@@ -5,6 +5,10 @@ API Gateway routes here through `ANY /{proxy+}`, `ANY /` and an `ANY` method on
 each real resource (a specific method always wins over ANY).  No AWS access.
 """
 
+from kyma import init_phase
+
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+
 import json
 
 from kyma.routes import ROUTES
@@ -23,3 +27,5 @@ def lambda_handler(event: dict, context) -> dict:
     return {"statusCode": status, "isBase64Encoded": False,
             "headers": {"Content-Type": "application/json", "X-Request-Id": request_id, **headers},
             "body": json.dumps({"error": {"code": code, "message": message}})}
+
+init_phase.end()

@@ -4,6 +4,10 @@ Safe against the handler waking up and settling at the same moment: release
 and settle both require the hold to be open, so exactly one of them applies.
 """
 
+from kyma import init_phase
+
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+
 from kyma.aws import dynamodb
 from kyma.billing import Billing
 from kyma.config import config
@@ -32,3 +36,5 @@ def reconcile() -> dict:
 @instrument
 def lambda_handler(event: dict, context) -> dict:
     return reconcile()
+
+init_phase.end()

@@ -6,6 +6,10 @@ and answered with `303 See Other` to a short-lived presigned URL, which
 `curl -L` and the OpenAI SDK follow without extra code.
 """
 
+from kyma import init_phase
+
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+
 from kyma import idempotency, speech
 from kyma.audio_store import URL_TTL_SECONDS, AudioStore, speech_key
 from kyma.aws import dynamodb, s3
@@ -22,7 +26,8 @@ INLINE_AUDIO_MAX_BYTES = 4_400_000
 
 cfg = config()
 billing = Billing(dynamodb(), cfg)
-store = AudioStore(s3(), cfg.audio_bucket)
+provider()  # INIT: build the MiniMax client now (its imports), not on the first request
+store = AudioStore(s3, cfg.audio_bucket)
 
 
 def speak(request: Request) -> Response:
@@ -85,3 +90,5 @@ def _billing_headers(result: speech.SpeechResult) -> dict:
 
 
 lambda_handler = instrument(api_handler({("POST", "/v1/audio/speech"): speak}))
+
+init_phase.end()

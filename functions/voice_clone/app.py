@@ -1,6 +1,10 @@
 """POST /v1/audio/voice-clone: a reference clip in, a voice_id out, $2.10 charged once.
 POST /v1/audio/voice-clone/uploads: a presigned S3 upload for clips up to 10 MB."""
 
+from kyma import init_phase
+
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+
 from kyma import errors, idempotency, voice_clone
 from kyma.aws import dynamodb, s3
 from kyma.billing import Billing
@@ -13,7 +17,8 @@ from kyma.uploads import Uploads
 
 cfg = config()
 billing = Billing(dynamodb(), cfg)
-uploads = Uploads(dynamodb(), s3(), cfg)
+provider()  # INIT: build the MiniMax client now (its imports), not on the first request
+uploads = Uploads(dynamodb(), s3, cfg)
 
 
 def create_voice(request: Request) -> Response:
@@ -78,3 +83,5 @@ lambda_handler = instrument(api_handler({
     ("POST", "/v1/audio/voice-clone"): create_voice,
     ("POST", "/v1/audio/voice-clone/uploads"): create_upload,
 }))
+
+init_phase.end()

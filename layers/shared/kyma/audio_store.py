@@ -7,7 +7,7 @@ replays (the idempotency record holds only the key, never audio).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
@@ -19,9 +19,15 @@ def speech_key(account_id: str, request_id: str, audio_format: str) -> str:
 
 
 class AudioStore:
-    def __init__(self, s3: Any, bucket: str) -> None:
-        self.s3 = s3
+    def __init__(self, s3: Callable[[], Any], bucket: str) -> None:
+        """`s3` returns the client: it is created on first use, since most requests
+        (small audio, no Idempotency-Key) never touch S3 (cold start, bench/results.md)."""
+        self._s3 = s3
         self.bucket = bucket
+
+    @property
+    def s3(self) -> Any:
+        return self._s3()
 
     def put(self, key: str, audio: bytes, content_type: str) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=audio, ContentType=content_type)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
+
 from kyma import errors
 from kyma.billing import Billing
 from kyma.config import Config
@@ -109,8 +111,6 @@ class SpeechResult:
 
 def parse(body: dict) -> SpeechInput:
     """The JSON body → SpeechInput, or the contract's 400 for the first problem found."""
-    from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
-
     text = body["input"] if "input" in body else body.get("text")
     voice = body["voice_id"] if "voice_id" in body else body.get("voice")
     if isinstance(voice, dict):          # the OpenAI SDK's custom-voice form: {"id": "..."}

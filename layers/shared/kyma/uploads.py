@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
@@ -42,8 +42,13 @@ def _not_found(upload_id: str) -> errors.ApiError:
 
 
 class Uploads:
-    def __init__(self, ddb: Any, s3: Any, cfg: Config) -> None:
-        self.ddb, self.s3, self.cfg = ddb, s3, cfg
+    def __init__(self, ddb: Any, s3: Callable[[], Any], cfg: Config) -> None:
+        """`s3` returns the client, created on first use: inline clones never need it."""
+        self.ddb, self._s3, self.cfg = ddb, s3, cfg
+
+    @property
+    def s3(self) -> Any:
+        return self._s3()
 
     def create(self, account_id: str, *, filename: str | None = None, content_type: str | None = None) -> dict:
         """A presigned S3 POST for one reference clip.  The answer of POST .../uploads (201)."""
