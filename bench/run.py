@@ -21,7 +21,6 @@ with fewer repetitions and exits non-zero when a budget is broken.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import hashlib
 import json

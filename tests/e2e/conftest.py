@@ -63,6 +63,15 @@ class StackProcess:
         out = self.admin("create-account", "--balance", usd).stdout
         return (re.search(r"account_id=(\S+)", out).group(1), re.search(r"KYMA_API_KEY=(\S+)", out).group(1))
 
+    def balance(self, key: str) -> float:
+        """GET /v1/credits/balance for an API key, as a client sees it."""
+        import requests
+
+        response = requests.get(f"{self.api_url}/v1/credits/balance",
+                                headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()["balance_usd"]
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

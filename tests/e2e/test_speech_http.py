@@ -5,13 +5,12 @@ talking to the fake MiniMax."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import openai
 import pytest
 import requests
 
-from e2e.conftest import ROOT, StackProcess
+from e2e.conftest import StackProcess
 from fakes.minimax_server import FakeMiniMax
 from kyma.audio import inspect_audio
 
@@ -36,11 +35,6 @@ def sdk(stack, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=key, max_retries=0)
 
 
-def balance(stack, key: str) -> float:
-    return requests.get(f"{stack.api_url}/v1/credits/balance", headers={"Authorization": f"Bearer {key}"}).json()[
-        "balance_usd"]
-
-
 def test_the_openai_sdk_speaks_with_a_cloned_and_a_system_voice(stack):
     account, key = stack.new_account("10")
     voice = clone_voice(stack, key)
@@ -54,7 +48,7 @@ def test_the_openai_sdk_speaks_with_a_cloned_and_a_system_voice(stack):
         assert result.response.headers["x-kyma-model"] == "minimax-speech-2.8-hd"
         assert result.response.headers["x-kyma-provider"] == "sandbox"
     # $10 − $2.10 clone − 24 and 26 chars at $0.10/1k
-    assert balance(stack, key) == pytest.approx(10 - 2.1 - 0.0024 - 0.0026, abs=1e-9)
+    assert stack.balance(key) == pytest.approx(10 - 2.1 - 0.0024 - 0.0026, abs=1e-9)
     assert "consistent" in stack.admin("ledger", account).stdout
 
 
@@ -65,7 +59,7 @@ def test_the_sdk_sees_another_accounts_voice_as_403_voice_not_owned(stack):
     with pytest.raises(openai.PermissionDeniedError) as info:
         sdk(stack, other_key).audio.speech.create(model="minimax-speech-hd", voice=voice, input="Not mine.")
     assert info.value.status_code == 403 and info.value.body["code"] == "voice_not_owned"
-    assert balance(stack, other_key) == 5.0
+    assert stack.balance(other_key) == 5.0
     with pytest.raises(openai.NotFoundError):
         sdk(stack, other_key).audio.speech.create(model="minimax-speech-hd", voice="kyma_0123456789abcdef",
                                                   input="Nobody's.")
@@ -114,7 +108,7 @@ def test_large_audio_follows_the_redirect_with_curl_and_the_sdk(stack, curl, tmp
     sdk_audio = sdk(stack, key).audio.speech.create(model="minimax-speech-turbo", voice=SYSTEM_VOICE, input=text,
                                                     response_format="wav").content
     assert sdk_audio == audio                                          # the sandbox is deterministic
-    assert balance(stack, key) == pytest.approx(5 - 2 * len(text) * 0.00006, abs=1e-9)
+    assert stack.balance(key) == pytest.approx(5 - 2 * len(text) * 0.00006, abs=1e-9)
 
 
 # ── the real MiniMax client behind the local stack, talking to the fake ──

@@ -56,4 +56,4 @@ def test_bad_uploads_over_http_are_4xx_envelopes_and_free(stack):
         response = requests.post(url, headers=headers, **kwargs, timeout=30)
         assert response.status_code == status, (kwargs, response.text)
         assert set(response.json()["error"]) == {"code", "message"}
-    assert requests.get(f"{stack.api_url}/v1/credits/balance", headers=auth).json() == {"balance_usd": 10.0}
+    assert stack.balance(key) == 10.0
