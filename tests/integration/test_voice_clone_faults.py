@@ -299,3 +299,39 @@ def test_malformed_idempotency_keys_are_400(handler, accounts, billing, key):
     error = error_of(invoke(handler, clone_event(acct, MP3, headers={"Idempotency-Key": key})))
     assert (error.status, error.code) == (400, "invalid_request")
     assert billing.balance(acct) == START
+
+
+def test_a_retried_settle_finding_its_own_charge_is_a_success(handler, accounts, billing, ddb, cfg, monkeypatch):
+    # botocore retried a settle whose first attempt had applied: the retry fails its
+    # `status = open` condition and sees the hold already charged.
+    from kyma.billing import HoldNotOpen
+
+    acct = accounts.create(START).account_id
+    real_settle = Billing.settle
+
+    def settle_then_retry(self, hold, *, puts=None):
+        real_settle(self, hold, puts=puts)
+        raise HoldNotOpen("charged")
+
+    monkeypatch.setattr(Billing, "settle", settle_then_retry)
+    response = invoke(handler, clone_event(acct, MP3))
+    assert response["statusCode"] == 200
+    assert voices_of(ddb, cfg, acct) == {body_of(response)["voice_id"]}
+    assert billing.balance(acct) == START - 2_100_000
+    assert_books_balance(billing, ddb, cfg, acct)
+
+
+def test_an_unsaved_idempotency_record_still_delivers_the_paid_result(handler, accounts, billing, ddb, cfg,
+                                                                      monkeypatch):
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    acct = accounts.create(START).account_id
+
+    def broken_update(self, data_record):
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "UpdateItem")
+
+    monkeypatch.setattr(DynamoDBPersistenceLayer, "_update_record", broken_update)
+    response = invoke(handler, clone_event(acct, MP3, headers=KEY))
+    assert response["statusCode"] == 200                    # charged once, and the client learns its voice_id
+    assert voices_of(ddb, cfg, acct) == {body_of(response)["voice_id"]}
+    assert assert_books_balance(billing, ddb, cfg, acct)["charged"] == 2_100_000

@@ -45,7 +45,6 @@ OPEN = "open"
 CHARGED = "charged"
 RELEASED = "released"
 OPEN_HOLDS_INDEX = "OpenHolds"
-_TOKEN_NAMESPACE = uuid.UUID("6f1d7f0e-3c2a-4a53-9a55-0d4c8f3e2b11")
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,6 @@ def new_entry_id(now: float | None = None) -> str:
     return f"{int((now or time.time()) * 1000):013d}-{secrets.token_hex(6)}"
 
 
-def _token(hold: Hold, step: str) -> str:
-    """ClientRequestToken: a retried settle/release of the same hold is applied once."""
-    return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{hold.account_id}/{hold.entry_id}/{step}"))
 
 
 class Billing:
@@ -198,7 +194,9 @@ class Billing:
         try:
             self.settle(hold, puts=puts(result))
         except HoldNotOpen as exc:
-            raise settle_failed() from exc
+            if exc.status != CHARGED:      # released by the reconciler: no charge, no row
+                raise settle_failed() from exc
+            # Charged already: our own settle applied and a retry of it found the hold closed.
         except Exception as exc:
             log.exception("settle failed", extra={"entry_id": hold.entry_id})
             if not self._applied_after_all(hold):
@@ -285,9 +283,12 @@ class Billing:
         }}
 
     def _transact(self, items: list[dict], hold: Hold, step: str) -> None:
+        # One ClientRequestToken per call: if botocore retries a transaction whose answer was
+        # lost, DynamoDB applies it once.  (Not one per hold: the reconciler's release of the
+        # same hold carries other parameters and would be refused as a token mismatch.)
+        token = str(uuid.uuid4())
         try:
-            retry_on_conflict(lambda: self.ddb.transact_write_items(
-                TransactItems=items, ClientRequestToken=_token(hold, step)))
+            retry_on_conflict(lambda: self.ddb.transact_write_items(TransactItems=items, ClientRequestToken=token))
         except ClientError as exc:
             reasons = cancellation_reasons(exc)
             hold_index = 0 if step == "settle" else 1

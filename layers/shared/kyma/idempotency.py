@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from kyma.config import Config
 from kyma.errors import IdempotencyConflict, IdempotencyInProgress, InvalidRequest
+from kyma.observability import logger
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -72,7 +73,7 @@ class Idempotency:
         """Run `work` at most once per (scope, account, key).  Returns (result, replayed)."""
         from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
         from aws_lambda_powertools.utilities.idempotency.exceptions import (
-            IdempotencyAlreadyInProgressError, IdempotencyValidationError)
+            IdempotencyAlreadyInProgressError, IdempotencyPersistenceLayerError, IdempotencyValidationError)
 
         config = IdempotencyConfig(
             event_key_jmespath="[account_id, key]",
@@ -82,13 +83,15 @@ class Idempotency:
             lambda_context=lambda_context,
         )
         ran = False
+        done: list[dict] = []
 
         @idempotent_function(data_keyword_argument="request", persistence_store=self.store,
                              config=config, key_prefix=f"kyma-{scope}")
         def execute(request: dict) -> dict:
             nonlocal ran
             ran = True
-            return work()
+            done.append(work())
+            return done[0]
 
         data = {"account_id": account_id, "key": key, "fingerprint": request_fingerprint}
         wait_until = min(deadline, time.monotonic() + self.cfg.idempotency_wait_seconds)
@@ -96,6 +99,15 @@ class Idempotency:
             try:
                 result = execute(request=data)
                 return result, not ran
+            except IdempotencyPersistenceLayerError:
+                if not done:
+                    raise
+                # The work succeeded (and was charged) but its record could not be saved:
+                # deliver it anyway.  A retry with this key after the in-progress record
+                # expires would run again; that is the lesser harm than withholding a paid result.
+                logger.exception("idempotency record not saved after a successful request",
+                                 extra={"scope": scope})
+                return done[0], False
             except IdempotencyValidationError as exc:
                 raise IdempotencyConflict(
                     f"{HEADER} '{key}' was already used with a different request.") from exc
