@@ -49,7 +49,7 @@ def test_every_function_has_a_realistic_event_file():
     events = {p.name for p in (ROOT / "events").glob("*.json")}
     for name in events:
         json.loads((ROOT / "events" / name).read_text())
-    assert "account-balance.json" in events and "authorizer-request.json" in events
+    assert {"account-balance.json", "authorizer-request.json", "speech.json", "voice-clone-inline.json"} <= events
 
 
 def test_the_minimax_key_is_referenced_by_parameter_name_never_a_literal(aws):

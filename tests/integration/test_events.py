@@ -1,0 +1,43 @@
+"""Every function has a realistic event in events/, and each event runs on its handler
+(what `make invoke FUNCTION=... EVENT=...` does), against the sandbox provider."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import body_of, context
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+CASES = {
+    "account-balance.json": ("AccountFunction", 200),
+    "authorizer-request.json": ("AuthorizerFunction", "Allow"),
+    "fallback-unknown-route.json": ("FallbackFunction", 404),
+    "reconciler-scheduled.json": ("ReconcilerFunction", None),
+    "speech.json": ("SpeechFunction", 200),
+    "voice-clone-inline.json": ("VoiceCloneFunction", 200),
+    "voice-clone-create-upload.json": ("VoiceCloneFunction", 201),
+}
+
+
+def test_every_function_has_an_event_and_every_event_is_listed(aws):
+    assert {p.name for p in EVENTS.glob("*.json")} == set(CASES)
+    assert {fn for fn, _ in CASES.values()} == set(aws.functions)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_event_runs_on_its_function(name, aws, accounts, load_handler):
+    function, expected = CASES[name]
+    demo = accounts.create(50_000_000, account_id="acct_demo")
+    event = json.loads((EVENTS / name).read_text().replace("{{KYMA_API_KEY}}", demo.api_key))
+    result = load_handler(function)(event, context(function))
+    if function == "AuthorizerFunction":
+        assert result["policyDocument"]["Statement"][0]["Effect"] == expected
+        assert result["context"] == {"account_id": "acct_demo"}
+    elif function == "ReconcilerFunction":
+        assert result == {"released": 0, "already_closed": 0, "failed": 0}
+    else:
+        assert result["statusCode"] == expected, body_of(result)
+        assert result["headers"]["X-Request-Id"] == event["requestContext"]["requestId"]
