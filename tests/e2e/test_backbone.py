@@ -78,3 +78,26 @@ def test_make_invoke_runs_the_account_function_on_its_event(stack):
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == {"balance_usd": 50.0}
     assert "using the running local stack" in result.stderr
+
+
+def test_the_stack_never_logs_api_keys_or_audio(stack):
+    # Given an account used for paid, failing and unauthorized calls
+    _, key = stack.new_account("10")
+    auth = {"Authorization": f"Bearer {key}"}
+    from kyma_local.sample import reference_mp3
+
+    mp3 = reference_mp3()
+    requests.post(f"{stack.api_url}/v1/audio/voice-clone", headers=auth,
+                  files={"file": ("r.mp3", mp3, "audio/mpeg")}, timeout=60)
+    requests.post(f"{stack.api_url}/v1/audio/voice-clone", headers=auth,
+                  files={"file": ("r.png", b"\x89PNG" + mp3[:500], "image/png")}, timeout=60)
+    speech = requests.post(f"{stack.api_url}/v1/audio/speech", headers=auth,
+                           json={"input": "secret words", "voice": "English_expressive_narrator"}, timeout=60)
+    requests.get(f"{stack.api_url}/v1/credits/balance", headers={"Authorization": f"Bearer {key}x"})
+    # Then nothing the stack printed (function logs, access log) contains the key or audio bytes
+    import base64
+    output = stack.output
+    assert key not in output
+    assert base64.b64encode(mp3[1000:1048]).decode() not in output
+    assert base64.b64encode(speech.content[200:248]).decode() not in output
+    assert "voice cloned" in output              # it does log, just not secrets
