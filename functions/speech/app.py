@@ -84,7 +84,8 @@ def _billing_headers(result: speech.SpeechResult) -> dict:
         "X-Kyma-Model": result.sku,
         "X-Kyma-Chars-Billed": str(result.chars),
         "X-Kyma-Cost-USD": micros_to_header(result.cost_micros),
-        "X-Kyma-Balance-USD": micros_to_header(result.balance_micros),
+        **({"X-Kyma-Balance-USD": micros_to_header(result.balance_micros)}
+           if result.balance_micros is not None else {}),   # unknown only if the read after the charge failed
         "X-Kyma-Provider": provider().name,
     }
 

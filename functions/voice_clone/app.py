@@ -67,13 +67,15 @@ def create_upload(request: Request) -> Response:
 
 def _response(result: voice_clone.CloneResult) -> dict:
     """The seed page's response, as a plain dict (it is what an idempotency record stores)."""
+    known = result.balance_micros is not None   # unknown only if the read after the charge failed
     response = json_response(200, {
         "voice_id": result.voice_id, "name": result.name, "model": result.model,
-        "cost_usd": micros_to_json(result.cost_micros), "balance_usd": micros_to_json(result.balance_micros),
+        "cost_usd": micros_to_json(result.cost_micros),
+        "balance_usd": micros_to_json(result.balance_micros) if known else None,
     }, {
         "X-Kyma-Model": result.model,
         "X-Kyma-Cost-USD": micros_to_header(result.cost_micros),
-        "X-Kyma-Balance-USD": micros_to_header(result.balance_micros),
+        **({"X-Kyma-Balance-USD": micros_to_header(result.balance_micros)} if known else {}),
         "X-Kyma-Provider": provider().name,
     })
     return {"status": response.status, "body": response.body, "headers": response.headers}

@@ -352,3 +352,51 @@ def test_parallel_speech_never_overdraws(minimax, aws, accounts, billing):
     assert billing.balance(acct) == 2_899 and len(minimax.calls_to("/v1/t2a_v2")) == 5
     audit = billing.audit(acct)
     assert audit["consistent"] and audit["charged"] == 5 * 2_900 and audit["open"] == 0
+
+
+def test_speech_after_the_charge_delivers_even_if_the_balance_read_fails(handler, accounts, billing, minimax,
+                                                                          monkeypatch):
+    from kyma.billing import Billing
+
+    acct = accounts.create(START).account_id
+    monkeypatch.setattr(Billing, "balance", lambda self, a: (_ for _ in ()).throw(RuntimeError("throttled")))
+    response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
+    assert response["statusCode"] == 200 and body_of(response) == minimax.last_audio
+    assert "X-Kyma-Balance-USD" not in response["headers"]
+    monkeypatch.undo()
+    assert billing.balance(acct) == START - 2_900
+
+
+def test_a_failed_speech_settle_is_500_and_free(handler, accounts, billing, minimax, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from kyma.billing import Billing
+
+    acct = accounts.create(START).account_id
+    monkeypatch.setattr(Billing, "settle", lambda *a, **k: (_ for _ in ()).throw(
+        ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")))
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
+    assert error.status == 500 and "no charge" in error.message
+    assert_free(billing, minimax, acct)
+
+
+def test_a_crashed_speech_request_is_released_by_the_reconciler(minimax, load_handler, accounts, billing,
+                                                                monkeypatch):
+    from kyma.config import config
+    from kyma.providers.minimax import MiniMaxClient
+
+    monkeypatch.setenv("HOLD_TIMEOUT_SECONDS", "0")
+    config.cache_clear()
+    handler = load_handler("SpeechFunction")
+    acct = accounts.create(START).account_id
+
+    class Died(BaseException):
+        pass
+
+    with monkeypatch.context() as crash:
+        crash.setattr(MiniMaxClient, "synthesize", lambda *a, **k: (_ for _ in ()).throw(Died()))
+        with pytest.raises(Died):
+            speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
+    assert billing.balance(acct) == START - 2_900
+    assert load_handler("ReconcilerFunction")({}, context())["released"] == 1
+    assert billing.balance(acct) == START and billing.audit(acct)["consistent"]

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import audio_fixtures as fx
-from helpers import body_of, context, error_of
+from helpers import api_event, body_of, context, error_of
 from integration.conftest import MINIMAX_KEY, clone_event
 from integration.test_voice_clone import START, assert_books_balance, voices_of
 from kyma.billing import Billing
@@ -335,3 +335,78 @@ def test_an_unsaved_idempotency_record_still_delivers_the_paid_result(handler, a
     assert response["statusCode"] == 200                    # charged once, and the client learns its voice_id
     assert voices_of(ddb, cfg, acct) == {body_of(response)["voice_id"]}
     assert assert_books_balance(billing, ddb, cfg, acct)["charged"] == 2_100_000
+
+
+# ── after the charge is settled, nothing may fail the request ────────────
+def test_a_failed_balance_read_after_the_charge_still_delivers(handler, accounts, billing, ddb, cfg, monkeypatch):
+    acct = accounts.create(START).account_id
+    monkeypatch.setattr(Billing, "balance", lambda self, account_id: (_ for _ in ()).throw(
+        ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "GetItem")))
+    response = invoke(handler, clone_event(acct, MP3))
+    assert response["statusCode"] == 200
+    body = body_of(response)
+    assert body["balance_usd"] is None and "X-Kyma-Balance-USD" not in response["headers"]
+    assert voices_of(ddb, cfg, acct) == {body["voice_id"]}
+    monkeypatch.undo()
+    assert billing.balance(acct) == START - 2_100_000
+
+
+def test_a_failed_cleanup_after_an_upload_clone_still_delivers(handler, accounts, billing, cfg, monkeypatch):
+    import boto3
+
+    from kyma.uploads import Uploads
+
+    acct = accounts.create(START).account_id
+    create = handler(api_event("POST", "/v1/audio/voice-clone/uploads", account_id=acct), context())
+    upload = body_of(create)
+    boto3.client("s3").put_object(Bucket=cfg.uploads_bucket, Key=upload["fields"]["key"], Body=MP3)
+    real_s3 = Uploads.s3
+
+    class Broken:
+        def __init__(self, s3):
+            self._s3 = s3
+
+        def __getattr__(self, name):
+            return getattr(self._s3, name)
+
+        def delete_object(self, **kwargs):
+            raise ConnectionError("S3 unreachable")
+
+    monkeypatch.setattr(Uploads, "s3", property(lambda self: Broken(real_s3.fget(self))))
+    response = invoke(handler, api_event("POST", "/v1/audio/voice-clone", body=json.dumps(
+        {"upload_id": upload["upload_id"]}), account_id=acct, headers={"Content-Type": "application/json"}))
+    assert response["statusCode"] == 200 and body_of(response)["voice_id"]
+    assert billing.balance(acct) == START - 2_100_000
+
+
+def test_an_unknown_settle_outcome_never_claims_no_charge(handler, accounts, billing, monkeypatch):
+    acct = accounts.create(START).account_id
+    boom = ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")
+    monkeypatch.setattr(Billing, "settle", lambda *a, **k: (_ for _ in ()).throw(boom))
+    monkeypatch.setattr(Billing, "release", lambda *a, **k: (_ for _ in ()).throw(boom))
+    monkeypatch.setattr(Billing, "hold_status", lambda *a, **k: (_ for _ in ()).throw(boom))
+    error = error_of(invoke(handler, clone_event(acct, MP3)))
+    assert (error.status, error.code) == (500, "billing_outcome_unknown")
+    assert "no charge" not in error.message.lower() and "balance" in error.message
+
+
+def test_an_answer_after_the_deadline_is_released_not_charged(configure, minimax, load_handler, accounts,
+                                                              billing, ddb, cfg, monkeypatch):
+    # Given a 3 s API budget (the handler's deadline is 1 s in) and a MiniMax that
+    # succeeds only after it: API Gateway would already have answered the client.
+    configure(API_TIMEOUT_SECONDS=3)
+    handler = load_handler("VoiceCloneFunction")
+    acct = accounts.create(START).account_id
+    from kyma.providers.minimax import MiniMaxClient
+
+    real_clone = MiniMaxClient.clone_voice
+
+    def slow_success(self, *args, **kwargs):
+        real_clone(self, *args, **kwargs)
+        time.sleep(1.3)
+
+    monkeypatch.setattr(MiniMaxClient, "clone_voice", slow_success)
+    error = error_of(invoke(handler, clone_event(acct, MP3)))
+    assert (error.status, error.code) == (502, "provider_error") and "nothing was charged" in error.message
+    assert billing.balance(acct) == START and voices_of(ddb, cfg, acct) == set()
+    assert_books_balance(billing, ddb, cfg, acct)

@@ -130,8 +130,9 @@ class Billing:
                                                     pending="pending", entry=hold.entry_id),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }})
+        token = str(uuid.uuid4())  # a botocore retry of an applied reserve is applied once
         try:
-            retry_on_conflict(lambda: self.ddb.transact_write_items(TransactItems=items))
+            retry_on_conflict(lambda: self.ddb.transact_write_items(TransactItems=items, ClientRequestToken=token))
         except ClientError as exc:
             if error_code(exc) != "TransactionCanceledException":
                 raise
@@ -177,12 +178,15 @@ class Billing:
 
     # ── the whole protocol around one paid piece of work ───────────────────
     def complete(self, hold: Hold, work: Callable[[], T], *, settle_failed: Callable[[], errors.ApiError],
-                 puts: Callable[[T], list[dict]] = lambda result: []) -> T:
+                 puts: Callable[[T], list[dict]] = lambda result: [], deadline: float | None = None) -> T:
         """Run `work` for an open hold; settle on success, release on any failure.
 
         - `work` raises → the hold is released (exactly once) and the error propagates;
+        - `work` finishes after `deadline` (API Gateway would already have answered the
+          client) → released, 502: nothing is charged for a result nobody receives;
         - the settle fails → the hold is released and `settle_failed()` is raised,
           unless the settle had in fact been applied (its answer was lost), which is a success;
+          if neither can be confirmed → 500 billing_outcome_unknown (never "no charge");
         - the reconciler released the hold first (the request outlived it) → `settle_failed()`.
         A release that itself fails leaves the hold open for the reconciler.
         """
@@ -191,6 +195,10 @@ class Billing:
         except Exception as exc:
             self.release_safely(hold, "provider_error" if isinstance(exc, errors.ProviderError) else "error")
             raise
+        if deadline is not None and time.monotonic() > deadline:
+            self.release_safely(hold, "deadline")
+            raise errors.ProviderError("The provider answered too late to deliver the result in time; "
+                                       "nothing was charged. Retry.")
         try:
             self.settle(hold, puts=puts(result))
         except HoldNotOpen as exc:
@@ -199,7 +207,13 @@ class Billing:
             # Charged already: our own settle applied and a retry of it found the hold closed.
         except Exception as exc:
             log.exception("settle failed", extra={"entry_id": hold.entry_id})
-            if not self._applied_after_all(hold):
+            applied = self._applied_after_all(hold)
+            if applied is None:
+                raise errors.ApiError(
+                    "We could not confirm whether this request was charged. Check GET /v1/credits/balance "
+                    "before retrying, or retry with the same Idempotency-Key.",
+                    status=500, code="billing_outcome_unknown") from exc
+            if not applied:
                 raise settle_failed() from exc
         return result
 
@@ -213,15 +227,26 @@ class Billing:
                           extra={"entry_id": hold.entry_id, "reason": reason})
             return None
 
-    def _applied_after_all(self, hold: Hold) -> bool:
-        """After a settle that raised: release it, unless the settle had been applied."""
+    def _applied_after_all(self, hold: Hold) -> bool | None:
+        """After a settle that raised: release it, unless the settle had been applied.
+        True: charged.  False: not charged (released now, or open for the reconciler).
+        None: unknown (neither the release nor a read of the hold succeeded)."""
         if self.release_safely(hold, "settle_failed"):
             return False
         try:
             return self.hold_status(hold) == CHARGED
         except Exception:
             log.exception("could not read the hold's status", extra={"entry_id": hold.entry_id})
-            return False
+            return None
+
+    def balance_or_none(self, account_id: str) -> int | None:
+        """The balance for a response after a settle: best effort.  Once the charge is
+        settled nothing may fail the request (the client must get what it paid for)."""
+        try:
+            return self.balance(account_id)
+        except Exception:
+            log.exception("balance read after settle failed", extra={"account_id": account_id})
+            return None
 
     # ── settle ───────────────────────────────────────────────────────────
     def settle(self, hold: Hold, *, puts: list[dict] | None = None) -> None:

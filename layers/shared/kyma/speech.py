@@ -103,7 +103,7 @@ class SpeechResult:
     sku: str
     chars: int
     cost_micros: int
-    balance_micros: int
+    balance_micros: int | None   # None only if the read after settle failed
     content_type: str
     audio_format: str
     stored_key: str | None = None    # where `store` put the audio, if it did
@@ -203,7 +203,8 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
 
     try:
         audio, stored_key = billing.complete(hold, work, settle_failed=lambda: errors.InternalError(
-            "The audio could not be billed, so it was not delivered; no charge was applied. Safe to retry."))
+            "The audio could not be billed, so it was not delivered; no charge was applied. Safe to retry."),
+            deadline=deadline)
     except errors.ProviderError as exc:
         metrics.add_metric(name="ProviderErrors", unit=MetricUnit.Count, value=1)
         logger.warning("speech provider failure", extra={"provider_code": exc.provider_code,
@@ -213,5 +214,5 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     metrics.add_metric(name="ChargedMicroUSD", unit=MetricUnit.Count, value=cost)
     logger.info("speech delivered", extra={"account_id": account_id, "model": inp.sku, "chars": inp.chars,
                                            "audio_bytes": len(audio), "cloned_voice": cloned})
-    return SpeechResult(audio, inp.sku, inp.chars, cost, billing.balance(account_id), inp.content_type,
+    return SpeechResult(audio, inp.sku, inp.chars, cost, billing.balance_or_none(account_id), inp.content_type,
                         inp.audio_format, stored_key)

@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 from kyma import errors
 from kyma.config import Config
 from kyma.dynamo import from_item, to_item
+from kyma.observability import logger
 
 MAX_BYTES = 10 * 1024 * 1024
 POST_TTL_SECONDS = 900              # the presigned form: 15 minutes to upload
@@ -102,5 +103,5 @@ class Uploads:
         """Delete a used upload's object (best effort: the lifecycle rule is the backstop)."""
         try:
             self.s3.delete_object(Bucket=self.cfg.uploads_bucket, Key=f"uploads/{account_id}/{upload_id}")
-        except ClientError:
-            pass
+        except Exception:  # after a settled clone nothing may fail the request
+            logger.exception("could not delete a used upload; the lifecycle rule will", extra={"upload_id": upload_id})

@@ -68,7 +68,7 @@ class CloneResult:
     name: str | None
     model: str
     cost_micros: int
-    balance_micros: int
+    balance_micros: int | None   # None only if the read after settle failed
 
 
 # ── 1–2: reading and checking ────────────────────────────────────────────
@@ -169,7 +169,8 @@ def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
                                       model=inp.model, provider=provider.name, request_id=request_id)],
             settle_failed=lambda: errors.OwnershipWriteFailed(
                 "The voice was cloned but its ownership could not be recorded; no charge was applied. "
-                "Safe to retry."))
+                "Safe to retry."),
+            deadline=deadline)
     except errors.ProviderError as exc:
         metrics.add_metric(name="ProviderErrors", unit=MetricUnit.Count, value=1)
         logger.warning("voice clone provider failure", extra={
@@ -181,4 +182,4 @@ def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
     logger.info("voice cloned", extra={"voice_id": voice_id, "account_id": account_id,
                                        "audio_format": inp.info.format,
                                        "duration_s": round(inp.info.duration_seconds, 2)})
-    return CloneResult(voice_id, inp.name, inp.model, price, billing.balance(account_id))
+    return CloneResult(voice_id, inp.name, inp.model, price, billing.balance_or_none(account_id))
