@@ -47,7 +47,7 @@ def speak(request: Request) -> Response:
     def work() -> dict:
         result = speech.synthesize(speech_input, account_id=request.account_id, request_id=request.request_id,
                                    deadline=request.deadline, billing=billing, provider=provider(), cfg=cfg,
-                                   store=stash)
+                                   store=stash, guard=idempotency.guard_id("speech", key) if key else None)
         fresh["audio"] = result.audio
         return {"headers": _billing_headers(result), "audio_key": result.stored_key,
                 "inline": len(result.audio) <= INLINE_AUDIO_MAX_BYTES}

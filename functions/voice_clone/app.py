@@ -34,15 +34,17 @@ def create_voice(request: Request) -> Response:
         def load() -> voice_clone.CloneInput:
             return parsed
 
+    key = idempotency.key_from(request.headers)
+
     def work() -> dict:
         clone_input = load()
         result = voice_clone.clone(clone_input, account_id=request.account_id, request_id=request.request_id,
-                                   deadline=request.deadline, billing=billing, provider=provider(), cfg=cfg)
+                                   deadline=request.deadline, billing=billing, provider=provider(), cfg=cfg,
+                                   guard=idempotency.guard_id("voice-clone", key) if key else None)
         if clone_input.upload_id:
             uploads.discard(request.account_id, clone_input.upload_id)
         return _response(result)
 
-    key = idempotency.key_from(request.headers)
     if key is None:
         return Response(**work())
     stored, replayed = idempotency.Idempotency(dynamodb(), cfg).run(

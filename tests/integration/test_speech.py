@@ -400,3 +400,21 @@ def test_a_crashed_speech_request_is_released_by_the_reconciler(minimax, load_ha
     assert billing.balance(acct) == START - 2_900
     assert load_handler("ReconcilerFunction")({}, context())["released"] == 1
     assert billing.balance(acct) == START and billing.audit(acct)["consistent"]
+
+
+def test_a_speech_key_whose_record_was_lost_is_never_charged_twice(handler, accounts, billing, minimax, ddb, cfg,
+                                                                    monkeypatch):
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    acct = accounts.create(START).account_id
+    headers = {"Idempotency-Key": "lost-record"}
+    with monkeypatch.context() as broken:
+        broken.setattr(DynamoDBPersistenceLayer, "_update_record",
+                       lambda *a, **k: (_ for _ in ()).throw(RuntimeError("DynamoDB unavailable")))
+        assert speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)["statusCode"] == 200
+    for item in ddb.scan(TableName=cfg.idempotency_table)["Items"]:
+        ddb.delete_item(TableName=cfg.idempotency_table, Key={"id": item["id"]})
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers))
+    assert (error.status, error.code) == (409, "idempotency_key_spent")
+    assert len(minimax.calls_to("/v1/t2a_v2")) == 1 and billing.balance(acct) == START - 2_900
+    assert billing.audit(acct)["consistent"]

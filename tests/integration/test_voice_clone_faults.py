@@ -321,8 +321,8 @@ def test_a_retried_settle_finding_its_own_charge_is_a_success(handler, accounts,
     assert_books_balance(billing, ddb, cfg, acct)
 
 
-def test_an_unsaved_idempotency_record_still_delivers_the_paid_result(handler, accounts, billing, ddb, cfg,
-                                                                      monkeypatch):
+def test_an_unsaved_idempotency_record_still_delivers_and_never_charges_twice(handler, accounts, billing, ddb,
+                                                                            cfg, minimax, monkeypatch):
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     acct = accounts.create(START).account_id
@@ -330,10 +330,18 @@ def test_an_unsaved_idempotency_record_still_delivers_the_paid_result(handler, a
     def broken_update(self, data_record):
         raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "UpdateItem")
 
-    monkeypatch.setattr(DynamoDBPersistenceLayer, "_update_record", broken_update)
-    response = invoke(handler, clone_event(acct, MP3, headers=KEY))
+    with monkeypatch.context() as broken:
+        broken.setattr(DynamoDBPersistenceLayer, "_update_record", broken_update)
+        response = invoke(handler, clone_event(acct, MP3, headers=KEY))
     assert response["statusCode"] == 200                    # charged once, and the client learns its voice_id
     assert voices_of(ddb, cfg, acct) == {body_of(response)["voice_id"]}
+    # The unsaved record stays "in progress" until it expires; then a retry with the same key
+    # would run again.  Expire it now and retry: the charge guard refuses before MiniMax.
+    for item in ddb.scan(TableName=cfg.idempotency_table)["Items"]:
+        ddb.delete_item(TableName=cfg.idempotency_table, Key={"id": item["id"]})
+    retry = error_of(invoke(handler, clone_event(acct, MP3, headers=KEY)))
+    assert (retry.status, retry.code) == (409, "idempotency_key_spent")
+    assert len(minimax.calls_to("/v1/voice_clone")) == 1
     assert assert_books_balance(billing, ddb, cfg, acct)["charged"] == 2_100_000
 
 

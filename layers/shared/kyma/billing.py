@@ -45,6 +45,9 @@ OPEN = "open"
 CHARGED = "charged"
 RELEASED = "released"
 OPEN_HOLDS_INDEX = "OpenHolds"
+# Charge guards outlive the idempotency records they back up (24 h); DynamoDB's TTL
+# (attribute purge_at, which no money entry carries) removes them afterwards.
+GUARD_TTL_SECONDS = 2 * 86_400
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Hold:
     entry_id: str
     amount_micros: int
     upload_id: str | None = None
+    guard: str | None = None      # the Idempotency-Key's charge guard (see reserve)
 
 
 class HoldNotOpen(Exception):
@@ -78,17 +82,20 @@ class Billing:
     # ── reserve ──────────────────────────────────────────────────────────
     def reserve(self, account_id: str, amount_micros: int, *, kind: str, request_id: str,
                 reference: dict | None = None, voice_id_owned: str | None = None,
-                upload_id: str | None = None) -> Hold:
+                upload_id: str | None = None, guard: str | None = None) -> Hold:
         """Debit `amount_micros` into an open hold, or raise the reason it cannot be.
 
         `voice_id_owned`: also require that this cloned voice exists and belongs to
         the caller (403 voice_not_owned / 404 voice_not_found, nothing debited).
         `upload_id`: also claim this pending upload of the caller's (single use).
+        `guard`: the charge guard of an Idempotency-Key.  Settle writes it with the
+        charge; reserve refuses (409) if it exists.  So a key can be charged at most
+        once, even if the idempotency record that normally replays it was lost.
         """
         if amount_micros <= 0:
             raise ValueError("a hold must be positive")
         now = time.time()
-        hold = Hold(account_id, new_entry_id(now), amount_micros, upload_id)
+        hold = Hold(account_id, new_entry_id(now), amount_micros, upload_id, guard)
         items: list[dict] = [
             {"Update": {
                 "TableName": self.cfg.accounts_table,
@@ -130,6 +137,12 @@ class Billing:
                                                     pending="pending", entry=hold.entry_id),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }})
+        if guard is not None:
+            items.append({"ConditionCheck": {
+                "TableName": self.cfg.ledger_table,
+                "Key": to_item({"account_id": account_id, "entry_id": guard}),
+                "ConditionExpression": "attribute_not_exists(entry_id)",
+            }})
         token = str(uuid.uuid4())  # a botocore retry of an applied reserve is applied once
         try:
             retry_on_conflict(lambda: self.ddb.transact_write_items(TransactItems=items, ClientRequestToken=token))
@@ -137,27 +150,32 @@ class Billing:
             if error_code(exc) != "TransactionCanceledException":
                 raise
             raise self._reserve_refusal(exc, account_id, amount_micros, voice_id_owned,
-                                        upload_id) from exc
+                                        upload_id, guard) from exc
         return hold
 
     @staticmethod
-    def _reserve_refusal(exc: ClientError, account_id: str, amount: int,
-                         voice_id: str | None, upload_id: str | None) -> errors.ApiError:
+    def _reserve_refusal(exc: ClientError, account_id: str, amount: int, voice_id: str | None,
+                         upload_id: str | None, guard: str | None) -> errors.ApiError:
         """Turn the transaction's cancellation reasons into the answer the client gets.
         Ownership is decided before money: a voice that is not yours is 403 even when
         the balance is also short."""
         reasons = cancellation_reasons(exc)
         failed = {i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"}
-        index = 2
-        if voice_id is not None:
-            if index in failed:
-                owner = (from_item(reasons[index].get("Item")) or {}).get("owner_id")
-                if owner is None:
-                    return errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
-                return errors.VoiceNotOwned(f"Voice {voice_id} belongs to another account.")
-            index += 1
-        if upload_id is not None and index in failed:
-            upload = from_item(reasons[index].get("Item"))
+        # The transaction's items, in the order reserve() appended them.
+        index = {name: i for i, name in enumerate(
+            ["account", "hold"] + (["voice"] if voice_id is not None else [])
+            + (["upload"] if upload_id is not None else []) + (["guard"] if guard is not None else []))}
+        if index.get("guard") in failed:
+            return errors.ApiError("This Idempotency-Key already completed a charged request whose response "
+                                   "can no longer be replayed; send new requests with a new key.",
+                                   status=409, code="idempotency_key_spent")
+        if index.get("voice") in failed:
+            owner = (from_item(reasons[index["voice"]].get("Item")) or {}).get("owner_id")
+            if owner is None:
+                return errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
+            return errors.VoiceNotOwned(f"Voice {voice_id} belongs to another account.")
+        if index.get("upload") in failed:
+            upload = from_item(reasons[index["upload"]].get("Item"))
             if upload is None or upload.get("account_id") != account_id:
                 return errors.ApiError(f"Upload {upload_id} was not found.", status=404,
                                        code="upload_not_found")
@@ -256,6 +274,15 @@ class Billing:
         items = [self._close_hold(hold, CHARGED), *({"Put": p} for p in (puts or []))]
         if hold.upload_id:
             items.append(self._upload_transition(hold, "used"))
+        if hold.guard:
+            now = int(time.time())
+            items.append({"Put": {
+                "TableName": self.cfg.ledger_table,
+                "Item": to_item({"account_id": hold.account_id, "entry_id": hold.guard,
+                                 "type": "idempotency_guard", "hold_entry_id": hold.entry_id,
+                                 "created_at": now, "purge_at": now + GUARD_TTL_SECONDS}),
+                "ConditionExpression": "attribute_not_exists(entry_id)",
+            }})
         self._transact(items, hold, "settle")
 
     # ── release ──────────────────────────────────────────────────────────
@@ -343,7 +370,7 @@ class Billing:
             "KeyConditionExpression": "account_id = :a", "ExpressionAttributeValues": values(a=account_id)}
         while True:
             page = self.ddb.query(**kwargs)
-            yield from (from_item(i) for i in page.get("Items", []))
+            yield from (e for e in map(from_item, page.get("Items", [])) if e.get("type") != "idempotency_guard")
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -47,6 +47,11 @@ def key_from(headers: Any) -> str | None:
     return value
 
 
+def guard_id(scope: str, key: str) -> str:
+    """The ledger entry that marks an Idempotency-Key as charged (kyma.billing.reserve)."""
+    return f"idempotency#{scope}#{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+
+
 def fingerprint(*parts: Any) -> str:
     """A stable hash of the parsed request (bytes are hashed, everything else JSON-encoded)."""
     digest = hashlib.sha256()

@@ -180,7 +180,7 @@ def price_micros(inp: SpeechInput, cfg: Config) -> int:
 
 def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: float,
                billing: Billing, provider: VoiceProvider, cfg: Config,
-               store: Callable[[bytes], str | None] | None = None) -> SpeechResult:
+               store: Callable[[bytes], str | None] | None = None, guard: str | None = None) -> SpeechResult:
     """`store(audio)` runs before the charge is settled (large or replayable audio goes to S3):
     if it fails, the hold is released, so audio that cannot be delivered is never charged."""
     cloned = is_cloned_voice_id(inp.voice_id)
@@ -189,7 +189,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     cost = price_micros(inp, cfg)
     hold = billing.reserve(account_id, cost, kind="speech", request_id=request_id,
                            reference={"model": inp.sku, "chars": inp.chars, "voice_id": inp.voice_id},
-                           voice_id_owned=inp.voice_id if cloned else None)
+                           voice_id_owned=inp.voice_id if cloned else None, guard=guard)
     request = SynthesisRequest(model=SKUS[inp.sku][0], text=inp.text, voice_id=inp.voice_id,
                                audio_format=inp.audio_format, sample_rate=inp.sample_rate, bitrate=inp.bitrate,
                                speed=inp.speed, vol=inp.vol, pitch=inp.pitch, emotion=inp.emotion,

@@ -157,11 +157,12 @@ def _single_text(form: dict, field: str) -> str | None:
 
 # ── 3–5: billing around the provider ─────────────────────────────────────
 def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
-          billing: Billing, provider: VoiceProvider, cfg: Config) -> CloneResult:
+          billing: Billing, provider: VoiceProvider, cfg: Config, guard: str | None = None) -> CloneResult:
     voice_id = new_voice_id()
     price = cfg.voice_clone_price_micros
     hold = billing.reserve(account_id, price, kind="voice_clone", request_id=request_id,
-                           reference={"voice_id": voice_id, "model": inp.model}, upload_id=inp.upload_id)
+                           reference={"voice_id": voice_id, "model": inp.model}, upload_id=inp.upload_id,
+                           guard=guard)
     try:
         billing.complete(
             hold, lambda: provider.clone_voice(inp.audio, inp.filename, voice_id, deadline=deadline),
