@@ -145,5 +145,7 @@ def test_top_ups_are_ledger_entries(accounts, billing):
     (entry,) = list(billing.entries(acct))
     assert (entry["type"], entry["amount_micros"], entry["note"]) == ("topup", 5_000_000, "invoice 7")
     assert billing.audit(acct)["consistent"]
-    with pytest.raises(Exception):
+    from botocore.exceptions import ClientError
+    with pytest.raises(ClientError) as info:
         billing.top_up("acct_missing", 1)   # never credits an account that does not exist
+    assert info.value.response["Error"]["Code"] == "TransactionCanceledException"

@@ -418,3 +418,35 @@ def test_a_speech_key_whose_record_was_lost_is_never_charged_twice(handler, acco
     assert (error.status, error.code) == (409, "idempotency_key_spent")
     assert len(minimax.calls_to("/v1/t2a_v2")) == 1 and billing.balance(acct) == START - 2_900
     assert billing.audit(acct)["consistent"]
+
+
+@pytest.mark.parametrize("voice", [" kyma_0123456789abcdef", "\u00a0kyma_0123456789abcdef", "kyma\u2024x",
+                                   "English_narrator ", "_leading", "voice\twith tab", "日本語の声"])
+def test_malformed_voice_ids_are_refused_before_any_charge(handler, accounts, billing, minimax, voice):
+    acct = accounts.create(START).account_id
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": voice}))
+    assert (error.status, error.code) == (400, "invalid_request")
+    assert_free(billing, minimax, acct)
+
+
+def test_a_cloned_voice_in_other_letter_case_is_still_gated(minimax, load_handler, accounts, billing):
+    clone = load_handler("VoiceCloneFunction")
+    handler = load_handler("SpeechFunction")
+    owner = accounts.create(START).account_id
+    other = accounts.create(START).account_id
+    voice = body_of(clone(clone_event(owner, fx.mp3_cbr(12.0)), context()))["voice_id"]
+    for variant in (voice.replace("kyma_", "Kyma_"), voice.upper()):
+        error = error_of(speak(handler, other, {"input": TEXT, "voice": variant}))
+        assert error.code == "voice_not_found"            # never treated as a system voice
+    assert billing.balance(other) == START and minimax.calls_to("/v1/t2a_v2") == []
+
+
+@pytest.mark.parametrize("body", [
+    {"input": TEXT, "voice_id": None, "voice": SYSTEM_VOICE},
+    {"input": None, "text": TEXT, "voice": SYSTEM_VOICE},
+    {"input": TEXT, "voice": SYSTEM_VOICE, "model": None},
+])
+def test_null_aliases_count_as_absent(handler, accounts, minimax, body):
+    acct = accounts.create(START).account_id
+    response = speak(handler, acct, body)
+    assert response["statusCode"] == 200 and response["headers"]["X-Kyma-Model"] == "minimax-speech-2.8-hd"

@@ -21,7 +21,7 @@ from kyma.config import Config
 from kyma.money import per_thousand_cost
 from kyma.observability import MetricUnit, logger, metrics
 from kyma.providers import SynthesisRequest, VoiceProvider
-from kyma.voices import VOICE_ID_PATTERN, is_cloned_voice_id
+from kyma.voices import VOICE_ID_PATTERN, is_cloned_voice_id, is_valid_voice_id
 
 DEFAULT_MODEL = "minimax-speech-hd"
 # Public SKU → (MiniMax model, price tier)
@@ -111,13 +111,15 @@ class SpeechResult:
 
 def parse(body: dict) -> SpeechInput:
     """The JSON body → SpeechInput, or the contract's 400 for the first problem found."""
-    text = body["input"] if "input" in body else body.get("text")
-    voice = body["voice_id"] if "voice_id" in body else body.get("voice")
+    # An alias given as null counts as absent (some clients serialise unset fields as null).
+    text = body.get("input") if body.get("input") is not None else body.get("text")
+    voice = body.get("voice_id") if body.get("voice_id") is not None else body.get("voice")
     if isinstance(voice, dict):          # the OpenAI SDK's custom-voice form: {"id": "..."}
         voice = voice.get("id")
     if voice is None or voice == "":
         raise errors.ApiError("voice_id (or voice) is required.", status=400, code="voice_required")
-    request = {"model": body.get("model", DEFAULT_MODEL), "voice": voice, "input": text}
+    request = {"model": body.get("model") if body.get("model") is not None else DEFAULT_MODEL,
+               "voice": voice, "input": text}
     for field in ("response_format", "speed", "voice_settings", "language_boost"):
         if body.get(field) is not None:
             request[field] = body[field]
@@ -128,6 +130,8 @@ def parse(body: dict) -> SpeechInput:
     except SchemaValidationError as exc:
         raise _contract_error(exc) from exc
 
+    if not is_valid_voice_id(voice):
+        raise errors.InvalidRequest(f"voice_id '{voice[:64]}' is not a valid voice id.")
     sku = ALIASES.get(request["model"], request["model"])
     codec, rate, kbps = _format(request.get("response_format", "mp3"))
     settings = request.get("voice_settings") or {}

@@ -23,9 +23,22 @@ def new_voice_id() -> str:
     return VOICE_ID_PREFIX + secrets.token_hex(8)
 
 
+# MiniMax system voice ids: letters, digits, spaces, ( ) _ - , starting with a letter and
+# not ending in a space (e.g. "English_expressive_narrator", "Chinese (Mandarin)_Warm_Girl").
+SYSTEM_VOICE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9 ()_-]{0,255}(?<! )$")
+
+
 def is_cloned_voice_id(voice_id: str) -> bool:
-    """Ids with our prefix are cloned voices (gated per account); others are MiniMax system voices."""
-    return voice_id.startswith(VOICE_ID_PREFIX)
+    """Ids with our prefix, in any letter case, are cloned voices (gated per account).
+    Case-insensitive so that "Kyma_..." can never slip past the ownership check as a
+    "system voice" should the upstream compare ids loosely."""
+    return voice_id[:len(VOICE_ID_PREFIX)].lower() == VOICE_ID_PREFIX
+
+
+def is_valid_voice_id(voice_id: str) -> bool:
+    """A well-formed id: one of ours (checked exactly later) or a plausible system voice.
+    Leading spaces, non-ASCII look-alikes and control characters are refused outright."""
+    return is_cloned_voice_id(voice_id) or bool(SYSTEM_VOICE_PATTERN.match(voice_id))
 
 
 def voice_put(cfg: Config, *, voice_id: str, owner_id: str, name: str | None, model: str,
