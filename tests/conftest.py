@@ -45,6 +45,19 @@ def aws(monkeypatch):
 
 
 @pytest.fixture
+def configure(monkeypatch):
+    """Set function environment variables, then load handlers (config is read once per process)."""
+    from kyma.config import config
+
+    def apply(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, str(value))
+        config.cache_clear()
+
+    return apply
+
+
+@pytest.fixture
 def cfg(aws):
     from kyma.config import config
 

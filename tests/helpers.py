@@ -42,3 +42,14 @@ def error_of(response: dict) -> SimpleNamespace:
     assert set(payload["error"]) == {"code", "message"}, payload
     return SimpleNamespace(status=response["statusCode"], code=payload["error"]["code"],
                            message=payload["error"]["message"])
+
+
+class ProcessDied(BaseException):
+    """A killed process, as a test sees it: not an Exception, so no handler code catches it."""
+
+
+def raising(exc: BaseException):
+    """A stand-in for a method or function that fails with `exc`, whatever it is called with."""
+    def fail(*args, **kwargs):
+        raise exc
+    return fail

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 import audio_fixtures as fx
-from helpers import api_event, body_of, context, error_of
+from helpers import ProcessDied, api_event, body_of, context, error_of, raising
 from integration.conftest import clone_event
 
 START = 50_000_000
@@ -250,13 +250,11 @@ def test_upstream_failures_are_502_and_free(handler, accounts, billing, minimax,
     assert_free(billing, minimax, acct)
 
 
-def test_an_upstream_timeout_is_502_before_the_gateway_gives_up(minimax, load_handler, accounts, billing,
-                                                                 monkeypatch):
+def test_an_upstream_timeout_is_502_before_the_gateway_gives_up(configure, minimax, load_handler, accounts,
+                                                                 billing):
     import time
 
-    from kyma.config import config
-    monkeypatch.setenv("API_TIMEOUT_SECONDS", "6")
-    config.cache_clear()
+    configure(API_TIMEOUT_SECONDS=6)
     handler = load_handler("SpeechFunction")
     acct = accounts.create(START).account_id
     minimax.set_delay("/v1/t2a_v2", 8)
@@ -305,7 +303,7 @@ def test_if_large_audio_cannot_be_stored_nothing_is_charged(handler, accounts, b
 
     acct = accounts.create(START).account_id
     minimax.audio_size(6_000_000)
-    monkeypatch.setattr(AudioStore, "put", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("S3 down")))
+    monkeypatch.setattr(AudioStore, "put", raising(RuntimeError("S3 down")))
     error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
     assert error.status == 500
     assert_free(billing, minimax, acct)
@@ -359,7 +357,7 @@ def test_speech_after_the_charge_delivers_even_if_the_balance_read_fails(handler
     from kyma.billing import Billing
 
     acct = accounts.create(START).account_id
-    monkeypatch.setattr(Billing, "balance", lambda self, a: (_ for _ in ()).throw(RuntimeError("throttled")))
+    monkeypatch.setattr(Billing, "balance", raising(RuntimeError("throttled")))
     response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
     assert response["statusCode"] == 200 and body_of(response) == minimax.last_audio
     assert "X-Kyma-Balance-USD" not in response["headers"]
@@ -373,29 +371,24 @@ def test_a_failed_speech_settle_is_500_and_free(handler, accounts, billing, mini
     from kyma.billing import Billing
 
     acct = accounts.create(START).account_id
-    monkeypatch.setattr(Billing, "settle", lambda *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(Billing, "settle", raising(
         ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")))
     error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
     assert error.status == 500 and "no charge" in error.message
     assert_free(billing, minimax, acct)
 
 
-def test_a_crashed_speech_request_is_released_by_the_reconciler(minimax, load_handler, accounts, billing,
-                                                                monkeypatch):
-    from kyma.config import config
+def test_a_crashed_speech_request_is_released_by_the_reconciler(configure, minimax, load_handler, accounts,
+                                                                billing, monkeypatch):
     from kyma.providers.minimax import MiniMaxClient
 
-    monkeypatch.setenv("HOLD_TIMEOUT_SECONDS", "0")
-    config.cache_clear()
+    configure(HOLD_TIMEOUT_SECONDS=0)
     handler = load_handler("SpeechFunction")
     acct = accounts.create(START).account_id
 
-    class Died(BaseException):
-        pass
-
     with monkeypatch.context() as crash:
-        crash.setattr(MiniMaxClient, "synthesize", lambda *a, **k: (_ for _ in ()).throw(Died()))
-        with pytest.raises(Died):
+        crash.setattr(MiniMaxClient, "synthesize", raising(ProcessDied()))
+        with pytest.raises(ProcessDied):
             speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
     assert billing.balance(acct) == START - 2_900
     assert load_handler("ReconcilerFunction")({}, context())["released"] == 1
@@ -410,7 +403,7 @@ def test_a_speech_key_whose_record_was_lost_is_never_charged_twice(handler, acco
     headers = {"Idempotency-Key": "lost-record"}
     with monkeypatch.context() as broken:
         broken.setattr(DynamoDBPersistenceLayer, "_update_record",
-                       lambda *a, **k: (_ for _ in ()).throw(RuntimeError("DynamoDB unavailable")))
+                       raising(RuntimeError("DynamoDB unavailable")))
         assert speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)["statusCode"] == 200
     for item in ddb.scan(TableName=cfg.idempotency_table)["Items"]:
         ddb.delete_item(TableName=cfg.idempotency_table, Key={"id": item["id"]})

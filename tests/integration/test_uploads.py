@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 import audio_fixtures as fx
-from helpers import api_event, body_of, context, error_of
+from helpers import ProcessDied, api_event, body_of, context, error_of, raising
 from integration.conftest import multipart
 from integration.test_voice_clone import assert_books_balance, voices_of
 from kyma.dynamo import to_item, values
@@ -199,24 +199,19 @@ def test_two_clones_racing_for_one_upload_charge_once(minimax, aws, accounts, bi
     assert_books_balance(billing, ddb, cfg, acct)
 
 
-def test_the_reconciler_gives_a_crashed_clones_upload_back(minimax, load_handler, accounts, billing, cfg, ddb,
-                                                           monkeypatch):
-    from kyma.config import config
+def test_the_reconciler_gives_a_crashed_clones_upload_back(configure, minimax, load_handler, accounts, billing,
+                                                           cfg, ddb, monkeypatch):
     from kyma.providers.minimax import MiniMaxClient
 
-    monkeypatch.setenv("HOLD_TIMEOUT_SECONDS", "0")
-    config.cache_clear()
+    configure(HOLD_TIMEOUT_SECONDS=0)
     handler = load_handler("VoiceCloneFunction")
     acct = accounts.create(START).account_id
     upload = create_upload(handler, acct)
     put(cfg, upload, WAV)
 
-    class Died(BaseException):
-        pass
-
     with monkeypatch.context() as crash:
-        crash.setattr(MiniMaxClient, "clone_voice", lambda *a, **k: (_ for _ in ()).throw(Died()))
-        with pytest.raises(Died):
+        crash.setattr(MiniMaxClient, "clone_voice", raising(ProcessDied()))
+        with pytest.raises(ProcessDied):
             call(handler, clone_json(acct, upload["upload_id"]))
     busy = error_of(call(handler, clone_json(acct, upload["upload_id"])))
     assert (busy.status, busy.code) == (409, "upload_in_use")

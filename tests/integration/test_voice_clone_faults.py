@@ -15,26 +15,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 import audio_fixtures as fx
-from helpers import api_event, body_of, context, error_of
+from helpers import ProcessDied, api_event, body_of, context, error_of, raising
 from integration.conftest import MINIMAX_KEY, clone_event
 from integration.test_voice_clone import START, assert_books_balance, voices_of
 from kyma.billing import Billing
 
 MP3 = fx.mp3_cbr(12.0)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def configure(monkeypatch):
-    """Set function environment variables, then load handlers (config is read once per process)."""
-    from kyma.config import config
-
-    def apply(**env):
-        for name, value in env.items():
-            monkeypatch.setenv(name, str(value))
-        config.cache_clear()
-
-    return apply
 
 
 @pytest.fixture
@@ -138,7 +125,7 @@ def test_release_failing_too_leaves_the_hold_for_the_reconciler(configure, minim
     acct = accounts.create(START).account_id
     minimax.fail_next("/v1/files/upload", "http_500")
     real_release = Billing.release
-    monkeypatch.setattr(Billing, "release", lambda *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(Billing, "release", raising(
         ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "x"}}, "TransactWriteItems")))
     assert error_of(invoke(handler, clone_event(acct, MP3))).code == "provider_error"
     assert billing.balance(acct) == START - 2_100_000                 # held, not yet given back
@@ -150,10 +137,6 @@ def test_release_failing_too_leaves_the_hold_for_the_reconciler(configure, minim
 
 
 # ── the process dies after reserve: the reconciler releases, exactly once ──
-class ProcessDied(BaseException):
-    """Not an Exception: nothing in the handler catches it, as with a killed process."""
-
-
 def test_a_crash_after_reserve_is_released_by_the_reconciler_exactly_once(configure, minimax, load_handler,
                                                                           accounts, billing, ddb, cfg,
                                                                           monkeypatch):
@@ -162,10 +145,7 @@ def test_a_crash_after_reserve_is_released_by_the_reconciler_exactly_once(config
     acct = accounts.create(START).account_id
     from kyma.providers.minimax import MiniMaxClient
 
-    def die(self, *args, **kwargs):
-        raise ProcessDied()
-
-    monkeypatch.setattr(MiniMaxClient, "clone_voice", die)
+    monkeypatch.setattr(MiniMaxClient, "clone_voice", raising(ProcessDied()))
     with pytest.raises(ProcessDied):
         invoke(handler, clone_event(acct, MP3))
     # The money is held, nothing was released
@@ -348,7 +328,7 @@ def test_an_unsaved_idempotency_record_still_delivers_and_never_charges_twice(ha
 # ── after the charge is settled, nothing may fail the request ────────────
 def test_a_failed_balance_read_after_the_charge_still_delivers(handler, accounts, billing, ddb, cfg, monkeypatch):
     acct = accounts.create(START).account_id
-    monkeypatch.setattr(Billing, "balance", lambda self, account_id: (_ for _ in ()).throw(
+    monkeypatch.setattr(Billing, "balance", raising(
         ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "GetItem")))
     response = invoke(handler, clone_event(acct, MP3))
     assert response["statusCode"] == 200
@@ -390,9 +370,9 @@ def test_a_failed_cleanup_after_an_upload_clone_still_delivers(handler, accounts
 def test_an_unknown_settle_outcome_never_claims_no_charge(handler, accounts, billing, monkeypatch):
     acct = accounts.create(START).account_id
     boom = ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")
-    monkeypatch.setattr(Billing, "settle", lambda *a, **k: (_ for _ in ()).throw(boom))
-    monkeypatch.setattr(Billing, "release", lambda *a, **k: (_ for _ in ()).throw(boom))
-    monkeypatch.setattr(Billing, "hold_status", lambda *a, **k: (_ for _ in ()).throw(boom))
+    monkeypatch.setattr(Billing, "settle", raising(boom))
+    monkeypatch.setattr(Billing, "release", raising(boom))
+    monkeypatch.setattr(Billing, "hold_status", raising(boom))
     error = error_of(invoke(handler, clone_event(acct, MP3)))
     assert (error.status, error.code) == (500, "billing_outcome_unknown")
     assert "no charge" not in error.message.lower() and "balance" in error.message
