@@ -33,7 +33,7 @@ import threading
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,13 +117,13 @@ class CallLog:
 
 
 def call_counts() -> list[dict]:
+    import audio_fixtures as fx
     import boto3
-    from moto import mock_aws
-
     from fakes.minimax_server import FakeMiniMax
     from helpers import api_event, context
     from integration.conftest import clone_event
-    import audio_fixtures as fx
+    from moto import mock_aws
+
     from kyma.accounts import Accounts
     from kyma.aws import dynamodb
     from kyma.config import config
@@ -242,11 +242,11 @@ def servers():
 
 
 def measure_handlers(info: dict, quick: bool) -> dict:
-    import boto3
-
     import audio_fixtures as fx
+    import boto3
     from helpers import api_event, context
     from integration.conftest import multipart
+
     from kyma.accounts import Accounts
     from kyma.aws import dynamodb
     from kyma.config import config
@@ -316,7 +316,6 @@ def measure_handlers(info: dict, quick: bool) -> dict:
 def throughput() -> dict:
     """Requests per second for speech through the whole local stack over HTTP (sandbox provider)."""
     import requests
-
     from e2e.conftest import StackProcess
 
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"kyma-bench-{os.getpid()}"
@@ -388,7 +387,7 @@ def main() -> int:
                      f"| {r['upstream']} | {', '.join(r['repeated']) or 'none'} |")
         if r["repeated"]:
             failures.append(f"{r['endpoint']} {r['path']}: repeated {r['repeated']}")
-        if r["path"].startswith("happy path") and "Idempotency" not in r["path"] or r["endpoint"] == "authorizer":
+        if (r["path"].startswith("happy path") and "Idempotency" not in r["path"]) or r["endpoint"] == "authorizer":
             ddb_budget = BUDGETS["ddb_happy"].get(r["endpoint"])
             if ddb_budget is not None and r["dynamodb"] > ddb_budget:
                 failures.append(f"{r['endpoint']} {r['path']}: {r['dynamodb']} DynamoDB calls > {ddb_budget}")
@@ -428,7 +427,7 @@ def main() -> int:
 
     elapsed = time.time() - started
     header = [f"# Benchmark results ({'quick' if args.quick else 'full'} run)", "",
-              f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+              f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
               f"{os.cpu_count()} CPUs, Python {platform.python_version()}; took {elapsed:.0f} s. "
               "Ratios and counts are the results; milliseconds are for scale only.", ""]
     verdict = ["", "**All budgets met.**" if not failures else "**Budgets broken:**"] + [f"- {f}" for f in failures]

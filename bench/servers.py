@@ -10,15 +10,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fakes.minimax_server import FakeMiniMax  # noqa: E402
-from kyma_local.aws import REGION, EmbeddedAws, create_resources  # noqa: E402
-from kyma_local.template import Template  # noqa: E402
+from fakes.minimax_server import FakeMiniMax
+
+from kyma_local.aws import REGION, EmbeddedAws, create_resources
+from kyma_local.template import Template
 
 os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": REGION})
 aws = EmbeddedAws()
 aws.start()
 create_resources(Template(), endpoint_url=aws.endpoint)
-import boto3  # noqa: E402
+import boto3
 
 boto3.client("ssm", endpoint_url=aws.endpoint, region_name=REGION).put_parameter(
     Name="/kyma/bench/minimax-api-key", Value="bench-key", Type="SecureString")

@@ -34,7 +34,7 @@ _AMPLITUDE = 12000
 # The signal
 # --------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _blocks(rate: int) -> tuple[array.array, ...]:
     """A few 0.25 s blocks of 16-bit mono samples with different characters."""
     n = int(rate * SEGMENT_SECONDS)

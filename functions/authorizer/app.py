@@ -30,7 +30,7 @@ accounts = Accounts(dynamodb(), config())
 
 
 def lambda_handler(event: dict, context) -> dict:
-    token = _bearer((event.get("headers") or {}))
+    token = _bearer(event.get("headers") or {})
     account_id = accounts.account_for_key(token) if token else None
     request_id = (event.get("requestContext") or {}).get("requestId")
     if account_id is None:

@@ -9,9 +9,9 @@ import subprocess
 import openai
 import pytest
 import requests
+from fakes.minimax_server import FakeMiniMax
 
 from e2e.conftest import StackProcess
-from fakes.minimax_server import FakeMiniMax
 from kyma.audio import inspect_audio
 
 SYSTEM_VOICE = "English_expressive_narrator"

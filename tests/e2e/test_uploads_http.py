@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 
+import audio_fixtures as fx
 import boto3
 import requests
-
-import audio_fixtures as fx
 
 TEN_MB = 10 * 1024 * 1024
 

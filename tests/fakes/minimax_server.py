@@ -46,8 +46,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from requests.structures import CaseInsensitiveDict
 from requests_toolbelt.multipart.decoder import MultipartDecoder
@@ -151,7 +152,7 @@ class FakeMiniMax:
     # Life cycle
     # ------------------------------------------------------------------
 
-    def start(self) -> "FakeMiniMax":
+    def start(self) -> FakeMiniMax:
         if self._server is not None:
             return self
         self._stopping.clear()
@@ -181,7 +182,7 @@ class FakeMiniMax:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "FakeMiniMax":
+    def __enter__(self) -> FakeMiniMax:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -260,7 +261,7 @@ class FakeMiniMax:
     # Request handling (runs on handler threads)
     # ------------------------------------------------------------------
 
-    def _handle(self, h: "_Handler") -> None:
+    def _handle(self, h: _Handler) -> None:
         path = h.path.split("?", 1)[0]
         trace_id = uuid.uuid4().hex
         try:
@@ -316,7 +317,7 @@ class FakeMiniMax:
         except _Reject as rej:
             self._send_json(h, call, _error_body(rej.code, rej.msg, trace_id))
 
-    def _inject(self, h: "_Handler", call: RecordedCall, failure: dict) -> None:
+    def _inject(self, h: _Handler, call: RecordedCall, failure: dict) -> None:
         mode, trace_id = failure["mode"], call.trace_id
         if mode == "http_500":
             status = failure["status"]
@@ -475,14 +476,14 @@ class FakeMiniMax:
 
     # --- sending -------------------------------------------------------
 
-    def _send_json(self, h: "_Handler", call: RecordedCall, body: dict) -> None:
+    def _send_json(self, h: _Handler, call: RecordedCall, body: dict) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
         base = body.get("base_resp")
         if isinstance(base, dict):
             call.status_code = base.get("status_code")
         self._send_raw(h, call, 200, data, "application/json; charset=utf-8", call.trace_id)
 
-    def _send_raw(self, h: "_Handler", call: RecordedCall | None, status: int, data: bytes,
+    def _send_raw(self, h: _Handler, call: RecordedCall | None, status: int, data: bytes,
                   content_type: str, trace_id: str) -> None:
         if call is not None:
             call.http_status = status
@@ -499,7 +500,7 @@ class FakeMiniMax:
             h.close_connection = True
 
     @staticmethod
-    def _drop(h: "_Handler") -> None:
+    def _drop(h: _Handler) -> None:
         h.close_connection = True
         try:
             h.connection.shutdown(socket.SHUT_RDWR)
@@ -542,12 +543,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+    def do_POST(self) -> None:
         self.server.fake._handle(self)
 
     do_GET = do_PUT = do_DELETE = do_POST  # answered 404 by _handle
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

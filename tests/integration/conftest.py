@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from requests_toolbelt.multipart.encoder import MultipartEncoder
-
 from fakes.minimax_server import FakeMiniMax
 from helpers import api_event, context
+from requests_toolbelt.multipart.encoder import MultipartEncoder
 
 MINIMAX_KEY = "test-minimax-key-4f2a"
 PARAMETER = "/kyma/test/minimax-api-key"

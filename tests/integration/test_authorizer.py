@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import context
 
 EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "authorizer-request.json").read_text())

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import body_of, context
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import audio_fixtures as fx
 import boto3
 import pytest
-
-import audio_fixtures as fx
 from helpers import ProcessDied, api_event, body_of, context, error_of, raising
 from integration.conftest import clone_event
 

@@ -11,13 +11,13 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import audio_fixtures as fx
 import boto3
 import pytest
-
-import audio_fixtures as fx
 from helpers import ProcessDied, api_event, body_of, context, error_of, raising
 from integration.conftest import multipart
 from integration.test_voice_clone import assert_books_balance, voices_of
+
 from kyma.dynamo import to_item, values
 
 START = 50_000_000

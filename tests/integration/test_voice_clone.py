@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 import audio_fixtures as fx
+import pytest
 from helpers import body_of, error_of
 from integration.conftest import clone_event
+
 from kyma.dynamo import from_item, values
 
 MP3 = fx.mp3_cbr(12.0)

@@ -11,13 +11,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import audio_fixtures as fx
 import pytest
 from botocore.exceptions import ClientError
-
-import audio_fixtures as fx
 from helpers import ProcessDied, api_event, body_of, context, error_of, raising
 from integration.conftest import MINIMAX_KEY, clone_event
 from integration.test_voice_clone import START, assert_books_balance, voices_of
+
 from kyma.billing import Billing
 
 MP3 = fx.mp3_cbr(12.0)

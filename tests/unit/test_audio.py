@@ -12,9 +12,9 @@ import math
 import random
 import struct
 
+import audio_fixtures as fx
 import pytest
 
-import audio_fixtures as fx
 from kyma.audio import AudioInfo, inspect_audio
 from kyma.errors import ApiError, AudioUnreadable, UnsupportedMediaType
 

@@ -14,12 +14,11 @@ import wave
 
 import pytest
 import requests
+from fakes.minimax_server import PATH_CLONE, PATH_T2A, PATH_UPLOAD, FakeMiniMax
 from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
 
-from fakes.minimax_server import PATH_CLONE, PATH_T2A, PATH_UPLOAD, FakeMiniMax
 from kyma.errors import ProviderError
-from kyma.providers import SynthesisRequest, VoiceProvider
-from kyma.providers import minimax
+from kyma.providers import SynthesisRequest, VoiceProvider, minimax
 from kyma.providers.minimax import MiniMaxClient
 
 KEY = "test-minimax-key-Zq81xK"
@@ -294,9 +293,8 @@ def test_base_resp_codes_and_retryability(fake, client, code, retryable):
 def test_operator_problems_are_hidden_from_clients_but_logged(fake, client, caplog, path, code,
                                                               detail):
     fake.fail_next(path, "base_resp", code=code, msg=detail)
-    with caplog.at_level(logging.WARNING, logger="kyma.providers.minimax"):
-        with pytest.raises(ProviderError) as info:
-            call_step(client, fake, path, soon())
+    with caplog.at_level(logging.WARNING, logger="kyma.providers.minimax"), pytest.raises(ProviderError) as info:
+        call_step(client, fake, path, soon())
     err = info.value
     assert err.message == f"MiniMax {STEP[path]} failed: upstream provider is unavailable"
     assert detail not in str(err) and str(code) not in str(err)
@@ -413,9 +411,8 @@ def test_the_upload_stops_when_the_deadline_passes_while_sending(fake, client, s
         clock.offset = 1000.0
 
     session.before_send = jump
-    with caplog.at_level(logging.WARNING, logger="kyma.providers.minimax"):
-        with pytest.raises(ProviderError) as info:
-            client.clone_voice(AUDIO * 20, "r.mp3", VOICE, deadline=soon())
+    with caplog.at_level(logging.WARNING, logger="kyma.providers.minimax"), pytest.raises(ProviderError) as info:
+        client.clone_voice(AUDIO * 20, "r.mp3", VOICE, deadline=soon())
     assert info.value.message == "MiniMax did not answer in time during file upload"
     assert "deadline passed while sending" in caplog.records[0].getMessage()
     assert fake.voices == {} and fake.files == {}
@@ -464,9 +461,8 @@ def test_the_key_never_appears_in_errors_or_logs(fake, client, caplog):
 
 def test_every_provider_error_is_logged_with_structure(fake, client, caplog):
     fake.fail_next(PATH_T2A, "http_500", status=502)
-    with caplog.at_level(logging.WARNING, logger="kyma.providers.minimax"):
-        with pytest.raises(ProviderError) as info:
-            call_step(client, fake, PATH_T2A, soon())
+    with caplog.at_level(logging.WARNING, logger="kyma.providers.minimax"), pytest.raises(ProviderError) as info:
+        call_step(client, fake, PATH_T2A, soon())
     (record,) = caplog.records
     assert record.name == "kyma.providers.minimax" and record.levelno == logging.WARNING
     assert record.step == "speech synthesis"

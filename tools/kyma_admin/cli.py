@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kyma.errors import ApiError
@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace, target: Target, accounts, billing) -> int:
     elif args.command == "ledger":
         print(f"{'time (UTC)':20} {'type':6} {'kind':12} {'status':9} {'amount USD':>12}  reference")
         for e in billing.entries(args.account):
-            when = datetime.fromtimestamp(e.get("created_at", 0), timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            when = datetime.fromtimestamp(e.get("created_at", 0), UTC).strftime("%Y-%m-%d %H:%M:%S")
             ref = e.get("voice_id") or e.get("note") or (f"{e['chars']} chars" if "chars" in e else "")
             print(f"{when:20} {e.get('type', ''):6} {e.get('kind', '-'):12} {e.get('status', ''):9} "
                   f"{micros_to_header(e['amount_micros']):>12}  {ref}")

@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -308,7 +308,7 @@ def build_event(method: str, path: str, resource: str, headers: list[tuple[str, 
     request_context = {
         "resourceId": "local", "resourcePath": resource, "httpMethod": method,
         "extendedRequestId": request_id, "requestId": request_id,
-        "requestTime": datetime.fromtimestamp(started, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "requestTime": datetime.fromtimestamp(started, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
         "requestTimeEpoch": int(started * 1000), "path": f"/{stage}{path}",
         "accountId": ACCOUNT, "protocol": "HTTP/1.1", "stage": stage, "apiId": API_ID,
         "domainName": host, "domainPrefix": host.split(".")[0],

@@ -11,7 +11,7 @@ import os
 import re
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kyma_local.aws import REGION, EmbeddedAws, create_resources, local_environment
@@ -43,7 +43,7 @@ class LocalStack:
         self._server = None
         self._stop = threading.Event()
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         self.aws.start()
         env = local_environment(self.template, self.aws)
         env.update(self.extra_env)
@@ -75,7 +75,7 @@ class LocalStack:
         if self.state_file and self.state_file.exists():
             self.state_file.unlink()
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -130,7 +130,7 @@ class LocalStack:
 
 def scheduled_event(function_id: str) -> dict:
     """The event EventBridge sends for a schedule."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
             "source": "aws.events", "account": "123456789012", "time": now, "region": REGION,
             "resources": [f"arn:aws:events:{REGION}:123456789012:rule/kyma-local-{function_id}"],

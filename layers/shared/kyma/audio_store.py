@@ -7,7 +7,8 @@ replays (the idempotency record holds only the key, never audio).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 

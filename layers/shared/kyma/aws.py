@@ -6,7 +6,7 @@ local stack and the tests point these clients at the embedded AWS.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -17,7 +17,7 @@ _BOTO_CONFIG = BotoConfig(connect_timeout=2, read_timeout=5,
                           retries={"mode": "standard", "max_attempts": 3})
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str):
     return boto3.client(service, config=_BOTO_CONFIG)
 

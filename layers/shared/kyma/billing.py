@@ -28,15 +28,15 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from kyma import errors
 from kyma.config import Config
-from kyma.dynamo import (cancellation_reasons, error_code, from_item, retry_on_conflict,
-                         to_item, values)
+from kyma.dynamo import cancellation_reasons, error_code, from_item, retry_on_conflict, to_item, values
 
 T = TypeVar("T")
 log = logging.getLogger("kyma.billing")

@@ -8,9 +8,9 @@ it calls `config()`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping
 
 # Speech price table: USD micro-dollars per 1,000 characters, by MiniMax tier.
 # Overridable per deployment with SPEECH_PRICE_HD_PER_1K / _TURBO_PER_1K.
@@ -53,7 +53,7 @@ class Config:
         return "minimax" if self.minimax_api_key_parameter else "sandbox"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Config":
+    def from_env(cls, env: Mapping[str, str]) -> Config:
         def num(name: str, default: float) -> float:
             return float(env.get(name) or default)
 

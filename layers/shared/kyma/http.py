@@ -16,8 +16,9 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from kyma.config import config
 from kyma.errors import ApiError, InternalError, InvalidRequest
@@ -57,7 +58,7 @@ class Request:
     lambda_context: Any = None
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any], context: Any, api_timeout: float) -> "Request":
+    def from_event(cls, event: Mapping[str, Any], context: Any, api_timeout: float) -> Request:
         ctx = event.get("requestContext") or {}
         raw = event.get("body") or ""
         if event.get("isBase64Encoded"):

@@ -26,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kyma.config import Config
 from kyma.errors import IdempotencyConflict, IdempotencyInProgress, InvalidRequest
@@ -78,7 +79,10 @@ class Idempotency:
         """Run `work` at most once per (scope, account, key).  Returns (result, replayed)."""
         from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
         from aws_lambda_powertools.utilities.idempotency.exceptions import (
-            IdempotencyAlreadyInProgressError, IdempotencyPersistenceLayerError, IdempotencyValidationError)
+            IdempotencyAlreadyInProgressError,
+            IdempotencyPersistenceLayerError,
+            IdempotencyValidationError,
+        )
 
         config = IdempotencyConfig(
             event_key_jmespath="[account_id, key]",

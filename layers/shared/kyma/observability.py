@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 logger = Logger(log_uncaught_exceptions=True)
 metrics = Metrics()
 
-__all__ = ["logger", "metrics", "MetricUnit", "instrument"]
+__all__ = ["MetricUnit", "instrument", "logger", "metrics"]
 
 
 def instrument(handler, *, with_metrics: bool = True):

@@ -10,8 +10,9 @@ never sent upstream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 
