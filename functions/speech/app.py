@@ -15,7 +15,7 @@ from kyma.audio_store import URL_TTL_SECONDS, AudioStore, speech_key
 from kyma.aws import dynamodb, s3
 from kyma.billing import Billing
 from kyma.config import config
-from kyma.errors import ApiError
+from kyma.errors import IdempotencyExpired
 from kyma.http import Request, Response, api_handler, json_response
 from kyma.money import micros_to_header
 from kyma.observability import instrument
@@ -73,8 +73,7 @@ def _deliver(record: dict, audio: bytes | None) -> Response:
     if audio is None:  # a replay: the audio was kept in S3 for exactly this
         audio = store.get(record["audio_key"])
         if audio is None:
-            raise ApiError("The audio of this Idempotency-Key has expired; send a new request.",
-                           status=410, code="idempotency_expired")
+            raise IdempotencyExpired("The audio of this Idempotency-Key has expired; send a new request.")
     return Response(200, audio, headers, binary=True)
 
 

@@ -166,9 +166,8 @@ class Billing:
             ["account", "hold"] + (["voice"] if voice_id is not None else [])
             + (["upload"] if upload_id is not None else []) + (["guard"] if guard is not None else []))}
         if index.get("guard") in failed:
-            return errors.ApiError("This Idempotency-Key already completed a charged request whose response "
-                                   "can no longer be replayed; send new requests with a new key.",
-                                   status=409, code="idempotency_key_spent")
+            return errors.IdempotencyKeySpent("This Idempotency-Key already completed a charged request whose "
+                                              "response can no longer be replayed; send new requests with a new key.")
         if index.get("voice") in failed:
             owner = (from_item(reasons[index["voice"]].get("Item")) or {}).get("owner_id")
             if owner is None:
@@ -177,13 +176,10 @@ class Billing:
         if index.get("upload") in failed:
             upload = from_item(reasons[index["upload"]].get("Item"))
             if upload is None or upload.get("account_id") != account_id:
-                return errors.ApiError(f"Upload {upload_id} was not found.", status=404,
-                                       code="upload_not_found")
+                return errors.UploadNotFound(f"Upload {upload_id} was not found.")
             if upload.get("status") == "claimed":
-                return errors.ApiError(f"Upload {upload_id} is being used by another request.",
-                                       status=409, code="upload_in_use")
-            return errors.ApiError(f"Upload {upload_id} has already been used.", status=410,
-                                   code="upload_used")
+                return errors.UploadInUse(f"Upload {upload_id} is being used by another request.")
+            return errors.UploadUsed(f"Upload {upload_id} has already been used.")
         if 0 in failed:
             account = from_item(reasons[0].get("Item")) or {}
             if account.get("status") not in (None, "active"):
@@ -227,10 +223,9 @@ class Billing:
             log.exception("settle failed", extra={"entry_id": hold.entry_id})
             applied = self._applied_after_all(hold)
             if applied is None:
-                raise errors.ApiError(
+                raise errors.BillingOutcomeUnknown(
                     "We could not confirm whether this request was charged. Check GET /v1/credits/balance "
-                    "before retrying, or retry with the same Idempotency-Key.",
-                    status=500, code="billing_outcome_unknown") from exc
+                    "before retrying, or retry with the same Idempotency-Key.") from exc
             if not applied:
                 raise settle_failed() from exc
         return result

@@ -118,7 +118,7 @@ def parse(body: dict) -> SpeechInput:
     if isinstance(voice, dict):          # the OpenAI SDK's custom-voice form: {"id": "..."}
         voice = voice.get("id")
     if voice is None or voice == "":
-        raise errors.ApiError("voice_id (or voice) is required.", status=400, code="voice_required")
+        raise errors.VoiceRequired("voice_id (or voice) is required.")
     request = {"model": body.get("model") if body.get("model") is not None else DEFAULT_MODEL,
                "voice": voice, "input": text}
     for field in ("response_format", "speed", "voice_settings", "language_boost"):
@@ -154,15 +154,12 @@ def _contract_error(exc: Any) -> errors.ApiError:
     field = (exc.name or "").removeprefix("data.").split(".")[0]
     rule = exc.rule
     if field == "model":
-        return errors.ApiError(f"'{exc.value}' is not a speech model; use one of "
-                               f"{', '.join([*ALIASES, *SKUS])}.", status=400, code="not_a_tts_model")
+        return errors.NotATtsModel(f"'{exc.value}' is not a speech model; use one of {', '.join([*ALIASES, *SKUS])}.")
     if field == "input" and rule == "maxLength":
-        return errors.ApiError(f"input is {len(exc.value)} characters; the limit is {MAX_INPUT_CHARS}.",
-                               status=400, code="input_too_long")
+        return errors.InputTooLong(f"input is {len(exc.value)} characters; the limit is {MAX_INPUT_CHARS}.")
     if field == "response_format":
-        return errors.ApiError(f"response_format '{exc.value}' is not supported; use mp3, wav, flac or pcm, "
-                               "optionally as codec_samplerate[_bitrate] (e.g. mp3_44100_128).",
-                               status=400, code="unsupported_format")
+        return errors.UnsupportedFormat(f"response_format '{exc.value}' is not supported; use mp3, wav, flac or "
+                                        "pcm, optionally as codec_samplerate[_bitrate] (e.g. mp3_44100_128).")
     if field == "input":
         return errors.InvalidRequest("input must be a non-empty string.")
     if field == "voice":

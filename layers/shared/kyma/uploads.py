@@ -40,7 +40,7 @@ PURGE_AFTER_SECONDS = 86_400        # DynamoDB TTL on the row
 
 
 def _not_found(upload_id: str) -> errors.ApiError:
-    return errors.ApiError(f"Upload {upload_id} was not found.", status=404, code="upload_not_found")
+    return errors.UploadNotFound(f"Upload {upload_id} was not found.")
 
 
 class Uploads:
@@ -81,17 +81,14 @@ class Uploads:
         if row is None or row["account_id"] != account_id:
             raise _not_found(upload_id)
         if row["status"] == "used":
-            raise errors.ApiError(f"Upload {upload_id} has already been used to clone a voice; "
-                                  "create a new upload.", status=410, code="upload_used")
+            raise errors.UploadUsed(f"Upload {upload_id} has already been used to clone a voice; create a new upload.")
         if row["expires_at"] < time.time():
-            raise errors.ApiError(f"Upload {upload_id} expired; create a new upload.", status=410,
-                                  code="upload_expired")
+            raise errors.UploadExpired(f"Upload {upload_id} expired; create a new upload.")
         try:
             head = self.s3.head_object(Bucket=self.cfg.uploads_bucket, Key=row["s3_key"])
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                raise errors.ApiError(f"No file has been uploaded for {upload_id} yet.", status=404,
-                                      code="upload_not_found") from exc
+                raise errors.UploadNotFound(f"No file has been uploaded for {upload_id} yet.") from exc
             raise
         size = head["ContentLength"]
         if size > MAX_BYTES:   # the policy should have stopped it; never trust it alone

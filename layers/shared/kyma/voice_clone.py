@@ -76,8 +76,7 @@ def check_model(model: Any) -> str:
     if model is None:
         return CLONE_MODEL
     if model != CLONE_MODEL:
-        raise errors.ApiError(f"'{model}' is not a voice clone model; use {CLONE_MODEL}.",
-                              status=400, code="not_a_voice_clone_model")
+        raise errors.NotAVoiceCloneModel(f"'{model}' is not a voice clone model; use {CLONE_MODEL}.")
     return model
 
 
