@@ -36,6 +36,11 @@ class Config:
     minimax_api_key_parameter: str
     minimax_connect_timeout: float
     minimax_read_timeout: float
+    # Local stack only: the key itself, never stored in the embedded AWS (a developer's real key
+    # or the sandbox's).  Empty in AWS, where the key comes from SSM.
+    minimax_api_key_local: str
+    # What X-Kyma-Provider says: "minimax", or "sandbox" for the local stand-in.
+    provider_name: str
     # Prices (integer micro-dollars).
     voice_clone_price_micros: int
     speech_price_hd_micros_per_1k: int
@@ -74,6 +79,8 @@ class Config:
             minimax_api_key_parameter=env.get("MINIMAX_API_KEY_PARAMETER", ""),
             minimax_connect_timeout=num("MINIMAX_CONNECT_TIMEOUT", 3.05),
             minimax_read_timeout=num("MINIMAX_READ_TIMEOUT", 25.0),
+            minimax_api_key_local=env.get("KYMA_LOCAL_MINIMAX_API_KEY", ""),
+            provider_name=env.get("KYMA_PROVIDER_NAME", "minimax"),
             voice_clone_price_micros=integer("VOICE_CLONE_PRICE_MICROS", DEFAULT_VOICE_CLONE_PRICE_MICROS),
             speech_price_hd_micros_per_1k=integer("SPEECH_PRICE_HD_PER_1K_MICROS",
                                                   DEFAULT_SPEECH_PRICE_HD_MICROS_PER_1K),
