@@ -72,10 +72,17 @@ def ddb(aws):
 
 
 @pytest.fixture
-def billing(ddb, cfg):
-    from kyma.billing import Billing
+def ledger(ddb, cfg):
+    from kyma.ledger import Ledger
 
-    return Billing(ddb, cfg)
+    return Ledger(ddb, cfg)
+
+
+@pytest.fixture
+def books(ddb, cfg):
+    from kyma.accounting import Books
+
+    return Books(ddb, cfg)
 
 
 @pytest.fixture

@@ -53,3 +53,9 @@ def raising(exc: BaseException):
     def fail(*args, **kwargs):
         raise exc
     return fail
+
+
+def powertools_records(ddb, cfg) -> list[dict]:
+    """The Idempotency table's Powertools records (not the charge guards kept beside them)."""
+    return [item for item in ddb.scan(TableName=cfg.idempotency_table)["Items"]
+            if not item["id"]["S"].startswith("guard#")]

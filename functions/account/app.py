@@ -4,18 +4,16 @@ from kyma import init_phase
 
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
 
-from kyma.aws import dynamodb
-from kyma.billing import Billing
-from kyma.config import config
 from kyma.http import Request, Response, api_handler, json_response
 from kyma.money import micros_to_json
 from kyma.observability import instrument
+from kyma.services import services
 
-billing = Billing(dynamodb(), config())
+svc = services()
 
 
 def balance(request: Request) -> Response:
-    return json_response(200, {"balance_usd": micros_to_json(billing.balance(request.account_id))})
+    return json_response(200, {"balance_usd": micros_to_json(svc.books.balance(request.account_id))})
 
 
 lambda_handler = instrument(api_handler({("GET", "/v1/credits/balance"): balance}), with_metrics=False)

@@ -20,18 +20,18 @@ import json
 import logging
 import os
 
-from kyma.accounts import Accounts
+from kyma.api_keys import ApiKeys
 from kyma.aws import dynamodb
 from kyma.config import config
 
 log = logging.getLogger("kyma.authorizer")
 log.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
-accounts = Accounts(dynamodb(), config())
+api_keys = ApiKeys(dynamodb(), config())
 
 
 def lambda_handler(event: dict, context) -> dict:
     token = _bearer(event.get("headers") or {})
-    account_id = accounts.account_for_key(token) if token else None
+    account_id = api_keys.account_for_key(token) if token else None
     request_id = (event.get("requestContext") or {}).get("requestId")
     if account_id is None:
         # Never log the key, not even in part.

@@ -8,72 +8,72 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from kyma import errors
-from kyma.billing import CHARGED, OPEN, RELEASED, HoldNotOpen
 from kyma.dynamo import to_item
+from kyma.ledger import CHARGED, OPEN, RELEASED, HoldNotOpen
 
 PRICE = 2_100_000
 
 
-def test_reserve_debits_and_opens_a_hold_then_settle_charges(accounts, billing):
+def test_reserve_debits_and_opens_a_hold_then_settle_charges(accounts, books, ledger):
     acct = accounts.create(10_000_000).account_id
-    hold = billing.reserve(acct, PRICE, kind="voice_clone", request_id="r1")
-    assert billing.balance(acct) == 7_900_000
-    assert billing.hold_status(hold) == OPEN
-    billing.settle(hold)
-    assert billing.hold_status(hold) == CHARGED
-    assert billing.balance(acct) == 7_900_000
-    audit = billing.audit(acct)
+    hold = ledger.reserve(acct, PRICE, kind="voice_clone", request_id="r1")
+    assert books.balance(acct) == 7_900_000
+    assert books.hold_status(hold) == OPEN
+    ledger.settle(hold)
+    assert books.hold_status(hold) == CHARGED
+    assert books.balance(acct) == 7_900_000
+    audit = books.audit(acct)
     assert audit["consistent"] and audit["charged"] == PRICE and audit["open"] == 0
 
 
-def test_release_refunds_exactly_once(accounts, billing):
+def test_release_refunds_exactly_once(accounts, books, ledger):
     acct = accounts.create(10_000_000).account_id
-    hold = billing.reserve(acct, PRICE, kind="voice_clone", request_id="r1")
-    assert billing.release(hold, reason="provider_error") is True
-    assert billing.release(hold, reason="provider_error") is False   # second release: no-op
-    assert billing.balance(acct) == 10_000_000
-    assert billing.hold_status(hold) == RELEASED
+    hold = ledger.reserve(acct, PRICE, kind="voice_clone", request_id="r1")
+    assert ledger.release(hold, reason="provider_error") is True
+    assert ledger.release(hold, reason="provider_error") is False   # second release: no-op
+    assert books.balance(acct) == 10_000_000
+    assert books.hold_status(hold) == RELEASED
     with pytest.raises(HoldNotOpen) as info:
-        billing.settle(hold)                                            # cannot charge a released hold
+        ledger.settle(hold)                                            # cannot charge a released hold
     assert info.value.status == RELEASED
-    assert billing.audit(acct)["consistent"]
+    assert books.audit(acct)["consistent"]
 
 
-def test_settled_hold_cannot_be_released(accounts, billing):
+def test_settled_hold_cannot_be_released(accounts, books, ledger):
     acct = accounts.create(10_000_000).account_id
-    hold = billing.reserve(acct, PRICE, kind="voice_clone", request_id="r1")
-    billing.settle(hold)
-    assert billing.release(hold, reason="late") is False
-    assert billing.balance(acct) == 7_900_000
+    hold = ledger.reserve(acct, PRICE, kind="voice_clone", request_id="r1")
+    ledger.settle(hold)
+    assert ledger.release(hold, reason="late") is False
+    assert books.balance(acct) == 7_900_000
 
 
-def test_insufficient_balance_is_402_and_changes_nothing(accounts, billing):
+def test_insufficient_balance_is_402_and_changes_nothing(accounts, books, ledger):
     acct = accounts.create(2_099_999).account_id
     with pytest.raises(errors.InsufficientCredits):
-        billing.reserve(acct, PRICE, kind="voice_clone", request_id="r1")
-    assert billing.balance(acct) == 2_099_999
-    assert [e["type"] for e in billing.entries(acct)] == ["topup"]
+        ledger.reserve(acct, PRICE, kind="voice_clone", request_id="r1")
+    assert books.balance(acct) == 2_099_999
+    assert [e["type"] for e in books.entries(acct)] == ["topup"]
 
 
-def test_voice_gate_decides_ownership_atomically_with_the_debit(accounts, billing, ddb, cfg):
+def test_voice_gate_decides_ownership_atomically_with_the_debit(accounts, books, ddb, cfg, ledger):
     owner = accounts.create(10_000_000).account_id
     other = accounts.create(10_000_000).account_id
     ddb.put_item(TableName=cfg.voices_table, Item=to_item({"voice_id": "kyma_0123456789abcdef",
                                                            "owner_id": owner, "created_at": 1}))
     with pytest.raises(errors.VoiceNotOwned):
-        billing.reserve(other, 100, kind="speech", request_id="r", voice_id_owned="kyma_0123456789abcdef")
+        ledger.reserve(other, 100, kind="speech", request_id="r", voice_id_owned="kyma_0123456789abcdef")
     with pytest.raises(errors.VoiceNotFound):
-        billing.reserve(owner, 100, kind="speech", request_id="r", voice_id_owned="kyma_ffffffffffffffff")
+        ledger.reserve(owner, 100, kind="speech", request_id="r", voice_id_owned="kyma_ffffffffffffffff")
     # Not owned AND too poor: ownership is the answer, and nothing is debited.
     poor = accounts.create(1).account_id
     with pytest.raises(errors.VoiceNotOwned):
-        billing.reserve(poor, 100, kind="speech", request_id="r", voice_id_owned="kyma_0123456789abcdef")
-    assert billing.balance(other) == 10_000_000 and billing.balance(poor) == 1
-    hold = billing.reserve(owner, 100, kind="speech", request_id="r", voice_id_owned="kyma_0123456789abcdef")
-    assert billing.balance(owner) == 10_000_000 - 100 and hold.amount_micros == 100
+        ledger.reserve(poor, 100, kind="speech", request_id="r", voice_id_owned="kyma_0123456789abcdef")
+    assert books.balance(other) == 10_000_000 and books.balance(poor) == 1
+    hold = ledger.reserve(owner, 100, kind="speech", request_id="r", voice_id_owned="kyma_0123456789abcdef")
+    assert books.balance(owner) == 10_000_000 - 100 and hold.amount_micros == 100
 
 
-def test_forty_parallel_reserves_never_overdraw(accounts, billing):
+def test_forty_parallel_reserves_never_overdraw(accounts, books, ledger):
     # Given a balance that affords exactly 7 clones
     acct = accounts.create(7 * PRICE + 2_099_999).account_id
     outcomes: list[str] = []
@@ -81,7 +81,7 @@ def test_forty_parallel_reserves_never_overdraw(accounts, billing):
 
     def attempt(i: int) -> None:
         try:
-            billing.reserve(acct, PRICE, kind="voice_clone", request_id=f"r{i}")
+            ledger.reserve(acct, PRICE, kind="voice_clone", request_id=f"r{i}")
             result = "ok"
         except errors.InsufficientCredits:
             result = "402"
@@ -93,59 +93,60 @@ def test_forty_parallel_reserves_never_overdraw(accounts, billing):
         list(pool.map(attempt, range(40)))
     # Then exactly 7 succeed and the balance is exactly what is left
     assert outcomes.count("ok") == 7 and outcomes.count("402") == 33
-    assert billing.balance(acct) == 2_099_999
-    audit = billing.audit(acct)
+    assert books.balance(acct) == 2_099_999
+    audit = books.audit(acct)
     assert audit["consistent"] and audit["open"] == 7 * PRICE
 
 
-def test_settle_and_release_racing_on_one_hold_apply_exactly_once(accounts, billing):
+def test_settle_and_release_racing_on_one_hold_apply_exactly_once(accounts, books, ledger):
     # The handler settling and the reconciler releasing at the same moment, 30 times.
     acct = accounts.create(100_000_000).account_id
     for i in range(30):
-        hold = billing.reserve(acct, PRICE, kind="voice_clone", request_id=f"r{i}")
+        hold = ledger.reserve(acct, PRICE, kind="voice_clone", request_id=f"r{i}")
         results: dict[str, object] = {}
         barrier = threading.Barrier(2)
 
         def settle() -> None:
             barrier.wait()
             try:
-                billing.settle(hold)
+                ledger.settle(hold)
                 results["settle"] = True
             except HoldNotOpen:
                 results["settle"] = False
 
         def release() -> None:
             barrier.wait()
-            results["release"] = billing.release(hold, reason="expired")
+            results["release"] = ledger.release(hold, reason="expired")
 
         threads = [threading.Thread(target=settle), threading.Thread(target=release)]
         [t.start() for t in threads]
         [t.join() for t in threads]
         assert results["settle"] != results["release"], results   # exactly one of them won
-    audit = billing.audit(acct)
+    audit = books.audit(acct)
     assert audit["consistent"] and audit["open"] == 0
     assert audit["charged"] + audit["released"] == 30 * PRICE
 
 
-def test_expired_holds_are_listed_for_the_reconciler(accounts, billing):
+def test_expired_holds_are_listed_for_the_reconciler(accounts, books, ledger):
     acct = accounts.create(10_000_000).account_id
-    hold = billing.reserve(acct, PRICE, kind="voice_clone", request_id="r1")
-    settled = billing.reserve(acct, PRICE, kind="voice_clone", request_id="r2")
-    billing.settle(settled)
+    hold = ledger.reserve(acct, PRICE, kind="voice_clone", request_id="r1")
+    settled = ledger.reserve(acct, PRICE, kind="voice_clone", request_id="r2")
+    ledger.settle(settled)
     import time
-    assert list(billing.expired_holds(time.time())) == []
-    later = time.time() + billing.cfg.hold_timeout_seconds + 1
-    assert [h.entry_id for h in billing.expired_holds(later)] == [hold.entry_id]
+    assert list(books.expired_holds(time.time())) == []
+    later = time.time() + ledger.cfg.hold_timeout_seconds + 1
+    assert [h.entry_id for h in books.expired_holds(later)] == [hold.entry_id]
 
 
-def test_top_ups_are_ledger_entries(accounts, billing):
+def test_top_ups_are_ledger_entries(accounts, books, ledger):
     acct = accounts.create(0).account_id
-    assert billing.balance(acct) == 0
-    assert billing.top_up(acct, 5_000_000, note="invoice 7") == 5_000_000
-    (entry,) = list(billing.entries(acct))
+    assert books.balance(acct) == 0
+    ledger.top_up(acct, 5_000_000, note="invoice 7")
+    assert books.balance(acct) == 5_000_000
+    (entry,) = list(books.entries(acct))
     assert (entry["type"], entry["amount_micros"], entry["note"]) == ("topup", 5_000_000, "invoice 7")
-    assert billing.audit(acct)["consistent"]
+    assert books.audit(acct)["consistent"]
     from botocore.exceptions import ClientError
     with pytest.raises(ClientError) as info:
-        billing.top_up("acct_missing", 1)   # never credits an account that does not exist
+        ledger.top_up("acct_missing", 1)   # never credits an account that does not exist
     assert info.value.response["Error"]["Code"] == "TransactionCanceledException"

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import audio_fixtures as fx
 import boto3
 import pytest
-from helpers import ProcessDied, api_event, body_of, context, error_of, raising
+from helpers import powertools_records, ProcessDied, api_event, body_of, context, error_of, raising
 from integration.conftest import clone_event
 
 START = 50_000_000
@@ -36,14 +36,14 @@ def upstream(minimax) -> dict:
     return call.json
 
 
-def assert_free(billing, minimax, acct, start=START):
-    assert billing.balance(acct) == start
-    assert all(e["status"] != "charged" for e in billing.entries(acct) if e["type"] == "hold")
-    assert billing.audit(acct)["consistent"]
+def assert_free(books, minimax, acct, start=START):
+    assert books.balance(acct) == start
+    assert all(e["status"] != "charged" for e in books.entries(acct) if e["type"] == "hold")
+    assert books.audit(acct)["consistent"]
 
 
 # ── success ──────────────────────────────────────────────────────────────
-def test_a_system_voice_speaks_and_is_billed_per_character(handler, accounts, billing, minimax):
+def test_a_system_voice_speaks_and_is_billed_per_character(handler, accounts, books, minimax):
     acct = accounts.create(START).account_id
     response = speak(handler, acct, {"input": TEXT, "voice_id": SYSTEM_VOICE})
     assert response["statusCode"] == 200, body_of(response)
@@ -60,10 +60,10 @@ def test_a_system_voice_speaks_and_is_billed_per_character(handler, accounts, bi
     assert sent["model"] == "speech-2.8-hd" and sent["text"] == TEXT and sent["stream"] is False
     assert sent["voice_setting"]["voice_id"] == SYSTEM_VOICE and sent["output_format"] == "hex"
     assert sent["audio_setting"] == {"sample_rate": 32000, "bitrate": 128000, "format": "mp3", "channel": 1}
-    assert billing.balance(acct) == START - 2_900 and billing.audit(acct)["consistent"]
+    assert books.balance(acct) == START - 2_900 and books.audit(acct)["consistent"]
 
 
-def test_characters_are_code_points_and_cost_rounds_up(handler, accounts, billing):
+def test_characters_are_code_points_and_cost_rounds_up(handler, accounts, books):
     acct = accounts.create(START).account_id
     text = "héllo 👋🏽 wörld"                                        # 14 code points, 23 bytes in UTF-8
     response = speak(handler, acct, {"input": text, "voice": SYSTEM_VOICE, "model": "minimax-speech-turbo"})
@@ -184,7 +184,7 @@ def test_wav_bytes_are_byte_identical_and_playable(handler, accounts, minimax):
     ({"input": TEXT, "voice": "kyma_0000000000000000"}, 404, "voice_not_found"),
     ({"input": TEXT, "voice": "kyma_not-a-real-id"}, 404, "voice_not_found"),
 ])
-def test_refused_requests_are_free_and_never_sent_upstream(handler, accounts, billing, minimax, body, status,
+def test_refused_requests_are_free_and_never_sent_upstream(handler, accounts, books, minimax, body, status,
                                                            code):
     acct = accounts.create(START).account_id
     response = speak(handler, acct, body)
@@ -192,7 +192,7 @@ def test_refused_requests_are_free_and_never_sent_upstream(handler, accounts, bi
     assert (error.status, error.code) == (status, code), error.message
     assert response["headers"]["X-Request-Id"]
     assert minimax.calls == []
-    assert_free(billing, minimax, acct)
+    assert_free(books, minimax, acct)
 
 
 def test_exactly_5000_characters_are_accepted(handler, accounts):
@@ -202,36 +202,36 @@ def test_exactly_5000_characters_are_accepted(handler, accounts):
     assert response["statusCode"] == 200 and response["headers"]["X-Kyma-Chars-Billed"] == "5000"
 
 
-def test_insufficient_credits_is_402_and_nothing_goes_upstream(handler, accounts, billing, minimax):
+def test_insufficient_credits_is_402_and_nothing_goes_upstream(handler, accounts, books, minimax):
     acct = accounts.create(2_899).account_id           # one micro-dollar short of 29 chars on hd
     error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
     assert (error.status, error.code) == (402, "insufficient_credits")
-    assert minimax.calls == [] and billing.balance(acct) == 2_899
+    assert minimax.calls == [] and books.balance(acct) == 2_899
 
 
 # ── ownership ────────────────────────────────────────────────────────────
-def test_cloned_voices_are_gated_per_account(minimax, load_handler, accounts, billing):
+def test_cloned_voices_are_gated_per_account(minimax, load_handler, accounts, books):
     clone = load_handler("VoiceCloneFunction")
     handler = load_handler("SpeechFunction")
     a = accounts.create(START).account_id
     b = accounts.create(START).account_id
     # Given account A cloned a voice
     voice = body_of(clone(clone_event(a, fx.mp3_cbr(12.0)), context()))["voice_id"]
-    a_after_clone = billing.balance(a)
+    a_after_clone = books.balance(a)
     # When B uses it: 403, no charge, nothing upstream
     error = error_of(speak(handler, b, {"input": TEXT, "voice_id": voice}))
     assert (error.status, error.code) == (403, "voice_not_owned")
-    assert billing.balance(b) == START and minimax.calls_to("/v1/t2a_v2") == []
+    assert books.balance(b) == START and minimax.calls_to("/v1/t2a_v2") == []
     # When A uses it: 200 and charged
     response = speak(handler, a, {"input": TEXT, "voice_id": voice})
     assert response["statusCode"] == 200 and body_of(response) == minimax.last_audio
-    assert billing.balance(a) == a_after_clone - 2_900
+    assert books.balance(a) == a_after_clone - 2_900
     assert upstream(minimax)["voice_setting"]["voice_id"] == voice
     # A kyma_ id never created: 404 for anyone; a system voice: 200 for both
     for acct in (a, b):
         assert error_of(speak(handler, acct, {"input": TEXT, "voice_id": "kyma_ffffffffffffffff"})).status == 404
         assert speak(handler, acct, {"input": TEXT, "voice_id": SYSTEM_VOICE})["statusCode"] == 200
-    assert billing.audit(a)["consistent"] and billing.audit(b)["consistent"]
+    assert books.audit(a)["consistent"] and books.audit(b)["consistent"]
 
 
 # ── upstream failures: 502, no charge, hold released ─────────────────────
@@ -240,17 +240,17 @@ def test_cloned_voices_are_gated_per_account(minimax, load_handler, accounts, bi
     ("base_resp", {"code": 1026, "msg": "sensitive"}), ("malformed_json", {}), ("malformed_hex", {}),
     ("missing_field", {}), ("connection_drop", {}),
 ])
-def test_upstream_failures_are_502_and_free(handler, accounts, billing, minimax, mode, kwargs):
+def test_upstream_failures_are_502_and_free(handler, accounts, books, minimax, mode, kwargs):
     acct = accounts.create(START).account_id
     minimax.fail_next("/v1/t2a_v2", mode, **kwargs)
     error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
     assert (error.status, error.code) == (502, "provider_error")
-    assert [e["status"] for e in billing.entries(acct) if e["type"] == "hold"] == ["released"]
-    assert_free(billing, minimax, acct)
+    assert [e["status"] for e in books.entries(acct) if e["type"] == "hold"] == ["released"]
+    assert_free(books, minimax, acct)
 
 
 def test_an_upstream_timeout_is_502_before_the_gateway_gives_up(configure, minimax, load_handler, accounts,
-                                                                 billing):
+                                                                 books):
     import time
 
     configure(API_TIMEOUT_SECONDS=6)
@@ -260,7 +260,7 @@ def test_an_upstream_timeout_is_502_before_the_gateway_gives_up(configure, minim
     started = time.monotonic()
     error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
     assert (error.status, error.code) == (502, "provider_error") and time.monotonic() - started < 6
-    assert_free(billing, minimax, acct)
+    assert_free(books, minimax, acct)
 
 
 # ── large audio: S3 + 303 to a presigned URL, billed once ────────────────
@@ -273,7 +273,7 @@ def s3_key_of(url: str, bucket: str) -> str:
     return path if parsed.hostname.startswith(bucket + ".") else path.split("/", 1)[1]
 
 
-def test_audio_too_large_for_a_lambda_response_is_delivered_by_redirect(handler, accounts, billing, minimax, cfg):
+def test_audio_too_large_for_a_lambda_response_is_delivered_by_redirect(handler, accounts, books, minimax, cfg):
     acct = accounts.create(START).account_id
     minimax.audio_size(6_000_000)
     response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "wav"})
@@ -286,7 +286,7 @@ def test_audio_too_large_for_a_lambda_response_is_delivered_by_redirect(handler,
     assert stored["Body"].read() == minimax.last_audio and stored["ContentType"] == "audio/wav"
     assert key.startswith(f"speech/{acct}/")
     assert len(json.dumps(response)) < 6 * 1024 * 1024
-    assert billing.balance(acct) == START - 2_900                         # billed once
+    assert books.balance(acct) == START - 2_900                         # billed once
 
 
 def test_audio_just_under_the_inline_limit_comes_inline(handler, accounts, minimax):
@@ -297,7 +297,7 @@ def test_audio_just_under_the_inline_limit_comes_inline(handler, accounts, minim
     assert len(json.dumps(response)) < 6 * 1024 * 1024                    # fits a Lambda response
 
 
-def test_if_large_audio_cannot_be_stored_nothing_is_charged(handler, accounts, billing, minimax, monkeypatch):
+def test_if_large_audio_cannot_be_stored_nothing_is_charged(handler, accounts, books, minimax, monkeypatch):
     from kyma.audio_store import AudioStore
 
     acct = accounts.create(START).account_id
@@ -305,11 +305,11 @@ def test_if_large_audio_cannot_be_stored_nothing_is_charged(handler, accounts, b
     monkeypatch.setattr(AudioStore, "put", raising(RuntimeError("S3 down")))
     error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
     assert error.status == 500
-    assert_free(billing, minimax, acct)
+    assert_free(books, minimax, acct)
 
 
 # ── idempotency: one charge per key, never audio in DynamoDB ─────────────
-def test_idempotent_speech_replays_the_same_bytes_and_charges_once(handler, accounts, billing, minimax, ddb, cfg):
+def test_idempotent_speech_replays_the_same_bytes_and_charges_once(handler, accounts, books, minimax, ddb, cfg):
     acct = accounts.create(START).account_id
     headers = {"Idempotency-Key": "speech-1"}
     first = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)
@@ -317,26 +317,26 @@ def test_idempotent_speech_replays_the_same_bytes_and_charges_once(handler, acco
     assert body_of(first) == body_of(again) == minimax.last_audio
     assert again["headers"]["Idempotent-Replayed"] == "true"
     assert again["headers"]["X-Kyma-Balance-USD"] == first["headers"]["X-Kyma-Balance-USD"]
-    assert len(minimax.calls_to("/v1/t2a_v2")) == 1 and billing.balance(acct) == START - 2_900
+    assert len(minimax.calls_to("/v1/t2a_v2")) == 1 and books.balance(acct) == START - 2_900
     # The idempotency record holds a reference, not the audio.
-    (record,) = ddb.scan(TableName=cfg.idempotency_table)["Items"]
+    (record,) = powertools_records(ddb, cfg)
     assert len(json.dumps(record)) < 2_000 and "audio_key" in record["data"]["S"]
     conflict = error_of(speak(handler, acct, {"input": TEXT + "!", "voice": SYSTEM_VOICE}, headers))
     assert (conflict.status, conflict.code) == (409, "idempotency_conflict")
 
 
-def test_idempotent_large_audio_replays_as_a_fresh_redirect(handler, accounts, billing, minimax):
+def test_idempotent_large_audio_replays_as_a_fresh_redirect(handler, accounts, books, minimax):
     acct = accounts.create(START).account_id
     minimax.audio_size(6_000_000)
     headers = {"Idempotency-Key": "speech-big"}
     first = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)
     again = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)
     assert first["statusCode"] == again["statusCode"] == 303
-    assert billing.balance(acct) == START - 2_900 and len(minimax.calls_to("/v1/t2a_v2")) == 1
+    assert books.balance(acct) == START - 2_900 and len(minimax.calls_to("/v1/t2a_v2")) == 1
 
 
 # ── concurrency: never below zero ────────────────────────────────────────
-def test_parallel_speech_never_overdraws(minimax, aws, accounts, billing):
+def test_parallel_speech_never_overdraws(minimax, aws, accounts, books):
     from kyma_local.runtime import FunctionPool
 
     # Given money for exactly 5 requests of 29 characters on hd (5 × 2,900 µ$) plus change
@@ -346,39 +346,39 @@ def test_parallel_speech_never_overdraws(minimax, aws, accounts, billing):
         responses = list(executor.map(lambda _: pool.invoke(
             speech_event(acct, {"input": TEXT, "voice": SYSTEM_VOICE})).payload, range(20)))
     assert sorted(r["statusCode"] for r in responses) == [200] * 5 + [402] * 15
-    assert billing.balance(acct) == 2_899 and len(minimax.calls_to("/v1/t2a_v2")) == 5
-    audit = billing.audit(acct)
+    assert books.balance(acct) == 2_899 and len(minimax.calls_to("/v1/t2a_v2")) == 5
+    audit = books.audit(acct)
     assert audit["consistent"] and audit["charged"] == 5 * 2_900 and audit["open"] == 0
 
 
-def test_speech_after_the_charge_delivers_even_if_the_balance_read_fails(handler, accounts, billing, minimax,
-                                                                          monkeypatch):
-    from kyma.billing import Billing
+def test_speech_after_the_charge_delivers_even_if_the_balance_read_fails(handler, accounts, books, minimax,
+                                                                          monkeypatch, ledger):
+    from kyma.accounting import Books
 
     acct = accounts.create(START).account_id
-    monkeypatch.setattr(Billing, "balance", raising(RuntimeError("throttled")))
+    monkeypatch.setattr(Books, "balance", raising(RuntimeError("throttled")))
     response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
     assert response["statusCode"] == 200 and body_of(response) == minimax.last_audio
     assert "X-Kyma-Balance-USD" not in response["headers"]
     monkeypatch.undo()
-    assert billing.balance(acct) == START - 2_900
+    assert books.balance(acct) == START - 2_900
 
 
-def test_a_failed_speech_settle_is_500_and_free(handler, accounts, billing, minimax, monkeypatch):
+def test_a_failed_speech_settle_is_500_and_free(handler, accounts, books, minimax, monkeypatch, ledger):
     from botocore.exceptions import ClientError
 
-    from kyma.billing import Billing
+    from kyma.ledger import Ledger
 
     acct = accounts.create(START).account_id
-    monkeypatch.setattr(Billing, "settle", raising(
+    monkeypatch.setattr(Ledger, "settle", raising(
         ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")))
     error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
     assert error.status == 500 and "no charge" in error.message
-    assert_free(billing, minimax, acct)
+    assert_free(books, minimax, acct)
 
 
 def test_a_crashed_speech_request_is_released_by_the_reconciler(configure, minimax, load_handler, accounts,
-                                                                billing, monkeypatch):
+                                                                books, monkeypatch):
     from kyma.providers.minimax import MiniMaxClient
 
     configure(HOLD_TIMEOUT_SECONDS=0)
@@ -389,12 +389,12 @@ def test_a_crashed_speech_request_is_released_by_the_reconciler(configure, minim
         crash.setattr(MiniMaxClient, "synthesize", raising(ProcessDied()))
         with pytest.raises(ProcessDied):
             speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
-    assert billing.balance(acct) == START - 2_900
+    assert books.balance(acct) == START - 2_900
     assert load_handler("ReconcilerFunction")({}, context())["released"] == 1
-    assert billing.balance(acct) == START and billing.audit(acct)["consistent"]
+    assert books.balance(acct) == START and books.audit(acct)["consistent"]
 
 
-def test_a_speech_key_whose_record_was_lost_is_never_charged_twice(handler, accounts, billing, minimax, ddb, cfg,
+def test_a_speech_key_whose_record_was_lost_is_never_charged_twice(handler, accounts, books, minimax, ddb, cfg,
                                                                     monkeypatch):
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
@@ -404,24 +404,24 @@ def test_a_speech_key_whose_record_was_lost_is_never_charged_twice(handler, acco
         broken.setattr(DynamoDBPersistenceLayer, "_update_record",
                        raising(RuntimeError("DynamoDB unavailable")))
         assert speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)["statusCode"] == 200
-    for item in ddb.scan(TableName=cfg.idempotency_table)["Items"]:
+    for item in powertools_records(ddb, cfg):
         ddb.delete_item(TableName=cfg.idempotency_table, Key={"id": item["id"]})
     error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers))
     assert (error.status, error.code) == (409, "idempotency_key_spent")
-    assert len(minimax.calls_to("/v1/t2a_v2")) == 1 and billing.balance(acct) == START - 2_900
-    assert billing.audit(acct)["consistent"]
+    assert len(minimax.calls_to("/v1/t2a_v2")) == 1 and books.balance(acct) == START - 2_900
+    assert books.audit(acct)["consistent"]
 
 
 @pytest.mark.parametrize("voice", [" kyma_0123456789abcdef", "\u00a0kyma_0123456789abcdef", "kyma\u2024x",
                                    "English_narrator ", "_leading", "voice\twith tab", "日本語の声"])
-def test_malformed_voice_ids_are_refused_before_any_charge(handler, accounts, billing, minimax, voice):
+def test_malformed_voice_ids_are_refused_before_any_charge(handler, accounts, books, minimax, voice):
     acct = accounts.create(START).account_id
     error = error_of(speak(handler, acct, {"input": TEXT, "voice": voice}))
     assert (error.status, error.code) == (400, "invalid_request")
-    assert_free(billing, minimax, acct)
+    assert_free(books, minimax, acct)
 
 
-def test_a_cloned_voice_in_other_letter_case_is_still_gated(minimax, load_handler, accounts, billing):
+def test_a_cloned_voice_in_other_letter_case_is_still_gated(minimax, load_handler, accounts, books):
     clone = load_handler("VoiceCloneFunction")
     handler = load_handler("SpeechFunction")
     owner = accounts.create(START).account_id
@@ -430,7 +430,7 @@ def test_a_cloned_voice_in_other_letter_case_is_still_gated(minimax, load_handle
     for variant in (voice.replace("kyma_", "Kyma_"), voice.upper()):
         error = error_of(speak(handler, other, {"input": TEXT, "voice": variant}))
         assert error.code == "voice_not_found"            # never treated as a system voice
-    assert billing.balance(other) == START and minimax.calls_to("/v1/t2a_v2") == []
+    assert books.balance(other) == START and minimax.calls_to("/v1/t2a_v2") == []
 
 
 @pytest.mark.parametrize("body", [

@@ -74,7 +74,7 @@ def test_create_upload_needs_no_body_and_refuses_odd_fields(handler, accounts):
 
 
 @pytest.mark.parametrize("as_form", [False, True])
-def test_cloning_from_an_upload_matches_an_inline_clone(handler, accounts, billing, ddb, cfg, minimax, as_form):
+def test_cloning_from_an_upload_matches_an_inline_clone(handler, accounts, books, ddb, cfg, minimax, as_form):
     acct = accounts.create(START).account_id
     upload = create_upload(handler, acct)
     put(cfg, upload, WAV)
@@ -96,58 +96,58 @@ def test_cloning_from_an_upload_matches_an_inline_clone(handler, accounts, billi
     assert keys == 0
     again = error_of(call(handler, clone_json(acct, upload["upload_id"])))
     assert (again.status, again.code) == (410, "upload_used")
-    assert billing.balance(acct) == START - 2_100_000
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert books.balance(acct) == START - 2_100_000
+    assert_books_balance(books, ddb, cfg, acct)
 
 
-def refused(handler, billing, minimax, acct, event, status, code):
+def refused(handler, books, minimax, acct, event, status, code):
     error = error_of(call(handler, event))
     assert (error.status, error.code) == (status, code), error.message
-    assert billing.balance(acct) == START and minimax.calls == []
+    assert books.balance(acct) == START and minimax.calls == []
     return error
 
 
-def test_another_accounts_upload_is_not_found(handler, accounts, billing, minimax, cfg):
+def test_another_accounts_upload_is_not_found(handler, accounts, books, minimax, cfg):
     owner = accounts.create(START).account_id
     thief = accounts.create(START).account_id
     upload = create_upload(handler, owner)
     put(cfg, upload, WAV)
-    refused(handler, billing, minimax, thief, clone_json(thief, upload["upload_id"]), 404, "upload_not_found")
+    refused(handler, books, minimax, thief, clone_json(thief, upload["upload_id"]), 404, "upload_not_found")
 
 
-def test_an_expired_upload_is_410(handler, accounts, billing, minimax, cfg, ddb):
+def test_an_expired_upload_is_410(handler, accounts, books, minimax, cfg, ddb):
     acct = accounts.create(START).account_id
     upload = create_upload(handler, acct)
     put(cfg, upload, WAV)
     ddb.update_item(TableName=cfg.uploads_table, Key=to_item({"upload_id": upload["upload_id"]}),
                     UpdateExpression="SET expires_at = :past", ExpressionAttributeValues=values(past=1))
-    error = refused(handler, billing, minimax, acct, clone_json(acct, upload["upload_id"]), 410, "upload_expired")
+    error = refused(handler, books, minimax, acct, clone_json(acct, upload["upload_id"]), 410, "upload_expired")
     assert "create a new upload" in error.message
 
 
 @pytest.mark.parametrize("upload_id, status", [("up_nope", 404), ("", 400), ("../../etc", 404), (42, 400),
                                                ("up_" + "f" * 80, 404)])
-def test_unknown_or_malformed_upload_ids_are_refused(handler, accounts, billing, minimax, upload_id, status):
+def test_unknown_or_malformed_upload_ids_are_refused(handler, accounts, books, minimax, upload_id, status):
     acct = accounts.create(START).account_id
     error = error_of(call(handler, clone_json(acct, upload_id)))
     assert error.status == status
-    assert billing.balance(acct) == START and minimax.calls == []
+    assert books.balance(acct) == START and minimax.calls == []
 
 
-def test_nothing_uploaded_yet_is_404_with_a_clear_message(handler, accounts, billing, minimax):
+def test_nothing_uploaded_yet_is_404_with_a_clear_message(handler, accounts, books, minimax):
     acct = accounts.create(START).account_id
     upload = create_upload(handler, acct)
-    error = refused(handler, billing, minimax, acct, clone_json(acct, upload["upload_id"]), 404, "upload_not_found")
+    error = refused(handler, books, minimax, acct, clone_json(acct, upload["upload_id"]), 404, "upload_not_found")
     assert "No file has been uploaded" in error.message
 
 
-def test_an_object_over_10_mb_is_413_whatever_the_policy_said(handler, accounts, billing, minimax, cfg):
+def test_an_object_over_10_mb_is_413_whatever_the_policy_said(handler, accounts, books, minimax, cfg):
     # moto does not enforce presigned-POST conditions: an object of any size can land.  The
     # server checks the object's size itself before reading it.
     acct = accounts.create(START).account_id
     upload = create_upload(handler, acct)
     put(cfg, upload, b"\0" * (10 * 1024 * 1024 + 1))
-    refused(handler, billing, minimax, acct, clone_json(acct, upload["upload_id"]), 413, "invalid_request")
+    refused(handler, books, minimax, acct, clone_json(acct, upload["upload_id"]), 413, "invalid_request")
 
 
 @pytest.mark.parametrize("data, status, code", [
@@ -155,33 +155,33 @@ def test_an_object_over_10_mb_is_413_whatever_the_policy_said(handler, accounts,
     (fx.png(), 415, "invalid_request"),
     (fx.wav(12.0)[:-1000] + b"", 400, "audio_unreadable"),
 ])
-def test_uploaded_bytes_get_the_same_checks_as_inline_ones(handler, accounts, billing, minimax, cfg, data, status,
+def test_uploaded_bytes_get_the_same_checks_as_inline_ones(handler, accounts, books, minimax, cfg, data, status,
                                                            code):
     acct = accounts.create(START).account_id
     upload = create_upload(handler, acct)
     put(cfg, upload, data)
-    refused(handler, billing, minimax, acct, clone_json(acct, upload["upload_id"]), status, code)
+    refused(handler, books, minimax, acct, clone_json(acct, upload["upload_id"]), status, code)
 
 
-def test_file_and_upload_id_together_are_400(handler, accounts, billing, minimax):
+def test_file_and_upload_id_together_are_400(handler, accounts, books, minimax):
     acct = accounts.create(START).account_id
     body, ctype = multipart([("upload_id", "up_x"), ("file", ("a.wav", WAV, "audio/wav"))])
     event = api_event("POST", "/v1/audio/voice-clone", body=body, account_id=acct, headers={"Content-Type": ctype})
-    refused(handler, billing, minimax, acct, event, 400, "invalid_request")
+    refused(handler, books, minimax, acct, event, 400, "invalid_request")
 
 
-def test_a_failed_clone_gives_the_upload_back_for_a_retry(handler, accounts, billing, minimax, cfg, ddb):
+def test_a_failed_clone_gives_the_upload_back_for_a_retry(handler, accounts, books, minimax, cfg, ddb):
     acct = accounts.create(START).account_id
     upload = create_upload(handler, acct)
     put(cfg, upload, WAV)
     minimax.fail_next("/v1/voice_clone", "http_500")
     assert error_of(call(handler, clone_json(acct, upload["upload_id"]))).code == "provider_error"
     assert call(handler, clone_json(acct, upload["upload_id"]))["statusCode"] == 200
-    assert billing.balance(acct) == START - 2_100_000
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert books.balance(acct) == START - 2_100_000
+    assert_books_balance(books, ddb, cfg, acct)
 
 
-def test_two_clones_racing_for_one_upload_charge_once(minimax, aws, accounts, billing, ddb, cfg, load_handler):
+def test_two_clones_racing_for_one_upload_charge_once(minimax, aws, accounts, books, ddb, cfg, load_handler):
     from kyma_local.runtime import FunctionPool
 
     acct = accounts.create(START).account_id
@@ -195,11 +195,11 @@ def test_two_clones_racing_for_one_upload_charge_once(minimax, aws, accounts, bi
     assert statuses.count(200) == 1, [body_of(r) for r in responses]
     assert {error_of(r).code for r in responses if r["statusCode"] != 200} <= {
         "upload_in_use", "upload_used", "upload_not_found"}
-    assert billing.balance(acct) == START - 2_100_000 and len(voices_of(ddb, cfg, acct)) == 1
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert books.balance(acct) == START - 2_100_000 and len(voices_of(ddb, cfg, acct)) == 1
+    assert_books_balance(books, ddb, cfg, acct)
 
 
-def test_the_reconciler_gives_a_crashed_clones_upload_back(configure, minimax, load_handler, accounts, billing,
+def test_the_reconciler_gives_a_crashed_clones_upload_back(configure, minimax, load_handler, accounts, books,
                                                            cfg, ddb, monkeypatch):
     from kyma.providers.minimax import MiniMaxClient
 
@@ -217,11 +217,11 @@ def test_the_reconciler_gives_a_crashed_clones_upload_back(configure, minimax, l
     assert (busy.status, busy.code) == (409, "upload_in_use")
     assert load_handler("ReconcilerFunction")({}, context())["released"] == 1
     assert call(handler, clone_json(acct, upload["upload_id"]))["statusCode"] == 200
-    assert billing.balance(acct) == START - 2_100_000
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert books.balance(acct) == START - 2_100_000
+    assert_books_balance(books, ddb, cfg, acct)
 
 
-def test_an_idempotent_upload_clone_replays_after_the_object_is_gone(handler, accounts, billing, cfg):
+def test_an_idempotent_upload_clone_replays_after_the_object_is_gone(handler, accounts, books, cfg):
     acct = accounts.create(START).account_id
     upload = create_upload(handler, acct)
     put(cfg, upload, WAV)
@@ -231,4 +231,4 @@ def test_an_idempotent_upload_clone_replays_after_the_object_is_gone(handler, ac
     first, again = call(handler, event), call(handler, event)
     assert first["statusCode"] == again["statusCode"] == 200 and first["body"] == again["body"]
     assert again["headers"]["Idempotent-Replayed"] == "true"
-    assert billing.balance(acct) == START - 2_100_000
+    assert books.balance(acct) == START - 2_100_000

@@ -27,19 +27,19 @@ def voices_of(ddb, cfg, owner: str) -> set[str]:
     return {from_item(i)["voice_id"] for i in page["Items"]}
 
 
-def assert_books_balance(billing, ddb, cfg, account: str) -> dict:
+def assert_books_balance(books, ddb, cfg, account: str) -> dict:
     """The invariants: balance = top-ups − charges − open holds ≥ 0, and a voice row
     exists for exactly the charged clones."""
-    audit = billing.audit(account)
+    audit = books.audit(account)
     assert audit["consistent"], audit
-    charged = {e["voice_id"] for e in billing.entries(account)
+    charged = {e["voice_id"] for e in books.entries(account)
                if e.get("kind") == "voice_clone" and e["status"] == "charged"}
     assert voices_of(ddb, cfg, account) == charged
     return audit
 
 
 # ── success ──────────────────────────────────────────────────────────────
-def test_success_matches_the_seed_page(handler, call, accounts, billing, ddb, cfg, minimax):
+def test_success_matches_the_seed_page(handler, call, accounts, books, ddb, cfg, minimax):
     acct = accounts.create(START).account_id
     response = call(handler, clone_event(acct, MP3, name="brand-narrator"))
     assert response["statusCode"] == 200, response
@@ -60,7 +60,7 @@ def test_success_matches_the_seed_page(handler, call, accounts, billing, ddb, cf
     assert upload.file_bytes == MP3
     assert clone.path == "/v1/voice_clone" and clone.json["voice_id"] == body["voice_id"]
     assert clone.json["file_id"] == minimax.voices[body["voice_id"]]
-    assert assert_books_balance(billing, ddb, cfg, acct)["charged"] == 2_100_000
+    assert assert_books_balance(books, ddb, cfg, acct)["charged"] == 2_100_000
 
 
 def test_name_is_optional_and_echoed_as_null(handler, call, accounts):
@@ -86,9 +86,9 @@ def test_formats_are_sniffed_from_the_bytes(handler, call, accounts, minimax, au
 
 
 # ── the seed page's error table, and the duration rows ───────────────────
-def assert_not_charged_nor_sent(billing, minimax, acct, before_calls=0):
-    assert billing.balance(acct) == START
-    assert [e["type"] for e in billing.entries(acct)] == ["topup"]   # no hold was ever opened
+def assert_not_charged_nor_sent(books, minimax, acct, before_calls=0):
+    assert books.balance(acct) == START
+    assert [e["type"] for e in books.entries(acct)] == ["topup"]   # no hold was ever opened
     assert len(minimax.calls) == before_calls
 
 
@@ -108,14 +108,14 @@ def assert_not_charged_nor_sent(billing, minimax, acct, before_calls=0):
     ({"audio": b""}, 400, "invalid_request"),                                   # empty file
     ({"audio": MP3, "name": "n" * 65}, 400, "invalid_request"),
 ])
-def test_refused_requests_are_neither_charged_nor_sent_upstream(handler, call, accounts, billing, minimax,
+def test_refused_requests_are_neither_charged_nor_sent_upstream(handler, call, accounts, books, minimax,
                                                                 event_kwargs, status, code):
     acct = accounts.create(START).account_id
     response = call(handler, clone_event(acct, **event_kwargs))
     error = error_of(response)
     assert (error.status, error.code) == (status, code), error.message
     assert response["headers"]["X-Request-Id"]
-    assert_not_charged_nor_sent(billing, minimax, acct)
+    assert_not_charged_nor_sent(books, minimax, acct)
 
 
 def test_a_64_character_name_is_fine(handler, call, accounts):
@@ -124,11 +124,11 @@ def test_a_64_character_name_is_fine(handler, call, accounts):
     assert body_of(call(handler, clone_event(acct, MP3, name=name)))["name"] == name
 
 
-def test_insufficient_credits_is_402_and_nothing_goes_upstream(handler, call, accounts, billing, minimax):
+def test_insufficient_credits_is_402_and_nothing_goes_upstream(handler, call, accounts, books, minimax):
     acct = accounts.create(2_099_999).account_id
     error = error_of(call(handler, clone_event(acct, MP3)))
     assert (error.status, error.code) == (402, "insufficient_credits")
-    assert billing.balance(acct) == 2_099_999 and minimax.calls == []
+    assert books.balance(acct) == 2_099_999 and minimax.calls == []
 
 
 # ── bad input of every shape: 4xx in the envelope, never 5xx, never a charge ──
@@ -140,11 +140,11 @@ BAD_BODIES = {
 
 
 @pytest.mark.parametrize("label", BAD_BODIES)
-def test_malformed_forms_are_400(handler, call, accounts, billing, minimax, label):
+def test_malformed_forms_are_400(handler, call, accounts, books, minimax, label):
     acct = accounts.create(START).account_id
     error = error_of(call(handler, clone_event(acct, fields=BAD_BODIES[label])))
     assert error.status in (400, 415) and error.code == "invalid_request"
-    assert_not_charged_nor_sent(billing, minimax, acct)
+    assert_not_charged_nor_sent(books, minimax, acct)
 
 
 def raw_event(acct: str, body: bytes, content_type: str) -> dict:
@@ -166,11 +166,11 @@ def raw_event(acct: str, body: bytes, content_type: str) -> dict:
     (b"", "multipart/form-data; boundary=b"),
     (b"name=x", "application/x-www-form-urlencoded"),
 ])
-def test_unparsable_requests_are_400(handler, call, accounts, billing, minimax, body, content_type):
+def test_unparsable_requests_are_400(handler, call, accounts, books, minimax, body, content_type):
     acct = accounts.create(START).account_id
     error = error_of(call(handler, raw_event(acct, body, content_type)))
     assert (error.status, error.code) == (400, "invalid_request"), error.message
-    assert_not_charged_nor_sent(billing, minimax, acct)
+    assert_not_charged_nor_sent(books, minimax, acct)
 
 
 def test_a_lying_filename_with_odd_encoding_does_not_matter(handler, call, accounts, minimax):
@@ -190,13 +190,13 @@ def test_base64_garbage_from_the_gateway_is_400(handler, call, accounts):
 
 
 # ── concurrency ──────────────────────────────────────────────────────────
-def test_forty_parallel_clones_when_the_balance_affords_seven(minimax, aws, accounts, billing, ddb, cfg):
+def test_forty_parallel_clones_when_the_balance_affords_seven(minimax, aws, accounts, books, ddb, cfg, ledger):
     from kyma_local.runtime import FunctionPool
 
     # Given $50.00, of which another in-flight request holds $33.21, so that the
     # spendable $16.79 affords exactly 7 clones ($14.70) and not an 8th
     acct = accounts.create(START).account_id
-    other = billing.reserve(acct, START - 7 * 2_100_000 - 2_090_000, kind="speech", request_id="other")
+    other = ledger.reserve(acct, START - 7 * 2_100_000 - 2_090_000, kind="speech", request_id="other")
     pool = FunctionPool(aws.functions["VoiceCloneFunction"], max_environments=40)
 
     # When 40 clones arrive at once, each in its own Lambda environment
@@ -209,6 +209,6 @@ def test_forty_parallel_clones_when_the_balance_affords_seven(minimax, aws, acco
     assert len(minimax.calls_to("/v1/voice_clone")) == 7
     assert len(voices_of(ddb, cfg, acct)) == 7
     # And once the other request gives its hold back, exactly $50.00 − 7 × $2.10 remains
-    assert billing.release(other, reason="test")
-    assert billing.balance(acct) == 35_300_000
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert ledger.release(other, reason="test")
+    assert books.balance(acct) == 35_300_000
+    assert_books_balance(books, ddb, cfg, acct)

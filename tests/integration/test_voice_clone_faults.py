@@ -14,11 +14,12 @@ from pathlib import Path
 import audio_fixtures as fx
 import pytest
 from botocore.exceptions import ClientError
-from helpers import ProcessDied, api_event, body_of, context, error_of, raising
+from helpers import powertools_records, ProcessDied, api_event, body_of, context, error_of, raising
 from integration.conftest import MINIMAX_KEY, clone_event
 from integration.test_voice_clone import START, assert_books_balance, voices_of
 
-from kyma.billing import Billing
+from kyma.accounting import Books
+from kyma.ledger import Ledger
 
 MP3 = fx.mp3_cbr(12.0)
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def invoke(handler, event):
     ("/v1/voice_clone", "http_500", {"status": 503}, "clone"),
     ("/v1/voice_clone", "malformed_json", {}, "clone"),
 ])
-def test_upstream_failures_release_the_hold(handler, accounts, billing, ddb, cfg, minimax, path, mode, kwargs,
+def test_upstream_failures_release_the_hold(handler, accounts, books, ddb, cfg, minimax, path, mode, kwargs,
                                             says):
     acct = accounts.create(START).account_id
     minimax.fail_next(path, mode, **kwargs)
@@ -52,10 +53,10 @@ def test_upstream_failures_release_the_hold(handler, accounts, billing, ddb, cfg
     assert (error.status, error.code) == (502, "provider_error")
     assert says in error.message.lower()
     assert MINIMAX_KEY not in error.message
-    assert billing.balance(acct) == START
-    assert [e["status"] for e in billing.entries(acct) if e["type"] == "hold"] == ["released"]
+    assert books.balance(acct) == START
+    assert [e["status"] for e in books.entries(acct) if e["type"] == "hold"] == ["released"]
     assert voices_of(ddb, cfg, acct) == set()
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert_books_balance(books, ddb, cfg, acct)
 
 
 def test_operator_problems_upstream_are_not_explained_to_the_customer(handler, accounts, minimax):
@@ -66,7 +67,7 @@ def test_operator_problems_upstream_are_not_explained_to_the_customer(handler, a
 
 
 def test_a_slow_upstream_is_abandoned_before_the_gateway_timeout(configure, minimax, load_handler, accounts,
-                                                                 billing, ddb, cfg):
+                                                                 books, ddb, cfg):
     # Given a 6 s API budget (so the handler must stop ~2 s early) and a MiniMax that takes 8 s
     configure(API_TIMEOUT_SECONDS=6)
     handler = load_handler("VoiceCloneFunction")
@@ -78,12 +79,12 @@ def test_a_slow_upstream_is_abandoned_before_the_gateway_timeout(configure, mini
     # Then the client hears back before the gateway would give up, and nothing is charged
     assert (error.status, error.code) == (502, "provider_error")
     assert elapsed < 6
-    assert billing.balance(acct) == START
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert books.balance(acct) == START
+    assert_books_balance(books, ddb, cfg, acct)
 
 
 # ── settle failures: 500 ownership_write_failed, hold released ───────────
-def test_a_failed_settle_releases_and_says_safe_to_retry(handler, accounts, billing, ddb, cfg, minimax,
+def test_a_failed_settle_releases_and_says_safe_to_retry(handler, accounts, books, ddb, cfg, minimax,
                                                          monkeypatch):
     acct = accounts.create(START).account_id
 
@@ -91,55 +92,55 @@ def test_a_failed_settle_releases_and_says_safe_to_retry(handler, accounts, bill
         raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}},
                           "TransactWriteItems")
 
-    monkeypatch.setattr(Billing, "settle", broken_settle)
+    monkeypatch.setattr(Ledger, "settle", broken_settle)
     error = error_of(invoke(handler, clone_event(acct, MP3)))
     assert (error.status, error.code) == (500, "ownership_write_failed")
     assert "no charge" in error.message.lower() and "safe to retry" in error.message.lower()
     assert len(minimax.calls_to("/v1/voice_clone")) == 1          # the clone had succeeded upstream
-    assert billing.balance(acct) == START
+    assert books.balance(acct) == START
     assert voices_of(ddb, cfg, acct) == set()
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert_books_balance(books, ddb, cfg, acct)
 
 
-def test_a_settle_that_applied_but_lost_its_answer_is_a_success(handler, accounts, billing, ddb, cfg,
+def test_a_settle_that_applied_but_lost_its_answer_is_a_success(handler, accounts, books, ddb, cfg,
                                                                 monkeypatch):
     acct = accounts.create(START).account_id
-    real_settle = Billing.settle
+    real_settle = Ledger.settle
 
     def settle_then_lose_the_response(self, hold, *, puts=None):
         real_settle(self, hold, puts=puts)
         raise ClientError({"Error": {"Code": "RequestTimeout", "Message": "injected"}}, "TransactWriteItems")
 
-    monkeypatch.setattr(Billing, "settle", settle_then_lose_the_response)
+    monkeypatch.setattr(Ledger, "settle", settle_then_lose_the_response)
     response = invoke(handler, clone_event(acct, MP3))
     assert response["statusCode"] == 200                           # charged once, voice delivered
-    assert billing.balance(acct) == START - 2_100_000
+    assert books.balance(acct) == START - 2_100_000
     assert voices_of(ddb, cfg, acct) == {body_of(response)["voice_id"]}
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert_books_balance(books, ddb, cfg, acct)
 
 
 def test_release_failing_too_leaves_the_hold_for_the_reconciler(configure, minimax, load_handler, accounts,
-                                                                billing, ddb, cfg, monkeypatch):
+                                                                books, ddb, cfg, monkeypatch):
     configure(HOLD_TIMEOUT_SECONDS=0)
     handler = load_handler("VoiceCloneFunction")
     acct = accounts.create(START).account_id
     minimax.fail_next("/v1/files/upload", "http_500")
-    real_release = Billing.release
-    monkeypatch.setattr(Billing, "release", raising(
+    real_release = Ledger.release
+    monkeypatch.setattr(Ledger, "release", raising(
         ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "x"}}, "TransactWriteItems")))
     assert error_of(invoke(handler, clone_event(acct, MP3))).code == "provider_error"
-    assert billing.balance(acct) == START - 2_100_000                 # held, not yet given back
-    monkeypatch.setattr(Billing, "release", real_release)
+    assert books.balance(acct) == START - 2_100_000                 # held, not yet given back
+    monkeypatch.setattr(Ledger, "release", real_release)
     reconciler = load_handler("ReconcilerFunction")
     assert reconciler({}, context("ReconcilerFunction"))["released"] == 1
-    assert billing.balance(acct) == START
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert books.balance(acct) == START
+    assert_books_balance(books, ddb, cfg, acct)
 
 
 # ── the process dies after reserve: the reconciler releases, exactly once ──
 def test_a_crash_after_reserve_is_released_by_the_reconciler_exactly_once(configure, minimax, load_handler,
-                                                                          accounts, billing, ddb, cfg,
-                                                                          monkeypatch):
+                                                                          accounts, books, ddb, cfg,
+                                                                          monkeypatch, ledger):
     configure(HOLD_TIMEOUT_SECONDS=0)
     handler = load_handler("VoiceCloneFunction")
     acct = accounts.create(START).account_id
@@ -149,8 +150,8 @@ def test_a_crash_after_reserve_is_released_by_the_reconciler_exactly_once(config
     with pytest.raises(ProcessDied):
         invoke(handler, clone_event(acct, MP3))
     # The money is held, nothing was released
-    assert billing.balance(acct) == START - 2_100_000
-    (hold,) = list(billing.expired_holds(time.time() + 1))
+    assert books.balance(acct) == START - 2_100_000
+    (hold,) = list(books.expired_holds(time.time() + 1))
 
     # When the scheduled reconciler runs, on its real event, twice
     reconciler = load_handler("ReconcilerFunction")
@@ -160,15 +161,15 @@ def test_a_crash_after_reserve_is_released_by_the_reconciler_exactly_once(config
 
     # Then the hold is released once, and a late settle from the dead request cannot charge
     assert (first["released"], second["released"]) == (1, 0)
-    assert billing.balance(acct) == START
-    from kyma.billing import HoldNotOpen
+    assert books.balance(acct) == START
+    from kyma.ledger import HoldNotOpen
     with pytest.raises(HoldNotOpen):
-        billing.settle(hold)
-    assert_books_balance(billing, ddb, cfg, acct)
+        ledger.settle(hold)
+    assert_books_balance(books, ddb, cfg, acct)
 
 
 def test_a_request_outliving_its_hold_gets_no_voice_and_no_charge(configure, minimax, load_handler, accounts,
-                                                                  billing, ddb, cfg, monkeypatch):
+                                                                  books, ddb, cfg, monkeypatch, ledger):
     # The reconciler releases the hold while the clone is still running upstream.
     configure(HOLD_TIMEOUT_SECONDS=0)
     handler = load_handler("VoiceCloneFunction")
@@ -179,32 +180,32 @@ def test_a_request_outliving_its_hold_gets_no_voice_and_no_charge(configure, min
 
     def clone_while_reconciler_runs(self, *args, **kwargs):
         real_clone(self, *args, **kwargs)
-        assert billing.release(next(billing.expired_holds(time.time() + 1)), reason="expired")
+        assert ledger.release(next(books.expired_holds(time.time() + 1)), reason="expired")
 
     monkeypatch.setattr(MiniMaxClient, "clone_voice", clone_while_reconciler_runs)
     error = error_of(invoke(handler, clone_event(acct, MP3)))
     assert (error.status, error.code) == (500, "ownership_write_failed")
-    assert billing.balance(acct) == START and voices_of(ddb, cfg, acct) == set()
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert books.balance(acct) == START and voices_of(ddb, cfg, acct) == set()
+    assert_books_balance(books, ddb, cfg, acct)
 
 
 # ── idempotency ──────────────────────────────────────────────────────────
 KEY = {"Idempotency-Key": "clone-7f3a"}
 
 
-def test_same_key_ten_times_sequentially_is_one_charge_one_voice(handler, accounts, billing, ddb, cfg, minimax):
+def test_same_key_ten_times_sequentially_is_one_charge_one_voice(handler, accounts, books, ddb, cfg, minimax):
     acct = accounts.create(START).account_id
     responses = [invoke(handler, clone_event(acct, MP3, name="n", headers=KEY)) for _ in range(10)]
     assert {r["statusCode"] for r in responses} == {200}
     assert len({r["body"] for r in responses}) == 1                 # identical bodies
     assert "Idempotent-Replayed" not in responses[0]["headers"]
     assert all(r["headers"]["Idempotent-Replayed"] == "true" for r in responses[1:])
-    assert billing.balance(acct) == START - 2_100_000
+    assert books.balance(acct) == START - 2_100_000
     assert len(voices_of(ddb, cfg, acct)) == 1 and len(minimax.calls_to("/v1/voice_clone")) == 1
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert_books_balance(books, ddb, cfg, acct)
 
 
-def test_same_key_ten_times_concurrently_is_one_charge_one_voice(minimax, aws, accounts, billing, ddb, cfg):
+def test_same_key_ten_times_concurrently_is_one_charge_one_voice(minimax, aws, accounts, books, ddb, cfg):
     from kyma_local.runtime import FunctionPool
 
     acct = accounts.create(START).account_id
@@ -214,39 +215,39 @@ def test_same_key_ten_times_concurrently_is_one_charge_one_voice(minimax, aws, a
             lambda _: pool.invoke(clone_event(acct, MP3, name="n", headers=KEY)).payload, range(10)))
     assert {r["statusCode"] for r in responses} == {200}, [body_of(r) for r in responses]
     assert len({r["body"] for r in responses}) == 1
-    assert billing.balance(acct) == START - 2_100_000
+    assert books.balance(acct) == START - 2_100_000
     assert len(voices_of(ddb, cfg, acct)) == 1 and len(minimax.calls_to("/v1/voice_clone")) == 1
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert_books_balance(books, ddb, cfg, acct)
 
 
-def test_a_retry_with_a_new_multipart_boundary_is_the_same_request(handler, accounts, billing):
+def test_a_retry_with_a_new_multipart_boundary_is_the_same_request(handler, accounts, books):
     acct = accounts.create(START).account_id
     first = invoke(handler, clone_event(acct, MP3, name="n", headers=KEY))
     retry = invoke(handler, clone_event(acct, MP3, name="n", headers=KEY))   # MultipartEncoder: new boundary
     assert retry["body"] == first["body"] and retry["headers"]["Idempotent-Replayed"] == "true"
-    assert billing.balance(acct) == START - 2_100_000
+    assert books.balance(acct) == START - 2_100_000
 
 
 @pytest.mark.parametrize("change", [{"name": "other"}, {"audio": fx.mp3_cbr(13.0)}])
-def test_a_different_request_under_the_same_key_is_409(handler, accounts, billing, minimax, change):
+def test_a_different_request_under_the_same_key_is_409(handler, accounts, books, minimax, change):
     acct = accounts.create(START).account_id
     assert invoke(handler, clone_event(acct, MP3, name="n", headers=KEY))["statusCode"] == 200
     kwargs = {"audio": MP3, "name": "n", **change}
     error = error_of(invoke(handler, clone_event(acct, headers=KEY, **kwargs)))
     assert (error.status, error.code) == (409, "idempotency_conflict")
-    assert billing.balance(acct) == START - 2_100_000 and len(minimax.calls_to("/v1/voice_clone")) == 1
+    assert books.balance(acct) == START - 2_100_000 and len(minimax.calls_to("/v1/voice_clone")) == 1
 
 
-def test_keys_are_scoped_per_account(handler, accounts, billing):
+def test_keys_are_scoped_per_account(handler, accounts, books):
     a = accounts.create(START).account_id
     b = accounts.create(START).account_id
     first = body_of(invoke(handler, clone_event(a, MP3, headers=KEY)))
     second = body_of(invoke(handler, clone_event(b, MP3, headers=KEY)))
     assert first["voice_id"] != second["voice_id"]
-    assert billing.balance(a) == billing.balance(b) == START - 2_100_000
+    assert books.balance(a) == books.balance(b) == START - 2_100_000
 
 
-def test_a_second_request_while_the_first_runs_is_409_in_progress(configure, minimax, aws, accounts, billing):
+def test_a_second_request_while_the_first_runs_is_409_in_progress(configure, minimax, aws, accounts, books):
     from kyma_local.runtime import FunctionPool
 
     configure(IDEMPOTENCY_WAIT_SECONDS=0.3)
@@ -261,47 +262,47 @@ def test_a_second_request_while_the_first_runs_is_409_in_progress(configure, min
     assert first["statusCode"] == 200
     error = error_of(second)
     assert (error.status, error.code) == (409, "idempotency_in_progress") and "retry" in error.message
-    assert billing.balance(acct) == START - 2_100_000
+    assert books.balance(acct) == START - 2_100_000
 
 
-def test_a_failed_first_attempt_is_not_replayed(handler, accounts, billing, minimax):
+def test_a_failed_first_attempt_is_not_replayed(handler, accounts, books, minimax, ledger):
     acct = accounts.create(2_000_000).account_id
     assert error_of(invoke(handler, clone_event(acct, MP3, headers=KEY))).code == "insufficient_credits"
-    billing.top_up(acct, 1_000_000)
+    ledger.top_up(acct, 1_000_000)
     response = invoke(handler, clone_event(acct, MP3, headers=KEY))       # same key, now affordable
     assert response["statusCode"] == 200 and "Idempotent-Replayed" not in response["headers"]
-    assert billing.balance(acct) == 900_000
+    assert books.balance(acct) == 900_000
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "naïve", "tab\there"])
-def test_malformed_idempotency_keys_are_400(handler, accounts, billing, key):
+def test_malformed_idempotency_keys_are_400(handler, accounts, books, key):
     acct = accounts.create(START).account_id
     error = error_of(invoke(handler, clone_event(acct, MP3, headers={"Idempotency-Key": key})))
     assert (error.status, error.code) == (400, "invalid_request")
-    assert billing.balance(acct) == START
+    assert books.balance(acct) == START
 
 
-def test_a_retried_settle_finding_its_own_charge_is_a_success(handler, accounts, billing, ddb, cfg, monkeypatch):
+def test_a_retried_settle_finding_its_own_charge_is_a_success(handler, accounts, books, ddb, cfg, monkeypatch, ledger):
     # botocore retried a settle whose first attempt had applied: the retry fails its
     # `status = open` condition and sees the hold already charged.
-    from kyma.billing import HoldNotOpen
+    from kyma.ledger import HoldNotOpen
 
     acct = accounts.create(START).account_id
-    real_settle = Billing.settle
+    real_settle = Ledger.settle
 
     def settle_then_retry(self, hold, *, puts=None):
         real_settle(self, hold, puts=puts)
         raise HoldNotOpen("charged")
 
-    monkeypatch.setattr(Billing, "settle", settle_then_retry)
+    monkeypatch.setattr(Ledger, "settle", settle_then_retry)
     response = invoke(handler, clone_event(acct, MP3))
     assert response["statusCode"] == 200
     assert voices_of(ddb, cfg, acct) == {body_of(response)["voice_id"]}
-    assert billing.balance(acct) == START - 2_100_000
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert books.balance(acct) == START - 2_100_000
+    assert_books_balance(books, ddb, cfg, acct)
 
 
-def test_an_unsaved_idempotency_record_still_delivers_and_never_charges_twice(handler, accounts, billing, ddb,
+def test_an_unsaved_idempotency_record_still_delivers_and_never_charges_twice(handler, accounts, books, ddb,
                                                                             cfg, minimax, monkeypatch):
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
@@ -317,18 +318,18 @@ def test_an_unsaved_idempotency_record_still_delivers_and_never_charges_twice(ha
     assert voices_of(ddb, cfg, acct) == {body_of(response)["voice_id"]}
     # The unsaved record stays "in progress" until it expires; then a retry with the same key
     # would run again.  Expire it now and retry: the charge guard refuses before MiniMax.
-    for item in ddb.scan(TableName=cfg.idempotency_table)["Items"]:
+    for item in powertools_records(ddb, cfg):
         ddb.delete_item(TableName=cfg.idempotency_table, Key={"id": item["id"]})
     retry = error_of(invoke(handler, clone_event(acct, MP3, headers=KEY)))
     assert (retry.status, retry.code) == (409, "idempotency_key_spent")
     assert len(minimax.calls_to("/v1/voice_clone")) == 1
-    assert assert_books_balance(billing, ddb, cfg, acct)["charged"] == 2_100_000
+    assert assert_books_balance(books, ddb, cfg, acct)["charged"] == 2_100_000
 
 
 # ── after the charge is settled, nothing may fail the request ────────────
-def test_a_failed_balance_read_after_the_charge_still_delivers(handler, accounts, billing, ddb, cfg, monkeypatch):
+def test_a_failed_balance_read_after_the_charge_still_delivers(handler, accounts, books, ddb, cfg, monkeypatch):
     acct = accounts.create(START).account_id
-    monkeypatch.setattr(Billing, "balance", raising(
+    monkeypatch.setattr(Books, "balance", raising(
         ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "GetItem")))
     response = invoke(handler, clone_event(acct, MP3))
     assert response["statusCode"] == 200
@@ -336,10 +337,10 @@ def test_a_failed_balance_read_after_the_charge_still_delivers(handler, accounts
     assert body["balance_usd"] is None and "X-Kyma-Balance-USD" not in response["headers"]
     assert voices_of(ddb, cfg, acct) == {body["voice_id"]}
     monkeypatch.undo()
-    assert billing.balance(acct) == START - 2_100_000
+    assert books.balance(acct) == START - 2_100_000
 
 
-def test_a_failed_cleanup_after_an_upload_clone_still_delivers(handler, accounts, billing, cfg, monkeypatch):
+def test_a_failed_cleanup_after_an_upload_clone_still_delivers(handler, accounts, books, cfg, monkeypatch):
     import boto3
 
     from kyma.uploads import Uploads
@@ -364,22 +365,22 @@ def test_a_failed_cleanup_after_an_upload_clone_still_delivers(handler, accounts
     response = invoke(handler, api_event("POST", "/v1/audio/voice-clone", body=json.dumps(
         {"upload_id": upload["upload_id"]}), account_id=acct, headers={"Content-Type": "application/json"}))
     assert response["statusCode"] == 200 and body_of(response)["voice_id"]
-    assert billing.balance(acct) == START - 2_100_000
+    assert books.balance(acct) == START - 2_100_000
 
 
-def test_an_unknown_settle_outcome_never_claims_no_charge(handler, accounts, billing, monkeypatch):
+def test_an_unknown_settle_outcome_never_claims_no_charge(handler, accounts, books, monkeypatch):
     acct = accounts.create(START).account_id
     boom = ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")
-    monkeypatch.setattr(Billing, "settle", raising(boom))
-    monkeypatch.setattr(Billing, "release", raising(boom))
-    monkeypatch.setattr(Billing, "hold_status", raising(boom))
+    monkeypatch.setattr(Ledger, "settle", raising(boom))
+    monkeypatch.setattr(Ledger, "release", raising(boom))
+    monkeypatch.setattr(Books, "hold_status", raising(boom))
     error = error_of(invoke(handler, clone_event(acct, MP3)))
     assert (error.status, error.code) == (500, "billing_outcome_unknown")
     assert "no charge" not in error.message.lower() and "balance" in error.message
 
 
 def test_an_answer_after_the_deadline_is_released_not_charged(configure, minimax, load_handler, accounts,
-                                                              billing, ddb, cfg, monkeypatch):
+                                                              books, ddb, cfg, monkeypatch):
     # Given a 3 s API budget (the handler's deadline is 1 s in) and a MiniMax that
     # succeeds only after it: API Gateway would already have answered the client.
     configure(API_TIMEOUT_SECONDS=3)
@@ -396,5 +397,5 @@ def test_an_answer_after_the_deadline_is_released_not_charged(configure, minimax
     monkeypatch.setattr(MiniMaxClient, "clone_voice", slow_success)
     error = error_of(invoke(handler, clone_event(acct, MP3)))
     assert (error.status, error.code) == (502, "provider_error") and "nothing was charged" in error.message
-    assert billing.balance(acct) == START and voices_of(ddb, cfg, acct) == set()
-    assert_books_balance(billing, ddb, cfg, acct)
+    assert books.balance(acct) == START and voices_of(ddb, cfg, acct) == set()
+    assert_books_balance(books, ddb, cfg, acct)

@@ -69,15 +69,15 @@ def form_of_size(size: int) -> bytes:
     (4_800_000, "gateway"),                           # base64 event over 6 MB: API Gateway's 413
     (10 * 1024 * 1024 + 1, "gateway"),                # over API Gateway's 10 MB request limit
 ])
-def test_oversized_inline_requests_are_413_naming_the_upload_flow(gateway, size, by, billing):
+def test_oversized_inline_requests_are_413_naming_the_upload_flow(gateway, size, by, books):
     gw, account = gateway
     status, body = post(gw, account.api_key, form_of_size(size))
     assert status == 413 and body["error"]["code"] == "invalid_request"
     assert "/v1/audio/voice-clone/uploads" in body["error"]["message"]
-    assert billing.balance(account.account_id) == 50_000_000
+    assert books.balance(account.account_id) == 50_000_000
 
 
-def test_a_request_exactly_at_the_inline_limit_clones(gateway, billing):
+def test_a_request_exactly_at_the_inline_limit_clones(gateway, books):
     gw, account = gateway
     wav = fx.wav(140.0, rate=16000)                    # a real 140 s clip, ~4.48 MB
     head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="ref.wav"\r\n\r\n'
@@ -88,4 +88,4 @@ def test_a_request_exactly_at_the_inline_limit_clones(gateway, billing):
     assert len(body) == INLINE_MAX_BODY_BYTES
     status, payload = post(gw, account.api_key, body)
     assert status == 200, payload
-    assert billing.balance(account.account_id) == 50_000_000 - 2_100_000
+    assert books.balance(account.account_id) == 50_000_000 - 2_100_000

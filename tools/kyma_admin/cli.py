@@ -19,11 +19,9 @@ import os
 import sys
 import urllib.request
 from datetime import UTC, datetime
-from pathlib import Path
 
 from kyma.errors import ApiError
-
-STATE_FILE = Path(os.environ.get("KYMA_LOCAL_STATE") or Path(__file__).resolve().parents[2] / ".kyma-local.json")
+from kyma_local.state import STATE_FILE
 
 
 @dataclasses.dataclass
@@ -68,15 +66,16 @@ def resolve_target(args: argparse.Namespace) -> Target:
 def services(target: Target):
     import boto3
 
+    from kyma.accounting import Books
     from kyma.accounts import Accounts
-    from kyma.billing import Billing
     from kyma.config import Config
+    from kyma.ledger import Ledger
 
     cfg = dataclasses.replace(Config.from_env({}), accounts_table=target.accounts_table,
                               api_keys_table=target.api_keys_table, ledger_table=target.ledger_table,
                               voices_table=target.voices_table)
     ddb = boto3.client("dynamodb")
-    return Accounts(ddb, cfg), Billing(ddb, cfg)
+    return Accounts(ddb, cfg), Ledger(ddb, cfg), Books(ddb, cfg)
 
 
 def flush_authorizer_cache(target: Target) -> str:
@@ -132,15 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     target = resolve_target(args)
-    accounts, billing = services(target)
+    accounts, ledger, books = services(target)
     try:
-        return _run(args, target, accounts, billing)
+        return _run(args, target, accounts, ledger, books)
     except ApiError as exc:
         print(f"kyma-admin: {exc.message}", file=sys.stderr)
         return 1
 
 
-def _run(args: argparse.Namespace, target: Target, accounts, billing) -> int:
+def _run(args: argparse.Namespace, target: Target, accounts, ledger, books) -> int:
     from kyma.money import micros_to_header
 
     if args.command == "create-account":
@@ -150,18 +149,19 @@ def _run(args: argparse.Namespace, target: Target, accounts, billing) -> int:
         print(f"balance_usd={micros_to_header(args.balance)}  ({target.describe}; the key is shown only now)",
               file=sys.stderr)
     elif args.command == "top-up":
-        balance = billing.top_up(args.account, args.amount, note=args.note)
+        ledger.top_up(args.account, args.amount, note=args.note)
+        balance = books.balance(args.account)
         print(f"{args.account}: +{micros_to_header(args.amount)} USD, balance {micros_to_header(balance)} USD")
     elif args.command == "balance":
-        print(f"{args.account}: {micros_to_header(billing.balance(args.account))} USD")
+        print(f"{args.account}: {micros_to_header(books.balance(args.account))} USD")
     elif args.command == "ledger":
         print(f"{'time (UTC)':20} {'type':6} {'kind':12} {'status':9} {'amount USD':>12}  reference")
-        for e in billing.entries(args.account):
+        for e in books.entries(args.account):
             when = datetime.fromtimestamp(e.get("created_at", 0), UTC).strftime("%Y-%m-%d %H:%M:%S")
             ref = e.get("voice_id") or e.get("note") or (f"{e['chars']} chars" if "chars" in e else "")
             print(f"{when:20} {e.get('type', ''):6} {e.get('kind', '-'):12} {e.get('status', ''):9} "
                   f"{micros_to_header(e['amount_micros']):>12}  {ref}")
-        audit = billing.audit(args.account)
+        audit = books.audit(args.account)
         verdict = "consistent" if audit["consistent"] else "INCONSISTENT"
         print(f"balance {micros_to_header(audit['balance'])} = top-ups {micros_to_header(audit['topups'])}"
               f" - charges {micros_to_header(audit['charged'])} - open holds {micros_to_header(audit['open'])}"

@@ -17,9 +17,9 @@ from pathlib import Path
 from kyma_local.aws import REGION, EmbeddedAws, create_resources, local_environment
 from kyma_local.gateway import CONTROL_PREFIX, LocalApiGateway, make_server
 from kyma_local.runtime import FunctionPool
-from kyma_local.template import ROOT, Template
+from kyma_local.state import STATE_FILE
+from kyma_local.template import Template
 
-STATE_FILE = Path(os.environ.get("KYMA_LOCAL_STATE") or ROOT / ".kyma-local.json")
 DEMO_ACCOUNT_ID = "acct_demo"
 DEMO_BALANCE_MICROS = 50_000_000
 

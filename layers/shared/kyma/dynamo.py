@@ -3,14 +3,17 @@
 The functions use `boto3.client("dynamodb")` rather than the resource API:
 it is cheaper to import (cold start) and supports every transaction feature.
 These helpers convert plain Python values to attribute values and back, and
-read why a transaction was cancelled.
+run transactions whose items have names (`Transaction`), so that a cancelled
+transaction says which condition failed.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -72,5 +75,64 @@ def retry_on_conflict(call: Callable[[], T], *, attempts: int = 8) -> T:
         except ClientError as exc:
             if not is_transaction_conflict(exc) or attempt == attempts - 1:
                 raise
-            time.sleep(random.uniform(0, 0.02 * 2**attempt))
+            time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 (jitter, not a secret)
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named transaction item whose condition decides whether a write may happen, and the
+    client's answer when it does not: `refusal(item as it was, or None if absent)`."""
+
+    name: str
+    item: dict
+    refusal: Callable[[dict | None], Exception]
+
+
+class Cancelled(ClientError):
+    """A transaction cancelled because conditions failed (still the TransactionCanceledException
+    ClientError it was).  `failed` maps the name of each item whose condition failed to the item
+    as it was (ALL_OLD; None if it did not exist)."""
+
+    def __init__(self, failed: dict[str, dict | None], exc: ClientError) -> None:
+        super().__init__(exc.response, exc.operation_name)
+        self.failed = failed
+        self.cause = exc
+
+
+@dataclass
+class Transaction:
+    """A TransactWriteItems call whose items have names, so that a cancellation says *which*
+    conditions failed without counting positions (DynamoDB's CancellationReasons come back
+    in item order; they are zipped with the names here, once)."""
+
+    client: Any
+    names: list[str] = field(default_factory=list)
+    items: list[dict] = field(default_factory=list)
+
+    def add(self, name: str, item: dict) -> Transaction:
+        """`item` is one TransactItems entry: {"Put" | "Update" | "ConditionCheck" | "Delete": {...}}."""
+        if name in self.names:
+            raise ValueError(f"duplicate transaction item name {name!r}")
+        self.names.append(name)
+        self.items.append(item)
+        return self
+
+    def run(self) -> None:
+        """Apply every item or none.  Retries while another transaction holds an item
+        (TransactionConflict); one ClientRequestToken per call, so that a botocore retry of a
+        transaction whose answer was lost is applied once.  Failed conditions raise `Cancelled`."""
+        token = str(uuid.uuid4())
+        try:
+            retry_on_conflict(lambda: self.client.transact_write_items(TransactItems=self.items,
+                                                                       ClientRequestToken=token))
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = cancellation_reasons(exc)
+            failed = {name: from_item(reason.get("Item"))
+                      for name, reason in zip(self.names, reasons, strict=False)
+                      if reason.get("Code") == "ConditionalCheckFailed"}
+            if not failed:
+                raise
+            raise Cancelled(failed, exc) from exc

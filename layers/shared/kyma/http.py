@@ -53,7 +53,7 @@ class Request:
     query: dict[str, str]
     body: bytes
     request_id: str
-    account_id: str | None
+    account_id: str          # from the authorizer's context ("" on routes without one)
     deadline: float          # time.monotonic() instant by which work must stop
     lambda_context: Any = None
 
@@ -77,7 +77,7 @@ class Request:
             query=dict(event.get("queryStringParameters") or {}),
             body=body,
             request_id=ctx.get("requestId") or getattr(context, "aws_request_id", "") or "",
-            account_id=(ctx.get("authorizer") or {}).get("account_id"),
+            account_id=str((ctx.get("authorizer") or {}).get("account_id") or ""),
             deadline=_deadline(ctx, context, api_timeout),
             lambda_context=context,
         )
@@ -126,10 +126,18 @@ class Response:
     def to_proxy(self, request_id: str) -> dict:
         headers = {**self.headers, "X-Request-Id": request_id}
         if self.binary:
+            raw = self.body.encode("utf-8") if isinstance(self.body, str) else self.body
             return {"statusCode": self.status, "headers": headers, "isBase64Encoded": True,
-                    "body": base64.b64encode(self.body).decode("ascii")}
+                    "body": base64.b64encode(raw).decode("ascii")}
         body = self.body.decode("utf-8") if isinstance(self.body, bytes) else self.body
         return {"statusCode": self.status, "headers": headers, "isBase64Encoded": False, "body": body}
+
+
+def replay_marked(response: Response, replayed: bool) -> Response:
+    """A response served from an Idempotency-Key record says so."""
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:

@@ -1,101 +1,31 @@
-"""Text-to-speech: validate the request, then reserve → synthesize → settle.
+"""Text-to-speech: reserve → synthesize → settle, and how the audio reaches the client.
 
-Contract: shared/reference/speech.md (OpenAI `audio.speech` request shape on
-MiniMax voices).  Characters billed = code points of `input`; the price per
-1,000 characters comes from configuration; the cost is rounded up to the
-micro-dollar.  Ownership of a cloned (`kyma_`) voice is decided in the same
-transaction as the debit, so a voice that is not yours is never charged and
-never sent upstream.
+The request was read and priced by `kyma.speech_request`.  Ownership of a cloned
+(`kyma_`) voice is decided in the same transaction as the debit, so a voice
+that is not yours is never charged and never sent upstream.
+
+Audio up to INLINE_AUDIO_MAX_BYTES comes back in the response body.  Larger
+audio (a Lambda response is capped at 6 MB including base64) and audio that an
+Idempotency-Key may replay are stored in S3 *before* the charge settles: audio
+that cannot be delivered is never charged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 
 from kyma import errors
-from kyma.billing import Billing
+from kyma.audio_store import AudioStore, speech_key
 from kyma.config import Config
-from kyma.money import per_thousand_cost
+from kyma.money import micros_to_header
 from kyma.observability import MetricUnit, logger, metrics
+from kyma.paid_call import PaidCalls
 from kyma.providers import SynthesisRequest, VoiceProvider
-from kyma.voices import VOICE_ID_PATTERN, is_cloned_voice_id, is_valid_voice_id
+from kyma.speech_request import SKUS, SpeechInput, price_micros
+from kyma.voices import VOICE_ID_PATTERN, is_cloned_voice_id
 
-DEFAULT_MODEL = "minimax-speech-hd"
-# Public SKU → (MiniMax model, price tier)
-SKUS: dict[str, tuple[str, str]] = {
-    "minimax-speech-2.8-hd": ("speech-2.8-hd", "hd"),
-    "minimax-speech-2.8-turbo": ("speech-2.8-turbo", "turbo"),
-    "minimax-speech-2.6-hd": ("speech-2.6-hd", "hd"),
-    "minimax-speech-2.6-turbo": ("speech-2.6-turbo", "turbo"),
-    "minimax-speech-02-hd": ("speech-02-hd", "hd"),
-    "minimax-speech-02-turbo": ("speech-02-turbo", "turbo"),
-}
-# Aliases resolve to the newest SKU of their tier.
-ALIASES = {"minimax-speech-hd": "minimax-speech-2.8-hd", "minimax-speech-turbo": "minimax-speech-2.8-turbo"}
-MAX_INPUT_CHARS = 5000
-CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
-SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100)
-MP3_KBPS = (32, 64, 128, 256)
-DEFAULT_SAMPLE_RATE, DEFAULT_BITRATE = 32000, 128000
-EMOTIONS = ("happy", "sad", "angry", "fearful", "disgusted", "surprised", "calm", "fluent", "whisper")
-
-_RATES = "|".join(map(str, SAMPLE_RATES))
-FORMAT_PATTERN = (rf"^(?:mp3(?:_(?:{_RATES})(?:_(?:{'|'.join(map(str, MP3_KBPS))}))?)?"
-                  rf"|(?:wav|flac|pcm)(?:_(?:{_RATES}))?)$")
-
-# The request after aliases are resolved (input/text, voice_id/voice), in contract terms.
-# Property order matters: the first failing rule is the one reported.
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["voice", "input"],
-    "properties": {
-        "model": {"type": "string", "enum": [*SKUS, *ALIASES]},
-        "voice": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"^[^\x00-\x1f\x7f]+$"},
-        "input": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
-        "response_format": {"type": "string", "pattern": FORMAT_PATTERN},
-        "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0},
-        "voice_settings": {
-            "type": "object",
-            "properties": {
-                "vol": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
-                "pitch": {"type": "integer", "minimum": -12, "maximum": 12},
-                "emotion": {"type": "string", "enum": list(EMOTIONS)},
-            },
-        },
-        "language_boost": {"type": "string", "minLength": 1, "maxLength": 64},
-    },
-}
-
-
-@dataclass(frozen=True)
-class SpeechInput:
-    sku: str                     # resolved SKU, e.g. minimax-speech-2.8-hd
-    text: str
-    voice_id: str
-    audio_format: str
-    sample_rate: int
-    bitrate: int
-    speed: float
-    vol: float
-    pitch: int
-    emotion: str | None
-    language_boost: str | None
-
-    @property
-    def chars(self) -> int:
-        return len(self.text)   # code points
-
-    @property
-    def content_type(self) -> str:
-        return CONTENT_TYPES[self.audio_format]
-
-    def canonical(self) -> dict:
-        """What identifies the request (for Idempotency-Key fingerprints)."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+# 4.4 MB of audio is 5.87 MB as base64: under Lambda's 6 MB response limit with room for headers.
+INLINE_AUDIO_MAX_BYTES = 4_400_000
 
 
 @dataclass(frozen=True)
@@ -107,91 +37,30 @@ class SpeechResult:
     balance_micros: int | None   # None only if the read after settle failed
     content_type: str
     audio_format: str
-    stored_key: str | None = None    # where `store` put the audio, if it did
+    stored_key: str | None = None    # where the audio was put in S3, if it was
 
 
-def parse(body: dict) -> SpeechInput:
-    """The JSON body → SpeechInput, or the contract's 400 for the first problem found."""
-    # An alias given as null counts as absent (some clients serialise unset fields as null).
-    text = body.get("input") if body.get("input") is not None else body.get("text")
-    voice = body.get("voice_id") if body.get("voice_id") is not None else body.get("voice")
-    if isinstance(voice, dict):          # the OpenAI SDK's custom-voice form: {"id": "..."}
-        voice = voice.get("id")
-    if voice is None or voice == "":
-        raise errors.VoiceRequired("voice_id (or voice) is required.")
-    request = {"model": body.get("model") if body.get("model") is not None else DEFAULT_MODEL,
-               "voice": voice, "input": text}
-    for field in ("response_format", "speed", "voice_settings", "language_boost"):
-        if body.get(field) is not None:
-            request[field] = body[field]
-    if text is None:
-        raise errors.InvalidRequest("input (or text) is required.")
-    try:
-        validate(event=request, schema=SCHEMA)
-    except SchemaValidationError as exc:
-        raise _contract_error(exc) from exc
+@dataclass(frozen=True)
+class Delivery:
+    """What the client gets: the audio itself, or (large audio) a short-lived URL to it."""
 
-    if not is_valid_voice_id(voice):
-        raise errors.InvalidRequest(f"voice_id '{voice[:64]}' is not a valid voice id.")
-    sku = ALIASES.get(request["model"], request["model"])
-    codec, rate, kbps = _format(request.get("response_format", "mp3"))
-    settings = request.get("voice_settings") or {}
-    return SpeechInput(sku=sku, text=text, voice_id=voice, audio_format=codec, sample_rate=rate,
-                       bitrate=kbps * 1000, speed=float(request.get("speed", 1.0)),
-                       vol=float(settings.get("vol", 1.0)), pitch=int(settings.get("pitch", 0)),
-                       emotion=settings.get("emotion"), language_boost=request.get("language_boost"))
-
-
-def _format(value: str) -> tuple[str, int, int]:
-    codec, *rest = value.split("_")
-    rate = int(rest[0]) if rest else DEFAULT_SAMPLE_RATE
-    kbps = int(rest[1]) if len(rest) > 1 else DEFAULT_BITRATE // 1000
-    return codec, rate, kbps
-
-
-def _contract_error(exc: Any) -> errors.ApiError:
-    """Map a JSON Schema failure onto the contract's error codes (never a generic 422)."""
-    field = (exc.name or "").removeprefix("data.").split(".")[0]
-    rule = exc.rule
-    if field == "model":
-        return errors.NotATtsModel(f"'{exc.value}' is not a speech model; use one of {', '.join([*ALIASES, *SKUS])}.")
-    if field == "input" and rule == "maxLength":
-        return errors.InputTooLong(f"input is {len(exc.value)} characters; the limit is {MAX_INPUT_CHARS}.")
-    if field == "response_format":
-        return errors.UnsupportedFormat(f"response_format '{exc.value}' is not supported; use mp3, wav, flac or "
-                                        "pcm, optionally as codec_samplerate[_bitrate] (e.g. mp3_44100_128).")
-    if field == "input":
-        return errors.InvalidRequest("input must be a non-empty string.")
-    if field == "voice":
-        return errors.InvalidRequest("voice_id must be a non-empty string without control characters.")
-    if field == "speed":
-        return errors.InvalidRequest("speed must be a number from 0.5 to 2.0.")
-    if field == "voice_settings":
-        return errors.InvalidRequest("voice_settings: vol in (0, 10], pitch an integer in [-12, 12], "
-                                     f"emotion one of {', '.join(EMOTIONS)}.")
-    if field == "language_boost":
-        return errors.InvalidRequest("language_boost must be a non-empty string.")
-    return errors.InvalidRequest(f"Invalid request: {exc.validation_message}.")
-
-
-def price_micros(inp: SpeechInput, cfg: Config) -> int:
-    tier = SKUS[inp.sku][1]
-    per_1k = cfg.speech_price_hd_micros_per_1k if tier == "hd" else cfg.speech_price_turbo_micros_per_1k
-    return per_thousand_cost(inp.chars, per_1k)
+    audio: bytes | None
+    url: str | None
+    headers: dict[str, str]
 
 
 def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: float,
-               billing: Billing, provider: VoiceProvider, cfg: Config,
-               store: Callable[[bytes], str | None] | None = None, guard: str | None = None) -> SpeechResult:
-    """`store(audio)` runs before the charge is settled (large or replayable audio goes to S3):
-    if it fails, the hold is released, so audio that cannot be delivered is never charged."""
+               paid: PaidCalls, provider: VoiceProvider, cfg: Config, audio_store: AudioStore,
+               keep: bool = False, guard: str | None = None) -> SpeechResult:
+    """Reserve, synthesize, settle.  Audio that is large, or kept for an Idempotency-Key replay
+    (`keep`), goes to S3 before the charge settles: if that fails, the hold is released."""
     cloned = is_cloned_voice_id(inp.voice_id)
     if cloned and not VOICE_ID_PATTERN.match(inp.voice_id):
         raise errors.VoiceNotFound(f"Voice {inp.voice_id} does not exist.")   # could never have been issued
     cost = price_micros(inp, cfg)
-    hold = billing.reserve(account_id, cost, kind="speech", request_id=request_id,
-                           reference={"model": inp.sku, "chars": inp.chars, "voice_id": inp.voice_id},
-                           voice_id_owned=inp.voice_id if cloned else None, guard=guard)
+    hold = paid.ledger.reserve(account_id, cost, kind="speech", request_id=request_id,
+                               reference={"model": inp.sku, "chars": inp.chars, "voice_id": inp.voice_id},
+                               voice_id_owned=inp.voice_id if cloned else None, guard=guard)
     request = SynthesisRequest(model=SKUS[inp.sku][0], text=inp.text, voice_id=inp.voice_id,
                                audio_format=inp.audio_format, sample_rate=inp.sample_rate, bitrate=inp.bitrate,
                                speed=inp.speed, vol=inp.vol, pitch=inp.pitch, emotion=inp.emotion,
@@ -201,10 +70,14 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
         result = provider.synthesize(request, deadline=deadline)
         if not result.audio:
             raise errors.ProviderError("MiniMax speech synthesis returned no audio.", trace_id=result.trace_id)
-        return result.audio, store(result.audio) if store else None
+        if not keep and len(result.audio) <= INLINE_AUDIO_MAX_BYTES:
+            return result.audio, None
+        key = speech_key(account_id, request_id, inp.audio_format)
+        audio_store.put(key, result.audio, inp.content_type)
+        return result.audio, key
 
     try:
-        audio, stored_key = billing.complete(hold, work, settle_failed=lambda: errors.InternalError(
+        audio, stored_key = paid.complete(hold, work, settle_failed=lambda: errors.InternalError(
             "The audio could not be billed, so it was not delivered; no charge was applied. Safe to retry."),
             deadline=deadline)
     except errors.ProviderError as exc:
@@ -216,5 +89,31 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     metrics.add_metric(name="ChargedMicroUSD", unit=MetricUnit.Count, value=cost)
     logger.info("speech delivered", extra={"account_id": account_id, "model": inp.sku, "chars": inp.chars,
                                            "audio_bytes": len(audio), "cloned_voice": cloned})
-    return SpeechResult(audio, inp.sku, inp.chars, cost, billing.balance_or_none(account_id), inp.content_type,
+    return SpeechResult(audio, inp.sku, inp.chars, cost, paid.balance_or_none(account_id), inp.content_type,
                         inp.audio_format, stored_key)
+
+
+def record(result: SpeechResult, provider_name: str) -> dict:
+    """What an Idempotency-Key record keeps of a delivered request: headers and where the audio is."""
+    headers = {
+        "Content-Type": result.content_type,
+        "X-Kyma-Model": result.sku,
+        "X-Kyma-Chars-Billed": str(result.chars),
+        "X-Kyma-Cost-USD": micros_to_header(result.cost_micros),
+        **({"X-Kyma-Balance-USD": micros_to_header(result.balance_micros)}
+           if result.balance_micros is not None else {}),   # unknown only if the read after the charge failed
+        "X-Kyma-Provider": provider_name,
+    }
+    return {"headers": headers, "audio_key": result.stored_key,
+            "inline": len(result.audio) <= INLINE_AUDIO_MAX_BYTES}
+
+
+def deliver(rec: dict, audio: bytes | None, audio_store: AudioStore) -> Delivery:
+    """The audio of a fresh request (in memory) or of a replay (from S3), or a URL to large audio."""
+    if not rec["inline"]:
+        return Delivery(None, audio_store.url(rec["audio_key"]), dict(rec["headers"]))
+    if audio is None:  # a replay: the audio was kept in S3 for exactly this
+        audio = audio_store.get(rec["audio_key"])
+        if audio is None:
+            raise errors.IdempotencyExpired("The audio of this Idempotency-Key has expired; send a new request.")
+    return Delivery(audio, None, dict(rec["headers"]))

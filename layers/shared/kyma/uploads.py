@@ -13,8 +13,10 @@ presigned form, then clones with `upload_id`.
   these server-side checks are also what holds there.
 - An upload belongs to the account that created it; another account's
   upload_id is simply not found.  It is single-use: the reserve transaction
-  claims it (pending → claimed), the settle marks it used, a release gives it
-  back (claimed → pending) so a failed clone can be retried.
+  claims it (pending → claimed, `claim_check`), the settle marks it used
+  (`used_item`), a release gives it back (claimed → pending, `returned_item`)
+  so a failed clone can be retried.  Those items are this module's; the
+  ledger only puts them in its transactions.
 - Successful clones delete the object; the bucket's lifecycle rule removes
   leftovers within a day, and the row's TTL (`purge_at`) removes the row.
 """
@@ -30,17 +32,77 @@ from botocore.exceptions import ClientError
 
 from kyma import errors
 from kyma.config import Config
-from kyma.dynamo import from_item, to_item
+from kyma.dynamo import Check, from_item, to_item, values
 from kyma.observability import logger
 
 MAX_BYTES = 10 * 1024 * 1024
 POST_TTL_SECONDS = 900              # the presigned form: 15 minutes to upload
 USE_WINDOW_SECONDS = 3600           # the upload_id: 1 hour to clone with it
 PURGE_AFTER_SECONDS = 86_400        # DynamoDB TTL on the row
+MAX_FILENAME_CHARS = 255
+MAX_CONTENT_TYPE_CHARS = 100
+
+# An upload's life: pending (waiting for its file, or given back) → claimed (a clone is running) → used.
+PENDING, CLAIMED, USED = "pending", "claimed", "used"
 
 
 def _not_found(upload_id: str) -> errors.ApiError:
     return errors.UploadNotFound(f"Upload {upload_id} was not found.")
+
+
+def parse_create(body: dict) -> tuple[str | None, str | None]:
+    """POST .../uploads body → (filename, content_type), both optional, or 400."""
+    filename, content_type = body.get("filename"), body.get("content_type")
+    if filename is not None and (not isinstance(filename, str) or len(filename) > MAX_FILENAME_CHARS):
+        raise errors.InvalidRequest(f"filename must be a string of at most {MAX_FILENAME_CHARS} characters.")
+    if content_type is not None and (not isinstance(content_type, str)
+                                     or len(content_type) > MAX_CONTENT_TYPE_CHARS
+                                     or not content_type.startswith(("audio/", "application/octet-stream"))):
+        raise errors.InvalidRequest("content_type must be an audio/* type (or application/octet-stream).")
+    return filename, content_type
+
+
+# ── the upload's part in the ledger's transactions ──────────────────────
+def claim_check(cfg: Config, upload_id: str, account_id: str, entry_id: str) -> Check:
+    """Reserve: claim the caller's pending upload for the hold `entry_id` (single use)."""
+    def refusal(upload: dict | None) -> errors.ApiError:
+        if upload is None or upload.get("account_id") != account_id:
+            return _not_found(upload_id)
+        if upload.get("status") == CLAIMED:
+            return errors.UploadInUse(f"Upload {upload_id} is being used by another request.")
+        return errors.UploadUsed(f"Upload {upload_id} has already been used.")
+
+    return Check("upload", {"Update": {
+        "TableName": cfg.uploads_table,
+        "Key": to_item({"upload_id": upload_id}),
+        "UpdateExpression": "SET #status = :claimed, hold_entry_id = :entry",
+        "ConditionExpression": "account_id = :me AND #status = :pending",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": values(me=account_id, claimed=CLAIMED, pending=PENDING, entry=entry_id),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }}, refusal)
+
+
+def used_item(cfg: Config, upload_id: str, entry_id: str) -> dict:
+    """Settle: the upload claimed by this hold is used."""
+    return _transition(cfg, upload_id, entry_id, USED)
+
+
+def returned_item(cfg: Config, upload_id: str, entry_id: str) -> dict:
+    """Release: the upload claimed by this hold is pending again (a failed clone can retry)."""
+    return _transition(cfg, upload_id, entry_id, PENDING)
+
+
+def _transition(cfg: Config, upload_id: str, entry_id: str, status: str) -> dict:
+    remove = " REMOVE hold_entry_id" if status == PENDING else ""
+    return {"Update": {
+        "TableName": cfg.uploads_table,
+        "Key": to_item({"upload_id": upload_id}),
+        "UpdateExpression": "SET #status = :status" + remove,
+        "ConditionExpression": "hold_entry_id = :entry",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": values(status=status, entry=entry_id),
+    }}
 
 
 class Uploads:
@@ -65,7 +127,7 @@ class Uploads:
         post = self.s3.generate_presigned_post(self.cfg.uploads_bucket, key, Fields=fields,
                                                Conditions=conditions, ExpiresIn=POST_TTL_SECONDS)
         self.ddb.put_item(TableName=self.cfg.uploads_table, Item=to_item({
-            "upload_id": upload_id, "account_id": account_id, "s3_key": key, "status": "pending",
+            "upload_id": upload_id, "account_id": account_id, "s3_key": key, "status": PENDING,
             "filename": filename, "created_at": now, "expires_at": now + USE_WINDOW_SECONDS,
             "purge_at": now + PURGE_AFTER_SECONDS,
         }), ConditionExpression="attribute_not_exists(upload_id)")
@@ -80,7 +142,7 @@ class Uploads:
                                           Key=to_item({"upload_id": upload_id}), ConsistentRead=True).get("Item"))
         if row is None or row["account_id"] != account_id:
             raise _not_found(upload_id)
-        if row["status"] == "used":
+        if row["status"] == USED:
             raise errors.UploadUsed(f"Upload {upload_id} has already been used to clone a voice; create a new upload.")
         if row["expires_at"] < time.time():
             raise errors.UploadExpired(f"Upload {upload_id} expired; create a new upload.")

@@ -17,12 +17,14 @@ from typing import Any
 
 from kyma import errors
 from kyma.audio import AudioInfo, inspect_audio
-from kyma.billing import Billing
 from kyma.config import Config
 from kyma.http import json_object
+from kyma.idempotency import fingerprint as hash_parts
 from kyma.multipart import parse_content_type, parse_form
 from kyma.observability import MetricUnit, logger, metrics
+from kyma.paid_call import PaidCalls
 from kyma.providers import VoiceProvider
+from kyma.uploads import Uploads
 from kyma.voices import new_voice_id, voice_put
 
 CLONE_MODEL = "minimax-voice-clone"
@@ -154,16 +156,38 @@ def _single_text(form: dict, field: str) -> str | None:
     return parts[0].text() if parts else None
 
 
+def fingerprint(parsed: CloneInput | UploadRef) -> str:
+    """What identifies the request for its Idempotency-Key: the parsed fields and the file (or upload),
+    never the multipart framing (a retried upload has a new random boundary)."""
+    if isinstance(parsed, UploadRef):
+        return hash_parts(parsed.model, parsed.name, "upload", parsed.upload_id)
+    return hash_parts(parsed.model, parsed.name, parsed.audio)
+
+
 # ── 3–5: billing around the provider ─────────────────────────────────────
+def create(parsed: CloneInput | UploadRef, *, account_id: str, request_id: str, deadline: float,
+           paid: PaidCalls, provider: VoiceProvider, uploads: Uploads, cfg: Config,
+           guard: str | None = None) -> CloneResult:
+    """The whole clone request: fetch an uploaded reference (same checks as inline), clone, and
+    delete the used upload (best effort: nothing after the charge may fail the request)."""
+    inp = from_upload(parsed, uploads.fetch(account_id, parsed.upload_id)) \
+        if isinstance(parsed, UploadRef) else parsed
+    result = clone(inp, account_id=account_id, request_id=request_id, deadline=deadline, paid=paid,
+                   provider=provider, cfg=cfg, guard=guard)
+    if inp.upload_id:
+        uploads.discard(account_id, inp.upload_id)
+    return result
+
+
 def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
-          billing: Billing, provider: VoiceProvider, cfg: Config, guard: str | None = None) -> CloneResult:
+          paid: PaidCalls, provider: VoiceProvider, cfg: Config, guard: str | None = None) -> CloneResult:
     voice_id = new_voice_id()
     price = cfg.voice_clone_price_micros
-    hold = billing.reserve(account_id, price, kind="voice_clone", request_id=request_id,
+    hold = paid.ledger.reserve(account_id, price, kind="voice_clone", request_id=request_id,
                            reference={"voice_id": voice_id, "model": inp.model}, upload_id=inp.upload_id,
                            guard=guard)
     try:
-        billing.complete(
+        paid.complete(
             hold, lambda: provider.clone_voice(inp.audio, inp.filename, voice_id, deadline=deadline),
             puts=lambda _: [voice_put(cfg, voice_id=voice_id, owner_id=account_id, name=inp.name,
                                       model=inp.model, provider=provider.name, request_id=request_id)],
@@ -182,4 +206,4 @@ def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
     logger.info("voice cloned", extra={"voice_id": voice_id, "account_id": account_id,
                                        "audio_format": inp.info.format,
                                        "duration_s": round(inp.info.duration_seconds, 2)})
-    return CloneResult(voice_id, inp.name, inp.model, price, billing.balance_or_none(account_id))
+    return CloneResult(voice_id, inp.name, inp.model, price, paid.balance_or_none(account_id))

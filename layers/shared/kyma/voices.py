@@ -1,7 +1,8 @@
 """Cloned voices and who owns them (table Voices, key voice_id, GSI ByOwner).
 
 A voice row exists if and only if its clone was charged: it is written only
-inside the settle transaction (kyma.billing.Billing.settle).
+inside the settle transaction (kyma.ledger.Ledger.settle).  Speech with a
+cloned voice is gated by `ownership_check`, an item of the reserve transaction.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import re
 import secrets
 import time
 
+from kyma import errors
 from kyma.config import Config
-from kyma.dynamo import to_item
+from kyma.dynamo import Check, to_item, values
 
 VOICE_ID_PREFIX = "kyma_"
 VOICE_ID_PATTERN = re.compile(r"^kyma_[0-9a-f]{16}$")
@@ -51,3 +53,19 @@ def voice_put(cfg: Config, *, voice_id: str, owner_id: str, name: str | None, mo
                          "created_at": int(time.time()), "request_id": request_id}),
         "ConditionExpression": "attribute_not_exists(voice_id)",
     }
+
+
+def ownership_check(cfg: Config, voice_id: str, account_id: str) -> Check:
+    """Reserve-transaction item: the cloned voice exists and is the caller's (403 / 404 otherwise)."""
+    def refusal(voice: dict | None) -> errors.ApiError:
+        if voice is None or voice.get("owner_id") is None:
+            return errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
+        return errors.VoiceNotOwned(f"Voice {voice_id} belongs to another account.")
+
+    return Check("voice", {"ConditionCheck": {
+        "TableName": cfg.voices_table,
+        "Key": to_item({"voice_id": voice_id}),
+        "ConditionExpression": "owner_id = :me",
+        "ExpressionAttributeValues": values(me=account_id),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }}, refusal)

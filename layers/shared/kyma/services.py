@@ -1,0 +1,46 @@
+"""What a function's INIT builds once: configuration, AWS clients and the domain services on them.
+
+Every app.py calls `services()` at import time (the Lambda INIT phase) and passes
+the pieces its routes need to the domain functions, so that no route builds a
+client and tests can swap any piece.  S3 clients are created on first use: most
+requests never touch S3 (cold start, bench/results.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from kyma.accounting import Books
+from kyma.audio_store import AudioStore
+from kyma.aws import dynamodb, s3
+from kyma.config import Config, config
+from kyma.idempotency import Idempotency
+from kyma.ledger import Ledger
+from kyma.paid_call import PaidCalls
+from kyma.uploads import Uploads
+
+
+@dataclass(frozen=True)
+class Services:
+    cfg: Config
+    ledger: Ledger
+    books: Books
+    paid: PaidCalls
+    idempotency: Idempotency
+    uploads: Uploads
+    audio: AudioStore
+
+
+def services() -> Services:
+    """The process's services, for the process's configuration (tests change it: `config.cache_clear()`)."""
+    return _services(config())
+
+
+@lru_cache(maxsize=4)
+def _services(cfg: Config) -> Services:
+    ddb = dynamodb()
+    ledger, books = Ledger(ddb, cfg), Books(ddb, cfg)
+    return Services(cfg=cfg, ledger=ledger, books=books, paid=PaidCalls(ledger, books),
+                    idempotency=Idempotency(ddb, cfg), uploads=Uploads(ddb, s3, cfg),
+                    audio=AudioStore(s3, cfg.audio_bucket))
