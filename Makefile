@@ -8,7 +8,7 @@ SAM    := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 # sam build needs the Lambda runtime's Python (3.13) on PATH; pyenv users get it this way.
 SAM_PYENV := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.13' | head -1)
 
-.PHONY: run test lint build deploy deploy-prod invoke sample bench clean lock
+.PHONY: run test lint build deploy deploy-prod invoke sample bench clean lock openapi
 
 $(VENV)/.installed: pyproject.toml layers/shared/requirements.txt requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,15 @@ sample: $(VENV)/.installed
 invoke: $(VENV)/.installed
 	$(PY) -m kyma_local.invoke $(FUNCTION) $(EVENT)
 
-## lint: sam validate --lint (cfn-lint) on template.yaml
-lint: $(SAM_VENV)/.installed
+## lint: ruff and mypy over the layer, functions, tools and tests; sam validate --lint (cfn-lint) on template.yaml
+lint: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(SAM) validate --lint
+
+## openapi: regenerate layers/shared/kyma/openapi.json (the published contract) from tools/kyma_openapi
+openapi: $(VENV)/.installed
+	$(PY) -m kyma_openapi
 
 ## build: sam build without Docker (needs python3.13 on PATH)
 build: $(SAM_VENV)/.installed

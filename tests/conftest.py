@@ -94,10 +94,21 @@ def accounts(ddb, cfg):
 
 @pytest.fixture
 def load_handler(aws):
-    """load_handler("AccountFunction") → a freshly imported handler (a cold Lambda environment)."""
+    """load_handler("AccountFunction") → a freshly imported handler (a cold Lambda environment)
+    whose API responses are checked against the published contract (tests/contract.py)."""
+    import contract
     from kyma_local.runtime import FunctionPool
 
     def load(logical_id: str):
-        return FunctionPool(aws.functions[logical_id])._new_environment()
+        handler = FunctionPool(aws.functions[logical_id])._new_environment()
+
+        def checked(event, context):
+            response = handler(event, context)
+            if isinstance(event, dict) and "httpMethod" in event and "statusCode" in (response or {}):
+                contract.check(event["httpMethod"], event["resource"], response)
+            return response
+
+        checked.routes = getattr(handler, "routes", None)
+        return checked
 
     return load

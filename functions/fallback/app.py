@@ -1,8 +1,9 @@
-"""Answers what no other function does: unknown routes (404) and known routes
-called with a method they do not have (405, with `Allow`), in the error envelope.
+"""Answers what no other function does: unknown routes (404) and known routes called with a
+method they do not have (405, with `Allow`), in the error envelope.
 
-API Gateway routes here through `ANY /{proxy+}`, `ANY /` and an `ANY` method on
-each real resource (a specific method always wins over ANY).  No AWS access.
+API Gateway routes here through `ANY /{proxy+}`, `ANY /` and an `ANY` method on each real
+resource (a specific method always wins over ANY).  The methods each route has come from the
+published contract (kyma/openapi.json).  No AWS access.
 """
 
 from kyma import init_phase
@@ -11,21 +12,21 @@ init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py
 
 import json
 
-from kyma.routes import ROUTES
+from kyma import errors, openapi
 
 
 def lambda_handler(event: dict, context) -> dict:
     method, path, resource = event.get("httpMethod", ""), event.get("path", ""), event.get("resource", "")
-    allowed = ROUTES.get(resource)
+    allowed = openapi.routes().get(resource)
+    error: errors.ApiError
     if allowed:
-        status, code, headers = 405, "method_not_allowed", {"Allow": ", ".join(allowed)}
-        message = f"{method} is not allowed on {resource}; use {' or '.join(allowed)}."
+        error = errors.MethodNotAllowed(f"{method} is not allowed on {resource}; use {' or '.join(allowed)}.",
+                                        headers={"Allow": ", ".join(allowed)})
     else:
-        status, code, headers = 404, "not_found", {}
-        message = f"No route for {method} {path}."
+        error = errors.NotFound(f"No route for {method} {path}.")
     request_id = (event.get("requestContext") or {}).get("requestId") or getattr(context, "aws_request_id", "")
-    return {"statusCode": status, "isBase64Encoded": False,
-            "headers": {"Content-Type": "application/json", "X-Request-Id": request_id, **headers},
-            "body": json.dumps({"error": {"code": code, "message": message}})}
+    return {"statusCode": error.status, "isBase64Encoded": False,
+            "headers": {"Content-Type": "application/json", "X-Request-Id": request_id, **error.headers},
+            "body": json.dumps(error.envelope())}
 
 init_phase.end()

@@ -33,6 +33,17 @@ def test_curl_gets_the_demo_balance(stack, curl):
     assert json.loads(body) == {"balance_usd": 50.0}
 
 
+def test_curl_gets_the_published_openapi_document_without_a_key(stack, curl):
+    from openapi_spec_validator import validate
+
+    out = subprocess.run([curl, "-s", "-i", f"{stack.api_url}/v1/openapi.json"], capture_output=True, timeout=30)
+    head, _, body = out.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Type: application/json" in head
+    document = json.loads(body)
+    validate(document)                                   # a valid OpenAPI 3.1 document
+    assert document["openapi"] == "3.1.0" and "/v1/audio/speech" in document["paths"]
+
+
 def test_missing_wrong_and_revoked_keys_are_401_auth_error(stack):
     url = f"{stack.api_url}/v1/credits/balance"
     account, key = stack.new_account("3")

@@ -14,6 +14,7 @@ CASES = {
     "account-balance.json": ("AccountFunction", 200),
     "authorizer-request.json": ("AuthorizerFunction", "Allow"),
     "fallback-unknown-route.json": ("FallbackFunction", 404),
+    "openapi-document.json": ("OpenApiFunction", 200),
     "reconciler-scheduled.json": ("ReconcilerFunction", None),
     "speech.json": ("SpeechFunction", 200),
     "voice-clone-inline.json": ("VoiceCloneFunction", 200),

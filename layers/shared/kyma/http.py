@@ -174,4 +174,5 @@ def api_handler(routes: Mapping[tuple[str, str], Route]):
             response = error_response(InternalError("Internal error. Quote the X-Request-Id header to support."))
         return response.to_proxy(request_id)
 
+    handler.routes = dict(routes)  # type: ignore[attr-defined]  # (method, resource) → route, for the contract test
     return handler

@@ -1,0 +1,41 @@
+"""Responses checked against the published contract (layers/shared/kyma/openapi.json).
+
+`check(method, resource, response)` fails a test when a function answers with a status the
+document does not list for that operation, without X-Request-Id, with a Content-Type the
+document does not list, or with a JSON body its schema rejects.  The integration tests run
+every handler they load through it (tests/conftest.py `load_handler`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from jsonschema import Draft202012Validator
+
+from kyma import openapi
+
+DOCUMENT = json.loads(openapi.document_text())
+
+
+def check(method: str, resource: str, response: dict) -> None:
+    operation = DOCUMENT["paths"].get(resource, {}).get(method.lower())
+    if operation is None:          # the fallback's 404/405 for routes and methods not in the contract
+        assert response["statusCode"] in (404, 405), (method, resource, response["statusCode"])
+        return
+    status = str(response["statusCode"])
+    documented = operation["responses"].get(status)
+    assert documented is not None, f"{method} {resource} answered {status}, which the contract does not list"
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    assert headers.get("x-request-id") is not None, "every response carries X-Request-Id"
+    content = documented.get("content") or {}
+    media = (headers.get("content-type") or "").split(";")[0].strip()
+    if not content:
+        return
+    assert media in content, f"{method} {resource} {status}: Content-Type {media!r} not in {list(content)}"
+    if media == "application/json":
+        raw = response.get("body") or ""
+        body = json.loads(base64.b64decode(raw) if response.get("isBase64Encoded") else raw)
+        schema = {**content[media]["schema"], "components": DOCUMENT["components"]}
+        errors = sorted(Draft202012Validator(schema).iter_errors(body), key=str)
+        assert not errors, f"{method} {resource} {status}: {errors[0].message}"

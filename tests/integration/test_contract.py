@@ -1,0 +1,54 @@
+"""The published contract (layers/shared/kyma/openapi.json) is the API: the same routes as
+template.yaml and the functions, every error code in it named by kyma.errors, and API
+Gateway's own answers and the README's tables in that vocabulary."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from openapi_spec_validator import validate
+
+from kyma import errors, openapi
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENT = json.loads(openapi.document_text())
+
+
+def test_the_document_is_valid_openapi_3_1_and_the_committed_file_is_what_the_builder_writes():
+    from kyma_openapi.__main__ import render
+
+    validate(DOCUMENT)
+    assert DOCUMENT["openapi"].startswith("3.1")
+    assert openapi.document_text() == render(), "run `make openapi` and commit layers/shared/kyma/openapi.json"
+
+
+def test_the_document_has_exactly_the_template_routes_and_each_function_serves_its_own(aws, load_handler):
+    declared: dict[str, set[str]] = {}
+    for logical_id, fn in aws.functions.items():
+        if logical_id == "FallbackFunction":
+            continue
+        served = {(e.method, e.path) for e in fn.api_events}
+        for method, path in served:
+            declared.setdefault(path, set()).add(method)
+        if served and fn.handler.startswith("app."):
+            assert set(load_handler(logical_id).routes) == served, logical_id
+    assert declared == {path: set(methods) for path, methods in openapi.routes().items()}
+
+
+def test_every_error_code_in_the_document_and_the_gateway_responses_is_in_the_vocabulary(aws):
+    assert set(DOCUMENT["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]) \
+        == errors.codes()
+    for kind, spec in aws.gateway_responses.items():
+        body = json.loads(spec["ResponseTemplates"]["application/json"])
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, kind
+        assert body["error"]["code"] in errors.codes(), kind
+
+
+def test_every_code_in_the_readme_error_tables_is_in_the_vocabulary():
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| (\d{3}|5xx) \| ([^|]+) \|", readme, re.M)
+    assert rows, "the README has error tables"
+    codes = {code for _, cell in rows for code in re.findall(r"`([a-z_]+)`", cell)}
+    assert codes and codes <= errors.codes(), codes - errors.codes()

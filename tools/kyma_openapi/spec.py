@@ -1,0 +1,222 @@
+"""Builds the OpenAPI 3.1 document from the code's own vocabulary (see the package docstring).
+
+One function per route keeps each operation readable; `_errors(...)` lists the
+statuses an operation can answer with, all in the one error envelope whose
+`code` is any code of `kyma.errors` (the vocabulary is shared by every route).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kyma import errors
+from kyma.idempotency import HEADER as IDEMPOTENCY_HEADER
+from kyma.idempotency import MAX_KEY_LENGTH
+from kyma.speech_request import ALIASES, EMOTIONS, FORMAT_PATTERN, MAX_INPUT_CHARS, SKUS
+from kyma.voice_clone import CLONE_MODEL, MAX_NAME_CHARS
+
+VERSION = "2.0.0"
+JSON = "application/json"
+
+# Statuses every authenticated operation can answer with, whatever it does: API Gateway's own
+# (401 no/bad key, 403 key not allowed, 413 body too large, 429 throttled, 504 integration timeout)
+# and ours (500 internal error, 503 a dependency unavailable).
+GATEWAY = (401, 403, 413, 429, 500, 503, 504)
+DESCRIPTIONS = {
+    400: "Invalid request (nothing charged).", 401: "Missing, invalid or revoked API key.",
+    402: "Balance below the price of this request.", 403: "Not allowed (see error.code).",
+    404: "Not found (see error.code).", 405: "Method not allowed on this route (see Allow).",
+    409: "Conflict with another request (see error.code).", 410: "Gone (see error.code).",
+    413: "Body too large.", 415: "Unsupported audio format.", 429: "Rate limited; see Retry-After.",
+    500: "Our fault; quote X-Request-Id.", 502: "Upstream (MiniMax) failed; nothing charged.",
+    503: "Temporarily unavailable; see Retry-After when present.", 504: "The gateway timed out.",
+}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _header(name: str) -> dict:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    out = {}
+    for status in sorted({*statuses, *GATEWAY}):
+        headers = {"X-Request-Id": _header("XRequestId")}
+        if status in (429, 503):
+            headers["Retry-After"] = _header("RetryAfter")
+        if status == 405:
+            headers["Allow"] = {"description": "The methods this route has.", "schema": {"type": "string"}}
+        out[str(status)] = {"description": DESCRIPTIONS[status], "headers": headers,
+                            "content": {JSON: {"schema": _ref("Error")}}}
+    return out
+
+
+def _ok(description: str, schema: dict, *, headers: dict | None = None, status: int = 200,
+        media: str = JSON) -> dict[str, Any]:
+    return {str(status): {"description": description,
+                          "headers": {"X-Request-Id": _header("XRequestId"), **(headers or {})},
+                          "content": {media: {"schema": schema}}}}
+
+
+IDEMPOTENCY_PARAMETER = {
+    "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+    "description": "Makes a paid request safe to retry: the same key with the same request replays the first "
+                   "response and charges once (see README).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": "^[\\x20-\\x7e]+$"},
+}
+PAID_HEADERS = {
+    "X-Kyma-Model": {"description": "The resolved model (SKU).", "schema": {"type": "string"}},
+    "X-Kyma-Cost-USD": {"description": "Charged, USD decimal string.", "schema": {"type": "string"}},
+    "X-Kyma-Balance-USD": {"description": "Balance after the charge (absent if it could not be read).",
+                           "schema": {"type": "string"}},
+    "X-Kyma-Provider": {"description": "minimax, or sandbox on the local stack.", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {"description": "true on a replay of an Idempotency-Key.",
+                            "schema": {"type": "string", "enum": ["true"]}},
+}
+
+
+def balance() -> dict:
+    return {"get": {
+        "operationId": "getBalance", "summary": "The caller's prepaid balance", "tags": ["credits"],
+        "responses": {**_ok("The balance.", _ref("Balance")), **_errors()},
+    }}
+
+
+def voice_clone() -> dict:
+    fields = {
+        "name": {"type": "string", "maxLength": MAX_NAME_CHARS,
+                 "description": "Optional label, at most 64 characters."},
+        "model": {"type": "string", "enum": [CLONE_MODEL], "default": CLONE_MODEL},
+    }
+    return {"post": {
+        "operationId": "cloneVoice", "summary": "Clone a voice from a 10 s – 5 min reference ($2.10)",
+        "tags": ["voices"], "parameters": [IDEMPOTENCY_PARAMETER],
+        "requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "contentMediaType": "application/octet-stream",
+                         "description": "MP3, WAV or M4A, at most 4.5 MB inline (10 MB with the upload flow)."},
+                "upload_id": {"type": "string", "description": "Instead of file: an upload of the upload flow."},
+                **fields}}},
+            JSON: {"schema": {"type": "object", "required": ["upload_id"], "properties": {
+                "upload_id": {"type": "string"}, **fields}}},
+        }},
+        "responses": {**_ok("The new voice and the charge.", _ref("ClonedVoice"), headers=PAID_HEADERS),
+                      **_errors(400, 402, 404, 409, 410, 415, 502)},
+    }}
+
+
+def uploads() -> dict:
+    return {"post": {
+        "operationId": "createUpload", "summary": "A presigned S3 upload for a reference up to 10 MB",
+        "tags": ["voices"],
+        "requestBody": {"required": False, "content": {JSON: {"schema": {"type": "object", "properties": {
+            "filename": {"type": "string", "maxLength": 255},
+            "content_type": {"type": "string", "maxLength": 100}}}}}},
+        "responses": {**_ok("Where and how to upload the file.", _ref("Upload"), status=201), **_errors(400)},
+    }}
+
+
+def speech() -> dict:
+    audio = {"type": "string", "contentMediaType": "application/octet-stream"}
+    return {"post": {
+        "operationId": "createSpeech", "summary": "Text to speech on MiniMax voices, billed per character",
+        "tags": ["speech"], "parameters": [IDEMPOTENCY_PARAMETER],
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("SpeechRequest")}}},
+        "responses": {
+            "200": {"description": "The audio.",
+                    "headers": {"X-Request-Id": _header("XRequestId"), **PAID_HEADERS,
+                                "X-Kyma-Chars-Billed": {"schema": {"type": "string"}}},
+                    "content": {media: {"schema": audio}
+                                for media in ("audio/mpeg", "audio/wav", "audio/flac", "audio/pcm")}},
+            "303": {"description": "Large audio: a short-lived URL to it (Location).",
+                    "headers": {"X-Request-Id": _header("XRequestId"), **PAID_HEADERS,
+                                "Location": {"schema": {"type": "string"}}},
+                    "content": {JSON: {"schema": _ref("Redirect")}}},
+            **_errors(400, 402, 403, 404, 409, 410, 502),
+        },
+    }}
+
+
+def openapi() -> dict:
+    return {"get": {
+        "operationId": "getOpenApi", "summary": "This document", "tags": ["meta"], "security": [],
+        "responses": {**_ok("The OpenAPI 3.1 document of the API.", {"type": "object"}),
+                      **{str(s): r for s, r in _errors().items() if s not in ("401", "403", "413")}},
+    }}
+
+
+def schemas() -> dict:
+    usd = {"type": "number", "minimum": 0}
+    return {
+        "Error": {"type": "object", "required": ["error"], "additionalProperties": False, "properties": {
+            "error": {"type": "object", "required": ["code", "message"], "additionalProperties": False,
+                      "properties": {"code": {"type": "string", "enum": sorted(errors.codes())},
+                                     "message": {"type": "string"}}}}},
+        "Balance": {"type": "object", "required": ["balance_usd"], "properties": {"balance_usd": usd}},
+        "ClonedVoice": {"type": "object", "required": ["voice_id", "name", "model", "cost_usd", "balance_usd"],
+                        "properties": {
+                            "voice_id": {"type": "string", "pattern": "^kyma_[0-9a-f]{16}$"},
+                            "name": {"type": ["string", "null"]}, "model": {"type": "string"},
+                            "cost_usd": usd, "balance_usd": {"type": ["number", "null"], "minimum": 0}}},
+        "Upload": {"type": "object", "required": ["upload_id", "url", "fields", "expires_at", "max_bytes"],
+                   "properties": {"upload_id": {"type": "string"}, "url": {"type": "string"},
+                                  "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                                  "expires_at": {"type": "integer"}, "max_bytes": {"type": "integer"}}},
+        "Redirect": {"type": "object", "required": ["url", "expires_in"],
+                     "properties": {"url": {"type": "string"}, "expires_in": {"type": "integer"}}},
+        "SpeechRequest": {
+            "type": "object", "description": "OpenAI audio.speech shape; unknown fields are ignored.",
+            "properties": {
+                "model": {"type": "string", "enum": [*ALIASES, *SKUS], "default": "minimax-speech-hd"},
+                "input": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS,
+                          "description": "Billed per code point. Alias: text."},
+                "text": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
+                "voice_id": {"type": "string", "minLength": 1, "maxLength": 256,
+                             "description": "A cloned kyma_ id or a MiniMax system voice. Alias: voice."},
+                "voice": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 256},
+                                    {"type": "object", "required": ["id"],
+                                     "properties": {"id": {"type": "string"}}}]},
+                "response_format": {"type": "string", "pattern": FORMAT_PATTERN, "default": "mp3"},
+                "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0},
+                "voice_settings": {"type": "object", "properties": {
+                    "vol": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
+                    "pitch": {"type": "integer", "minimum": -12, "maximum": 12},
+                    "emotion": {"type": "string", "enum": list(EMOTIONS)}}},
+                "language_boost": {"type": "string"},
+            },
+        },
+    }
+
+
+def build() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Kyma voice API", "version": VERSION,
+                 "description": "Prepaid voice cloning and text-to-speech on MiniMax voices. Every error uses "
+                                "one envelope; every response carries X-Request-Id."},
+        "servers": [{"url": "https://{api}.execute-api.{region}.amazonaws.com/{stage}",
+                     "variables": {"api": {"default": "api"}, "region": {"default": "us-east-1"},
+                                   "stage": {"default": "dev"}}},
+                    {"url": "http://127.0.0.1:3000", "description": "make run"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/credits/balance": balance(),
+            "/v1/audio/voice-clone": voice_clone(),
+            "/v1/audio/voice-clone/uploads": uploads(),
+            "/v1/audio/speech": speech(),
+            "/v1/openapi.json": openapi(),
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "Authorization: Bearer <API key>"}},
+            "headers": {
+                "XRequestId": {"description": "This request's id; quote it to support.",
+                               "schema": {"type": "string"}},
+                "RetryAfter": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}},
+            },
+            "schemas": schemas(),
+        },
+    }
