@@ -120,8 +120,7 @@ def call_counts() -> list[dict]:
     import audio_fixtures as fx
     import boto3
     from fakes.minimax_server import FakeMiniMax
-    from helpers import api_event, context
-    from integration.conftest import clone_event
+    from helpers import api_event, clone_event, context
     from moto import mock_aws
 
     from kyma.accounts import Accounts
@@ -244,8 +243,7 @@ def servers():
 def measure_handlers(info: dict, quick: bool) -> dict:
     import audio_fixtures as fx
     import boto3
-    from helpers import api_event, context
-    from integration.conftest import multipart
+    from helpers import api_event, context, multipart
 
     from kyma.accounts import Accounts
     from kyma.aws import dynamodb

@@ -97,6 +97,7 @@ def load_handler(aws):
     """load_handler("AccountFunction") → a freshly imported handler (a cold Lambda environment)
     whose API responses are checked against the published contract (tests/contract.py)."""
     import contract
+
     from kyma_local.runtime import FunctionPool
 
     def load(logical_id: str):

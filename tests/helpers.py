@@ -1,4 +1,5 @@
-"""Test helpers: API Gateway events as the local gateway builds them, and response readers."""
+"""Test helpers: API Gateway events as the local gateway builds them, response readers, and the
+books' invariants that every money test asserts."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import base64
 import json
 from types import SimpleNamespace
 
+from requests_toolbelt.multipart.encoder import MultipartEncoder
+
+from kyma.dynamo import from_item, values
 from kyma_local.gateway import build_event
 from kyma_local.runtime import LambdaContext
 
@@ -59,3 +63,48 @@ def powertools_records(ddb, cfg) -> list[dict]:
     """The Idempotency table's Powertools records (not the charge guards kept beside them)."""
     return [item for item in ddb.scan(TableName=cfg.idempotency_table)["Items"]
             if not item["id"]["S"].startswith("guard#")]
+
+
+# ── voice-clone requests ─────────────────────────────────────────────────
+def multipart(fields: list) -> tuple[bytes, str]:
+    encoder = MultipartEncoder(fields=fields)
+    return encoder.to_string(), encoder.content_type
+
+
+def clone_event(account_id: str, audio: bytes | None = None, *, filename: str = "reference.mp3",
+                part_type: str = "audio/mpeg", name: str | None = None, model: str | None = None,
+                fields: list | None = None, headers: dict | None = None) -> dict:
+    """POST /v1/audio/voice-clone as API Gateway delivers it (multipart, base64)."""
+    if fields is None:
+        fields = []
+        if audio is not None:
+            fields.append(("file", (filename, audio, part_type)))
+        if name is not None:
+            fields.append(("name", name))
+        if model is not None:
+            fields.append(("model", model))
+    body, ctype = multipart(fields) if fields else (b"", "multipart/form-data; boundary=x")
+    return api_event("POST", "/v1/audio/voice-clone", body=body, account_id=account_id,
+                     headers={"Content-Type": ctype, **(headers or {})})
+
+
+# ── the books ────────────────────────────────────────────────────────────
+START = 50_000_000          # the usual opening balance in tests: $50.00
+SYSTEM_VOICE = "English_expressive_narrator"
+
+
+def voices_of(ddb, cfg, owner: str) -> set[str]:
+    page = ddb.query(TableName=cfg.voices_table, IndexName="ByOwner",
+                     KeyConditionExpression="owner_id = :o", ExpressionAttributeValues=values(o=owner))
+    return {from_item(i)["voice_id"] for i in page["Items"]}
+
+
+def assert_books_balance(books, ddb, cfg, account: str) -> dict:
+    """The invariants: balance = top-ups − charges − open holds ≥ 0, and a voice row
+    exists for exactly the charged clones."""
+    audit = books.audit(account)
+    assert audit["consistent"], audit
+    charged = {e["voice_id"] for e in books.entries(account)
+               if e.get("kind") == "voice_clone" and e["status"] == "charged"}
+    assert voices_of(ddb, cfg, account) == charged
+    return audit

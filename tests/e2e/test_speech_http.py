@@ -10,11 +10,10 @@ import openai
 import pytest
 import requests
 from fakes.minimax_server import FakeMiniMax
+from helpers import SYSTEM_VOICE
 
 from e2e.conftest import StackProcess
 from kyma.audio import inspect_audio
-
-SYSTEM_VOICE = "English_expressive_narrator"
 
 
 def sample_mp3() -> bytes:

@@ -8,12 +8,20 @@ from concurrent.futures import ThreadPoolExecutor
 import audio_fixtures as fx
 import boto3
 import pytest
-from helpers import powertools_records, ProcessDied, api_event, body_of, context, error_of, raising
-from integration.conftest import clone_event
+from helpers import (
+    START,
+    SYSTEM_VOICE,
+    ProcessDied,
+    api_event,
+    body_of,
+    clone_event,
+    context,
+    error_of,
+    powertools_records,
+    raising,
+)
 
-START = 50_000_000
 TEXT = "Hello from the Kyma voice API"      # 29 code points
-SYSTEM_VOICE = "English_expressive_narrator"
 
 
 @pytest.fixture

@@ -14,13 +14,21 @@ from concurrent.futures import ThreadPoolExecutor
 import audio_fixtures as fx
 import boto3
 import pytest
-from helpers import ProcessDied, api_event, body_of, context, error_of, raising
-from integration.conftest import multipart
-from integration.test_voice_clone import assert_books_balance, voices_of
+from helpers import (
+    START,
+    ProcessDied,
+    api_event,
+    assert_books_balance,
+    body_of,
+    context,
+    error_of,
+    multipart,
+    raising,
+    voices_of,
+)
 
 from kyma.dynamo import to_item, values
 
-START = 50_000_000
 WAV = fx.wav(12.0)
 
 

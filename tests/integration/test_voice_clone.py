@@ -7,35 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import audio_fixtures as fx
 import pytest
-from helpers import body_of, error_of
-from integration.conftest import clone_event
-
-from kyma.dynamo import from_item, values
+from helpers import START, assert_books_balance, body_of, clone_event, error_of, voices_of
 
 MP3 = fx.mp3_cbr(12.0)
-START = 50_000_000  # $50.00
 
 
 @pytest.fixture
 def handler(minimax, load_handler):
     return load_handler("VoiceCloneFunction")
-
-
-def voices_of(ddb, cfg, owner: str) -> set[str]:
-    page = ddb.query(TableName=cfg.voices_table, IndexName="ByOwner",
-                     KeyConditionExpression="owner_id = :o", ExpressionAttributeValues=values(o=owner))
-    return {from_item(i)["voice_id"] for i in page["Items"]}
-
-
-def assert_books_balance(books, ddb, cfg, account: str) -> dict:
-    """The invariants: balance = top-ups − charges − open holds ≥ 0, and a voice row
-    exists for exactly the charged clones."""
-    audit = books.audit(account)
-    assert audit["consistent"], audit
-    charged = {e["voice_id"] for e in books.entries(account)
-               if e.get("kind") == "voice_clone" and e["status"] == "charged"}
-    assert voices_of(ddb, cfg, account) == charged
-    return audit
 
 
 # ── success ──────────────────────────────────────────────────────────────

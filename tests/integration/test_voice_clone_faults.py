@@ -14,9 +14,20 @@ from pathlib import Path
 import audio_fixtures as fx
 import pytest
 from botocore.exceptions import ClientError
-from helpers import powertools_records, ProcessDied, api_event, body_of, context, error_of, raising
-from integration.conftest import MINIMAX_KEY, clone_event
-from integration.test_voice_clone import START, assert_books_balance, voices_of
+from helpers import (
+    START,
+    ProcessDied,
+    api_event,
+    assert_books_balance,
+    body_of,
+    clone_event,
+    context,
+    error_of,
+    powertools_records,
+    raising,
+    voices_of,
+)
+from integration.conftest import MINIMAX_KEY
 
 from kyma.accounting import Books
 from kyma.ledger import Ledger
