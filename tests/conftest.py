@@ -91,6 +91,6 @@ def load_handler(aws):
     from kyma_local.runtime import FunctionPool
 
     def load(logical_id: str):
-        return FunctionPool(aws.functions[logical_id])._new_environment()
+        return FunctionPool(aws.functions[logical_id]).environment()
 
     return load

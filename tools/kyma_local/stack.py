@@ -12,6 +12,7 @@ import re
 import threading
 import uuid
 from datetime import UTC, datetime
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from kyma_local.aws import REGION, EmbeddedAws, create_resources, local_environment
@@ -40,7 +41,7 @@ class LocalStack:
         self.gateway: LocalApiGateway | None = None
         self.api_url = ""
         self.demo_api_key = ""
-        self._server = None
+        self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
 
     def start(self) -> LocalStack:
@@ -55,10 +56,10 @@ class LocalStack:
 
         self.pools = {fid: FunctionPool(fn) for fid, fn in self.template.functions.items()}
         self.gateway = LocalApiGateway(self.template, self.pools, authorizer_ttl=self.authorizer_ttl)
-        self._server = make_server(self.gateway, "127.0.0.1", self.port, quiet=self.quiet)
-        self.port = self._server.server_address[1]
+        server = self._server = make_server(self.gateway, "127.0.0.1", self.port, quiet=self.quiet)
+        self.port = server.server_address[1]
         self.api_url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="local-api").start()
+        threading.Thread(target=server.serve_forever, daemon=True, name="local-api").start()
         self.demo_api_key = self._create_demo_account()
         if self.run_schedules:
             self._start_schedules()

@@ -76,7 +76,7 @@ class Template:
     def __init__(self, path: Path = TEMPLATE_PATH, *, name_prefix: str = "kyma-local",
                  parameters: dict[str, str] | None = None) -> None:
         self.path = path
-        self.doc = yaml.load(path.read_text(), Loader=_CfnLoader)
+        self.doc = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 (_CfnLoader is a SafeLoader)
         self.name_prefix = name_prefix
         self.parameter_overrides = parameters or {}
 
