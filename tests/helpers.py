@@ -1,4 +1,5 @@
-"""Test helpers: API Gateway events as the local gateway builds them, and response readers."""
+"""Test helpers: API Gateway events as the local gateway builds them, response readers, and
+recording stand-ins for the functions behind the local gateway."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from types import SimpleNamespace
 
 from kyma_local.gateway import build_event
-from kyma_local.runtime import LambdaContext
+from kyma_local.runtime import InvokeResult, LambdaContext
 
 
 def api_event(method: str, path: str, *, resource: str | None = None, body: bytes | str = b"",
@@ -53,3 +54,25 @@ def raising(exc: BaseException):
     def fail(*args, **kwargs):
         raise exc
     return fail
+
+
+class Recorder:
+    """Stands in for a FunctionPool: records events, answers what the test says."""
+
+    def __init__(self, answer=None, error=None, error_message=""):
+        self.events: list[dict] = []
+        self.answer = answer
+        self.error, self.error_message = error, error_message
+
+    def invoke(self, event):
+        self.events.append(event)
+        answer = self.answer(event) if callable(self.answer) else self.answer
+        return InvokeResult(answer, self.error, self.error_message)
+
+
+def allow(account_id="acct_1"):
+    return Recorder(lambda e: {
+        "principalId": account_id, "context": {"account_id": account_id},
+        "policyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Action": "execute-api:Invoke", "Effect": "Allow",
+            "Resource": e["methodArn"].rsplit("/", 3)[0] + "/*/*"}]}})

@@ -51,5 +51,6 @@ class GatewayResponses:
             elif value.startswith("'") and value.endswith("'"):
                 headers.append((name, value[1:-1]))
         headers.append(("x-amzn-RequestId", request_id))
-        headers.append(("x-amzn-ErrorType", kind))
+        if not kind.startswith("DEFAULT_"):
+            headers.append(("x-amzn-ErrorType", kind))
         return HttpResponse(code, headers, body.encode("utf-8"))

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import string
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from kyma_local.gateway.api import LocalApiGateway
-from kyma_local.gateway.limits import CONTROL_PREFIX, MAX_REQUEST_BYTES
+from kyma_local.gateway.limits import CONTROL_PREFIX, MAX_HEADER_BYTES, MAX_REQUEST_BYTES
 from kyma_local.gateway.responses import HttpResponse
+
+_HEX = frozenset(string.hexdigits.encode())
+_MAX_LINE = 65536
 
 
 class _TooLarge(Exception):
-    pass
+    """A body far beyond the payload limit: answered 413 without buffering it."""
+
+
+class _BadFraming(Exception):
+    """The body's length cannot be determined: answered 400, then the connection is closed."""
+
+
+class _Incomplete(Exception):
+    """The body ended before its framing said (client gone): never handed to a function."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -27,6 +39,14 @@ class _Handler(BaseHTTPRequestHandler):
         except _TooLarge:
             self._send(self.gateway.gateway_response("REQUEST_TOO_LARGE", str(uuid.uuid4())), close=True)
             return
+        except _BadFraming as exc:
+            self.send_error(400, f"malformed request framing: {exc}")
+            return
+        except _Incomplete:
+            # API Gateway invokes nothing for a request it never received whole.
+            self.log_message('"%s" body incomplete (client gone); not forwarded', self.requestline)
+            self.close_connection = True
+            return
         if path.startswith(CONTROL_PREFIX):
             self._control(path[len(CONTROL_PREFIX):])
             return
@@ -34,24 +54,73 @@ class _Handler(BaseHTTPRequestHandler):
                                        self.client_address[0])
         self._send(response)
 
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        size = len(self.requestline) + sum(len(v) for v in self.headers.values())
+        if size > MAX_HEADER_BYTES:
+            # API Gateway documents the limit, not its answer: 431 (Request Header Fields Too
+            # Large, RFC 6585) in DEFAULT_4XX's envelope is this stand-in's choice.
+            self.send_error(431, "request line and headers over 10240 bytes")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Every rejection of the request itself, http.server's own included (request line
+        too long, header line too long, too many headers): the gateway's envelope, then close."""
+        self.log_error("code %d, message %s", code, message)
+        kind = "DEFAULT_4XX" if code < 500 else "DEFAULT_5XX"
+        self._send(self.gateway.responses.render(kind, str(uuid.uuid4()), status=code), close=True)
+
     def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_REQUEST_BYTES * 4:
-                    raise _TooLarge
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
+        codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding") or [] for c in v.split(",")]
+        lengths = [v.strip() for h in self.headers.get_all("Content-Length") or [] for v in h.split(",")]
+        if codings:
+            if codings != ["chunked"] or lengths:
+                raise _BadFraming("Transfer-Encoding other than chunked, or with Content-Length")
+            return self._read_chunked()
+        if not lengths:
+            return b""
+        if len(set(lengths)) != 1 or not lengths[0].isascii() or not lengths[0].isdigit():
+            raise _BadFraming("Content-Length")
+        length = int(lengths[0])
         if length > MAX_REQUEST_BYTES * 4:  # do not even buffer absurd bodies
             raise _TooLarge
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise _Incomplete
+        return body
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size_text = self._line().split(b";")[0].strip()
+            if not size_text or not _HEX.issuperset(size_text):
+                raise _BadFraming("chunk size")
+            size = int(size_text, 16)
+            if size == 0:
+                while self._line().strip():  # trailer fields, up to the empty line
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_REQUEST_BYTES * 4:
+                raise _TooLarge
+            data = self.rfile.read(size)
+            end = self.rfile.read(2)
+            if len(data) < size or len(end) < 2:
+                raise _Incomplete
+            if end != b"\r\n":
+                raise _BadFraming("chunk data not followed by CRLF")
+            chunks.append(data)
+
+    def _line(self) -> bytes:
+        line = self.rfile.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise _BadFraming("line too long")
+        if not line.endswith(b"\n"):
+            raise _Incomplete
+        return line
 
     def _control(self, action: str) -> None:
         if action == "authorizer-cache" and self.command == "DELETE":
@@ -80,12 +149,18 @@ class _Handler(BaseHTTPRequestHandler):
         print(f"{self.address_string()} {fmt % args}", flush=True)
 
 
+class _Server(ThreadingHTTPServer):
+    # A burst of clients waits in the kernel's accept queue while the server accepts
+    # (http.server's default backlog of 5 drops or resets the rest).
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def make_server(gateway: LocalApiGateway, host: str = "127.0.0.1", port: int = 3000,
                 quiet: bool = False) -> ThreadingHTTPServer:
     handler: Any = type("Handler", (_Handler,), {"gateway": gateway})
     if quiet:
         handler.log_message = lambda self, fmt, *args: None
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
+    server = _Server((host, port), handler)
     gateway.host = f"{host}:{server.server_address[1]}"
     return server
