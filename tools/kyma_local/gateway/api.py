@@ -79,7 +79,8 @@ class LocalApiGateway:
 
         single, multi = split_headers(headers)
         qs_single, qs_multi = split_query(query)
-        content_type = single.get(find_header(single, "content-type") or "", "")
+        # No Content-Type: API Gateway assumes application/json (integration passthrough docs).
+        content_type = single.get(find_header(single, "content-type") or "") or "application/json"
         event = build_event(method, path, route.resource, headers, query, body, params=params,
                             binary=is_binary(content_type, self.binary_types),
                             request_id=request_id, started=started, stage=self.stage, host=self.host,

@@ -23,11 +23,21 @@ class TokenBucket:
             return False
 
 
+def resource_path(encoded: str) -> str:
+    """A MethodSetting's ResourcePath as the resource it names.  CloudFormation encodes the
+    path after its leading slash with ~1 for "/" (and ~0 for "~"): "/~1v1~1audio~1speech" is
+    /v1/audio/speech; "/" is the root and "/*" every resource."""
+    rest = encoded[1:] if encoded.startswith("/") else encoded
+    if rest in ("", "*"):
+        return "/" + rest
+    return rest.replace("~1", "/").replace("~0", "~")
+
+
 def buckets_from(settings: list[dict]) -> dict[tuple[str, str], TokenBucket]:
     out = {}
     for s in settings:
         if "ThrottlingRateLimit" in s:
-            key = (s["ResourcePath"].replace("~1", "/"), s["HttpMethod"])
+            key = (resource_path(s["ResourcePath"]), s["HttpMethod"])
             out[key] = TokenBucket(float(s["ThrottlingRateLimit"]), int(s.get("ThrottlingBurstLimit", 1)))
     return out
 
