@@ -19,6 +19,7 @@ from kyma_local.aws import REGION, EmbeddedAws, create_resources, local_environm
 from kyma_local.gateway import CONTROL_PREFIX, LocalApiGateway, make_server
 from kyma_local.runtime import FunctionPool
 from kyma_local.template import ROOT, Template
+from kyma_local.web_adapter import WebAdapterPool
 
 STATE_FILE = Path(os.environ.get("KYMA_LOCAL_STATE") or ROOT / ".kyma-local.json")
 DEMO_ACCOUNT_ID = "acct_demo"
@@ -37,7 +38,7 @@ class LocalStack:
         self.state_file = state_file
         self.run_schedules = schedules
         self.aws = EmbeddedAws()
-        self.pools: dict[str, FunctionPool] = {}
+        self.pools: dict[str, FunctionPool | WebAdapterPool] = {}
         self.gateway: LocalApiGateway | None = None
         self.api_url = ""
         self.demo_api_key = ""
@@ -54,7 +55,8 @@ class LocalStack:
         from kyma.config import config
         config.cache_clear()
 
-        self.pools = {fid: FunctionPool(fn) for fid, fn in self.template.functions.items()}
+        self.pools = {fid: WebAdapterPool(fn) if fn.web_adapter else FunctionPool(fn)
+                      for fid, fn in self.template.functions.items()}
         self.gateway = LocalApiGateway(self.template, self.pools, authorizer_ttl=self.authorizer_ttl)
         server = self._server = make_server(self.gateway, "127.0.0.1", self.port, quiet=self.quiet)
         self.port = server.server_address[1]
@@ -72,6 +74,9 @@ class LocalStack:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+        for pool in self.pools.values():
+            if isinstance(pool, WebAdapterPool):
+                pool.close()
         self.aws.stop()
         if self.state_file and self.state_file.exists():
             self.state_file.unlink()

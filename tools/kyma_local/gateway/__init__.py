@@ -18,11 +18,20 @@ AWS behaviour reproduced here (see README "Local stack" for sources):
 - payload limits: 10 MB request (REQUEST_TOO_LARGE), 6 MB invocation event
   including the base64 body (answered like the 10 MB case), 6 MB response and
   function errors / timeouts (502 / 504, DEFAULT_5XX);
-- per-method throttling from MethodSettings (THROTTLED, 429).
+- per-method throttling from MethodSettings (THROTTLED, 429), ResourcePath
+  decoded as CloudFormation encodes it (/~1v1~1audio~1speech);
+- a request without Content-Type is taken as application/json;
+- request line + headers over 10,240 bytes, malformed framing and http.server's
+  own rejections answer in the DEFAULT_4XX envelope; a body that ends early
+  (client gone) reaches no function;
+- response streaming (ResponseTransferMode: RESPONSE_STREAM) to a Lambda Web
+  Adapter app: chunked, never base64, TimeoutInMillis and the function timeout
+  cut the stream, 5 min idle timeout, 10 MB unthrottled then 2 MB/s.
 
 Modules: server (HTTP framing), api (the request path), routes, throttle,
 authorizer, policy, events (the proxy event), media (binary media types),
-proxy (buffered integration), responses (gateway responses), limits.
+proxy (buffered integration), streaming (streamed integration), responses
+(gateway responses), limits.
 """
 
 from kyma_local.gateway.api import LocalApiGateway

@@ -15,8 +15,9 @@ from kyma_local.gateway.media import is_binary
 from kyma_local.gateway.proxy import invoke_proxy
 from kyma_local.gateway.responses import GatewayResponses, HttpResponse
 from kyma_local.gateway.routes import Route, compile_resource, match
+from kyma_local.gateway.streaming import StreamingResponse, open_stream
 from kyma_local.gateway.throttle import TokenBucket, bucket_for, buckets_from
-from kyma_local.template import Template
+from kyma_local.template import ApiEvent, Function, Template
 
 
 class LocalApiGateway:
@@ -32,9 +33,10 @@ class LocalApiGateway:
         self.routes: list[Route] = []
         for logical_id, fn in template.functions.items():
             for event in fn.api_events:
+                _check_integration(logical_id, fn, event)
                 pattern, specificity = compile_resource(event.path)
                 self.routes.append(Route(event.path, event.method, pools[logical_id], event.authorized,
-                                         pattern, specificity))
+                                         pattern, specificity, event.streams, event.timeout_ms))
         # KYMA_LOCAL_THROTTLING=off: test stacks that make many paid calls in a burst.
         self.buckets: dict[tuple[str, str], TokenBucket] = {} \
             if os.environ.get("KYMA_LOCAL_THROTTLING") == "off" \
@@ -64,7 +66,7 @@ class LocalApiGateway:
         return self.responses.render(kind, request_id, status=status)
 
     def handle(self, method: str, raw_path: str, query: str, headers: list[tuple[str, str]],
-               body: bytes, source_ip: str = "127.0.0.1") -> HttpResponse:
+               body: bytes, source_ip: str = "127.0.0.1") -> HttpResponse | StreamingResponse:
         request_id = str(uuid.uuid4())
         started = time.time()
         if len(body) > MAX_REQUEST_BYTES:
@@ -93,5 +95,18 @@ class LocalApiGateway:
             event["requestContext"]["authorizer"] = authorizer_context
         if json_size(event) > MAX_INVOKE_PAYLOAD_BYTES:
             return self.gateway_response("REQUEST_TOO_LARGE", request_id)
+        if route.streams:
+            return open_stream(route.pool, event, timeout_ms=route.timeout_ms, responses=self.responses,
+                               request_id=request_id)
         return invoke_proxy(route.pool, event, timeout_ms=route.timeout_ms, request_headers=single,
                             binary_types=self.binary_types, responses=self.responses, request_id=request_id)
+
+
+def _check_integration(logical_id: str, fn: Function, event: ApiEvent) -> None:
+    """What this stand-in can run: Python handlers buffered, web-adapter apps streamed."""
+    if event.streams and not (fn.web_adapter and fn.invoke_mode == "response_stream"):
+        raise ValueError(f"{logical_id}: a RESPONSE_STREAM route needs a Lambda Web Adapter function with "
+                         "AWS_LWA_INVOKE_MODE=response_stream (Python's managed runtime does not stream)")
+    if fn.web_adapter and not event.streams:
+        raise ValueError(f"{logical_id}: buffered routes to a Lambda Web Adapter function are not supported "
+                         f"locally; set ResponseTransferMode: RESPONSE_STREAM on {event.method} {event.path}")

@@ -10,6 +10,7 @@ from typing import Any
 from kyma_local.gateway.api import LocalApiGateway
 from kyma_local.gateway.limits import CONTROL_PREFIX, MAX_HEADER_BYTES, MAX_REQUEST_BYTES
 from kyma_local.gateway.responses import HttpResponse
+from kyma_local.gateway.streaming import StreamCut, StreamingResponse
 
 _HEX = frozenset(string.hexdigits.encode())
 _MAX_LINE = 65536
@@ -52,7 +53,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         response = self.gateway.handle(self.command, path, query, list(self.headers.items()), body,
                                        self.client_address[0])
-        self._send(response)
+        if isinstance(response, StreamingResponse):
+            self._stream(response)
+        else:
+            self._send(response)
 
     def parse_request(self) -> bool:
         if not super().parse_request():
@@ -142,6 +146,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+
+    def _stream(self, response: StreamingResponse) -> None:
+        """Status and headers at once, then each chunk as soon as it is read (chunked transfer
+        coding).  A timeout mid-stream closes the connection without the last chunk; a client
+        that goes away has the connection to the app closed too."""
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunks = response.chunks()
+        try:
+            if self.command != "HEAD":
+                for chunk in chunks:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+        except StreamCut as cut:
+            self.log_message('"%s" stream cut: %s', self.requestline, cut)
+            self.close_connection = True
+        except OSError:          # the client went away
+            self.close_connection = True
+        finally:
+            chunks.close()
+            response.abort()     # no-op after a complete stream
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 
