@@ -148,7 +148,7 @@ def call_counts() -> list[dict]:
         boto3.DEFAULT_SESSION.events.register("before-send", log.hook)
         cfg = config()
         accounts = Accounts(dynamodb(), cfg)
-        handlers = {fid: FunctionPool(fn)._new_environment() for fid, fn in template.functions.items()}
+        handlers = {fid: FunctionPool(fn).environment() for fid, fn in template.functions.items()}
         from aws_lambda_powertools.utilities import parameters
         parameters.get_parameter(MINIMAX_KEY_PARAMETER, decrypt=True, max_age=300)  # the per-process cache
 
@@ -267,8 +267,8 @@ def measure_handlers(info: dict, quick: bool) -> dict:
     boto3.setup_default_session()
     cfg = config()
     accounts = Accounts(dynamodb(), cfg)
-    clone = FunctionPool(template.functions["VoiceCloneFunction"])._new_environment()
-    speech = FunctionPool(template.functions["SpeechFunction"])._new_environment()
+    clone = FunctionPool(template.functions["VoiceCloneFunction"]).environment()
+    speech = FunctionPool(template.functions["SpeechFunction"]).environment()
 
     # A 4 MB inline upload: a real 131 s, 16 kHz WAV in a multipart body.
     wav = fx.wav(131.0, rate=16000)

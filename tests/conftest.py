@@ -101,7 +101,7 @@ def load_handler(aws):
     from kyma_local.runtime import FunctionPool
 
     def load(logical_id: str):
-        handler = FunctionPool(aws.functions[logical_id])._new_environment()
+        handler = FunctionPool(aws.functions[logical_id]).environment()
 
         def checked(event, context):
             response = handler(event, context)

@@ -1,5 +1,6 @@
-"""Test helpers: API Gateway events as the local gateway builds them, response readers, and the
-books' invariants that every money test asserts."""
+"""Test helpers: API Gateway events as the local gateway builds them, response readers,
+recording stand-ins for the functions behind the local gateway, and the books' invariants
+that every money test asserts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from requests_toolbelt.multipart.encoder import MultipartEncoder
 
 from kyma.dynamo import from_item, values
 from kyma_local.gateway import build_event
-from kyma_local.runtime import LambdaContext
+from kyma_local.runtime import InvokeResult, LambdaContext
 
 
 def api_event(method: str, path: str, *, resource: str | None = None, body: bytes | str = b"",
@@ -108,3 +109,25 @@ def assert_books_balance(books, ddb, cfg, account: str) -> dict:
                if e.get("kind") == "voice_clone" and e["status"] == "charged"}
     assert voices_of(ddb, cfg, account) == charged
     return audit
+
+
+class Recorder:
+    """Stands in for a FunctionPool: records events, answers what the test says."""
+
+    def __init__(self, answer=None, error=None, error_message=""):
+        self.events: list[dict] = []
+        self.answer = answer
+        self.error, self.error_message = error, error_message
+
+    def invoke(self, event):
+        self.events.append(event)
+        answer = self.answer(event) if callable(self.answer) else self.answer
+        return InvokeResult(answer, self.error, self.error_message)
+
+
+def allow(account_id="acct_1"):
+    return Recorder(lambda e: {
+        "principalId": account_id, "context": {"account_id": account_id},
+        "policyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Action": "execute-api:Invoke", "Effect": "Allow",
+            "Resource": e["methodArn"].rsplit("/", 3)[0] + "/*/*"}]}})

@@ -12,32 +12,10 @@ import os
 import time
 
 import pytest
+from helpers import Recorder, allow
 
 from kyma_local.gateway import MAX_INVOKE_PAYLOAD_BYTES, LocalApiGateway
-from kyma_local.runtime import InvokeResult
 from kyma_local.template import Template
-
-
-class Recorder:
-    """Stands in for a FunctionPool: records events, answers what the test says."""
-
-    def __init__(self, answer=None, error=None, error_message=""):
-        self.events: list[dict] = []
-        self.answer = answer
-        self.error, self.error_message = error, error_message
-
-    def invoke(self, event):
-        self.events.append(event)
-        answer = self.answer(event) if callable(self.answer) else self.answer
-        return InvokeResult(answer, self.error, self.error_message)
-
-
-def allow(account_id="acct_1"):
-    return Recorder(lambda e: {
-        "principalId": account_id, "context": {"account_id": account_id},
-        "policyDocument": {"Version": "2012-10-17", "Statement": [{
-            "Action": "execute-api:Invoke", "Effect": "Allow",
-            "Resource": e["methodArn"].rsplit("/", 3)[0] + "/*/*"}]}})
 
 
 def echo_binary(event):
@@ -153,7 +131,7 @@ def test_authorizer_answers_are_cached_per_key_for_the_ttl(gw):
 
 
 def test_a_401_is_not_cached(gw):
-    gateway, pools = gw
+    gateway, _pools = gw
     gateway.authorizer_pool = Recorder(error="Unhandled", error_message="Exception: Unauthorized")
     for _ in range(2):
         gateway.handle("GET", "/v1/credits/balance", "", AUTH, b"")
@@ -203,3 +181,40 @@ def test_throttling_answers_429_with_retry_after(gw):
     gateway.handle("GET", "/v1/credits/balance", "", AUTH, b"")
     status, code, headers = error(gateway.handle("GET", "/v1/credits/balance", "", AUTH, b""))
     assert (status, code, headers["Retry-After"]) == (429, "rate_limited", "1")
+
+
+def test_the_speech_posts_own_throttle_applies(gw):
+    # template.yaml: POST /v1/audio/speech at 1 request/s, burst 60 (MiniMax's platform quota),
+    # tighter than the stage-wide 50/s, burst 100.
+    gateway, pools = gw
+    started = time.monotonic()
+    statuses = [gateway.handle("POST", "/v1/audio/speech", "", AUTH, b"{}").status for _ in range(70)]
+    refilled = int(time.monotonic() - started) + 1
+    assert statuses[:60] == [200] * 60
+    assert statuses.count(200) <= 60 + refilled and statuses[-1] == 429
+    assert len(pools["SpeechFunction"].events) == statuses.count(200)
+
+
+def test_a_body_without_content_type_is_binary_like_application_json(gw):
+    # API Gateway takes a missing Content-Type as application/json, which */* makes binary.
+    gateway, pools = gw
+    payload = b'{"input": "\xff\xfe not UTF-8 \xc3\x28"}'
+    gateway.handle("POST", "/v1/audio/speech", "", AUTH, payload)
+    gateway.handle("POST", "/v1/audio/speech", "", AUTH + [("Content-Type", "application/json")], payload)
+    without, with_json = pools["SpeechFunction"].events
+    assert without["isBase64Encoded"] is True and base64.b64decode(without["body"]) == payload
+    assert (without["body"], without["isBase64Encoded"]) == (with_json["body"], with_json["isBase64Encoded"])
+
+
+@pytest.mark.parametrize("path", ["/v1/audio/speech", "/v1/audio/voice-clone/uploads", "/v1/audio/voice-clone"])
+def test_the_413_names_each_routes_remedy(gw, path):
+    # Gateway-response templates are not VTL (no branching on the route), so one message
+    # serves every route and names each one's remedy.
+    gateway, _pools = gw
+    response = gateway.handle("POST", path, "", AUTH, b"x" * (10 * 2**20 + 1))
+    status, code, headers = error(response)
+    assert (status, code) == (413, "invalid_request") and headers["X-Request-Id"]
+    message = json.loads(response.body)["error"]["message"]
+    assert "/v1/audio/speech" in message and "10,000 characters" in message
+    assert "presigned URL" in message and "JSON" in message
+    assert "POST /v1/audio/voice-clone/uploads, then POST /v1/audio/voice-clone with upload_id" in message

@@ -10,7 +10,7 @@ import audio_fixtures as fx
 import pytest
 
 from kyma.voice_clone import INLINE_MAX_BODY_BYTES
-from kyma_local.gateway import MAX_INVOKE_PAYLOAD_BYTES, LocalApiGateway, _json_size, build_event
+from kyma_local.gateway import MAX_INVOKE_PAYLOAD_BYTES, LocalApiGateway, build_event, json_size
 from kyma_local.runtime import FunctionPool
 
 # What a typical client sends along (curl -F): the event carries every header.
@@ -27,7 +27,7 @@ def largest_inline_body() -> int:
         event = build_event("POST", "/v1/audio/voice-clone", "/v1/audio/voice-clone",
                             CURL_HEADERS + [("Content-Length", str(size))], "", b"\0" * size, binary=True,
                             authorizer={"account_id": "acct_0123456789abcdef", "principalId": "x"})
-        return _json_size(event) <= MAX_INVOKE_PAYLOAD_BYTES
+        return json_size(event) <= MAX_INVOKE_PAYLOAD_BYTES
 
     low, high = 0, MAX_INVOKE_PAYLOAD_BYTES
     while low < high:

@@ -65,9 +65,13 @@ class FunctionPool:
         self._idle: queue.LifoQueue[Callable] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(max_environments)
 
-    def _new_environment(self) -> Callable:
+    def environment(self) -> Callable:
+        """A freshly initialised execution environment: the module imported anew (its INIT
+        phase run), returned as its handler.  Not part of the pool."""
         name = f"kyma_fn_{self.function.logical_id}_{next(_module_counter)}"
         spec = importlib.util.spec_from_file_location(name, self.function.module_path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {self.function.module_path}")
         module: ModuleType = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)  # the INIT phase
         return getattr(module, self.function.handler_name)
@@ -78,7 +82,7 @@ class FunctionPool:
             try:
                 handler = self._idle.get_nowait()
             except queue.Empty:
-                handler = self._new_environment()
+                handler = self.environment()
                 cold = True
             context = LambdaContext(self.function.logical_id, self.function.memory_mb, int(self.timeout))
             outcome: dict[str, Any] = {}

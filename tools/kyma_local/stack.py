@@ -12,6 +12,7 @@ import re
 import threading
 import uuid
 from datetime import UTC, datetime
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from kyma_local.aws import REGION, EmbeddedAws, create_resources, local_environment
@@ -19,6 +20,7 @@ from kyma_local.gateway import CONTROL_PREFIX, LocalApiGateway, make_server
 from kyma_local.runtime import FunctionPool
 from kyma_local.state import STATE_FILE
 from kyma_local.template import Template
+from kyma_local.web_adapter import WebAdapterPool
 
 DEMO_ACCOUNT_ID = "acct_demo"
 DEMO_BALANCE_MICROS = 50_000_000
@@ -36,11 +38,11 @@ class LocalStack:
         self.state_file = state_file
         self.run_schedules = schedules
         self.aws = EmbeddedAws()
-        self.pools: dict[str, FunctionPool] = {}
+        self.pools: dict[str, FunctionPool | WebAdapterPool] = {}
         self.gateway: LocalApiGateway | None = None
         self.api_url = ""
         self.demo_api_key = ""
-        self._server = None
+        self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
 
     def start(self) -> LocalStack:
@@ -53,12 +55,13 @@ class LocalStack:
         from kyma.config import config
         config.cache_clear()
 
-        self.pools = {fid: FunctionPool(fn) for fid, fn in self.template.functions.items()}
+        self.pools = {fid: WebAdapterPool(fn) if fn.web_adapter else FunctionPool(fn)
+                      for fid, fn in self.template.functions.items()}
         self.gateway = LocalApiGateway(self.template, self.pools, authorizer_ttl=self.authorizer_ttl)
-        self._server = make_server(self.gateway, "127.0.0.1", self.port, quiet=self.quiet)
-        self.port = self._server.server_address[1]
+        server = self._server = make_server(self.gateway, "127.0.0.1", self.port, quiet=self.quiet)
+        self.port = server.server_address[1]
         self.api_url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="local-api").start()
+        threading.Thread(target=server.serve_forever, daemon=True, name="local-api").start()
         self.demo_api_key = self._create_demo_account()
         if self.run_schedules:
             self._start_schedules()
@@ -71,6 +74,9 @@ class LocalStack:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+        for pool in self.pools.values():
+            if isinstance(pool, WebAdapterPool):
+                pool.close()
         self.aws.stop()
         if self.state_file and self.state_file.exists():
             self.state_file.unlink()

@@ -51,6 +51,12 @@ class ApiEvent:
     path: str
     method: str                # "GET", "POST", ... or "ANY"
     authorized: bool           # False when Auth: {Authorizer: NONE}
+    transfer_mode: str = "BUFFERED"   # ResponseTransferMode: BUFFERED | RESPONSE_STREAM
+    timeout_ms: int = 29_000          # TimeoutInMillis (streaming integrations: up to 900,000)
+
+    @property
+    def streams(self) -> bool:
+        return self.transfer_mode == "RESPONSE_STREAM"
 
 
 @dataclass(frozen=True)
@@ -71,12 +77,28 @@ class Function:
     def handler_name(self) -> str:
         return self.handler.rsplit(".", 1)[1]
 
+    # ── AWS Lambda Web Adapter functions (Handler: run.sh starts a web app) ──
+    @property
+    def web_adapter(self) -> bool:
+        """Run by the Lambda Web Adapter: its layer's exec wrapper starts the adapter."""
+        return self.environment.get("AWS_LAMBDA_EXEC_WRAPPER") == "/opt/bootstrap"
+
+    @property
+    def invoke_mode(self) -> str:
+        """AWS_LWA_INVOKE_MODE: "buffered" (the adapter's default) or "response_stream"."""
+        return self.environment.get("AWS_LWA_INVOKE_MODE", "buffered").lower()
+
+    @property
+    def app_path(self) -> Path:
+        """The web app run.sh would start; locally its make_server(host, port) builds the server."""
+        return self.code_uri / "app.py"
+
 
 class Template:
     def __init__(self, path: Path = TEMPLATE_PATH, *, name_prefix: str = "kyma-local",
                  parameters: dict[str, str] | None = None) -> None:
         self.path = path
-        self.doc = yaml.load(path.read_text(), Loader=_CfnLoader)
+        self.doc = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 (_CfnLoader is a SafeLoader)
         self.name_prefix = name_prefix
         self.parameter_overrides = parameters or {}
 
@@ -168,9 +190,11 @@ class Template:
             for event in (props.get("Events") or {}).values():
                 if event["Type"] != "Api":
                     continue
-                p = event["Properties"]
+                p = self.resolve(event["Properties"])
                 authorized = (p.get("Auth") or {}).get("Authorizer") != "NONE"
-                events.append(ApiEvent(p["Path"], p["Method"].upper(), authorized))
+                events.append(ApiEvent(p["Path"], p["Method"].upper(), authorized,
+                                       str(p.get("ResponseTransferMode", "BUFFERED")).upper(),
+                                       int(p.get("TimeoutInMillis", 29_000))))
             out[logical_id] = Function(
                 logical_id=logical_id,
                 code_uri=(self.path.parent / props["CodeUri"]).resolve(),
