@@ -113,3 +113,19 @@ def load_handler(aws):
         return checked
 
     return load
+
+
+@pytest.fixture
+def metrics_seen(monkeypatch):
+    """Every EMF metric the code adds while the test runs: name → summed value."""
+    from kyma.observability import metrics
+
+    seen: dict[str, float] = {}
+    original = metrics.add_metric
+
+    def record(name, unit, value, **kwargs):
+        seen[name] = seen.get(name, 0) + value
+        return original(name=name, unit=unit, value=value, **kwargs)
+
+    monkeypatch.setattr(metrics, "add_metric", record)
+    return seen

@@ -17,6 +17,10 @@ CASES = {
     "openapi-document.json": ("OpenApiFunction", 200),
     "reconciler-scheduled.json": ("ReconcilerFunction", None),
     "speech.json": ("SpeechFunction", 200),
+    "voices-list.json": ("VoicesFunction", 200),
+    "voices-delete.json": ("VoicesFunction", 404),
+    "voice-activation-stream.json": ("VoiceActivationFunction", {"batchItemFailures": []}),
+    "voice-activation-scheduled.json": ("VoiceActivationFunction", "sweep"),
     "voice-clone-inline.json": ("VoiceCloneFunction", 200),
     "voice-clone-create-upload.json": ("VoiceCloneFunction", 201),
 }
@@ -38,6 +42,10 @@ def test_each_event_runs_on_its_function(name, aws, accounts, load_handler):
         assert result["context"] == {"account_id": "acct_demo"}
     elif function == "ReconcilerFunction":
         assert result == {"released": 0, "already_closed": 0, "failed": 0}
+    elif function == "VoiceActivationFunction" and expected == "sweep":
+        assert result == {"activated": 0, "expired": 0, "failed": 0, "skipped": 0, "stuck": 0}
+    elif function == "VoiceActivationFunction":
+        assert result == expected
     else:
         assert result["statusCode"] == expected, body_of(result)
         assert result["headers"]["X-Request-Id"] == event["requestContext"]["requestId"]

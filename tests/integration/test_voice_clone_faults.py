@@ -99,7 +99,7 @@ def test_a_failed_settle_releases_and_says_safe_to_retry(handler, accounts, book
                                                          monkeypatch):
     acct = accounts.create(START).account_id
 
-    def broken_settle(self, hold, *, puts=None):
+    def broken_settle(self, hold, *, items=()):
         raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}},
                           "TransactWriteItems")
 
@@ -118,8 +118,8 @@ def test_a_settle_that_applied_but_lost_its_answer_is_a_success(handler, account
     acct = accounts.create(START).account_id
     real_settle = Ledger.settle
 
-    def settle_then_lose_the_response(self, hold, *, puts=None):
-        real_settle(self, hold, puts=puts)
+    def settle_then_lose_the_response(self, hold, *, items=()):
+        real_settle(self, hold, items=items)
         raise ClientError({"Error": {"Code": "RequestTimeout", "Message": "injected"}}, "TransactWriteItems")
 
     monkeypatch.setattr(Ledger, "settle", settle_then_lose_the_response)
@@ -301,8 +301,8 @@ def test_a_retried_settle_finding_its_own_charge_is_a_success(handler, accounts,
     acct = accounts.create(START).account_id
     real_settle = Ledger.settle
 
-    def settle_then_retry(self, hold, *, puts=None):
-        real_settle(self, hold, puts=puts)
+    def settle_then_retry(self, hold, *, items=()):
+        real_settle(self, hold, items=items)
         raise HoldNotOpen("charged")
 
     monkeypatch.setattr(Ledger, "settle", settle_then_retry)

@@ -75,7 +75,7 @@ class EmbeddedAws:
 
 
 def create_resources(template: Template, *, endpoint_url: str | None = None) -> None:
-    """Create every DynamoDB table and S3 bucket of the template, from its own Properties."""
+    """Create every DynamoDB table, S3 bucket and SQS queue of the template, from its own Properties."""
     kwargs = {"region_name": REGION}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
@@ -85,6 +85,10 @@ def create_resources(template: Template, *, endpoint_url: str | None = None) -> 
     s3 = boto3.client("s3", **kwargs)
     for logical_id, props in template.buckets.items():
         create_bucket(s3, template.physical_name(logical_id), props)
+    sqs = boto3.client("sqs", **kwargs)
+    for logical_id, props in template.queues.items():
+        attributes = {k: str(props[k]) for k in ("MessageRetentionPeriod", "VisibilityTimeout") if k in props}
+        sqs.create_queue(QueueName=template.physical_name(logical_id), Attributes=attributes)
 
 
 def create_table(ddb: Any, name: str, props: dict) -> None:
@@ -102,6 +106,9 @@ def create_table(ddb: Any, name: str, props: dict) -> None:
             args[key] = props[key]
     if "SSESpecification" in props:
         args["SSESpecification"] = {"Enabled": _bool(props["SSESpecification"].get("SSEEnabled"))}
+    if "StreamSpecification" in props:
+        args["StreamSpecification"] = {"StreamEnabled": True,
+                                       "StreamViewType": props["StreamSpecification"]["StreamViewType"]}
     if "DeletionProtectionEnabled" in props:
         args["DeletionProtectionEnabled"] = _bool(props["DeletionProtectionEnabled"])
     ddb.create_table(**args)

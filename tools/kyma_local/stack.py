@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
-import uuid
-from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from kyma_local.gateway import CONTROL_PREFIX, LocalApiGateway, make_server
 from kyma_local.runtime import FunctionPool
 from kyma_local.state import STATE_FILE
 from kyma_local.template import Template
+from kyma_local.triggers import Triggers
 from kyma_local.web_adapter import WebAdapterPool
 
 DEMO_ACCOUNT_ID = "acct_demo"
@@ -44,6 +42,7 @@ class LocalStack:
         self.demo_api_key = ""
         self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
+        self.triggers: Triggers | None = None
 
     def start(self) -> LocalStack:
         self.aws.start()
@@ -63,14 +62,18 @@ class LocalStack:
         self.api_url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=server.serve_forever, daemon=True, name="local-api").start()
         self.demo_api_key = self._create_demo_account()
-        if self.run_schedules:
-            self._start_schedules()
+        self.triggers = Triggers(self.template, self.pools,
+                                 schedule_scale=float(os.environ.get("KYMA_LOCAL_SCHEDULE_SCALE") or 1))
+        self.triggers.start(schedules=self.run_schedules)
+        self.gateway.controls["schedules"] = self.triggers.run_schedule
         if self.state_file:
             self.state_file.write_text(json.dumps(self.state(), indent=2))
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        if self.triggers:
+            self.triggers.stop()
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -119,33 +122,3 @@ class LocalStack:
         boto3.client("ssm", region_name=REGION).put_parameter(
             Name=name, Value=key, Type="SecureString", Overwrite=True)
         os.environ["MINIMAX_API_KEY_PARAMETER"] = name
-
-    def _start_schedules(self) -> None:
-        """Run scheduled functions (e.g. the reconciler) on their template schedule."""
-        for function_id, expressions in self.template.schedules.items():
-            for expression in expressions:
-                seconds = _rate_seconds(expression)
-                if seconds:
-                    threading.Thread(target=self._every, args=(function_id, seconds), daemon=True,
-                                     name=f"schedule-{function_id}").start()
-
-    def _every(self, function_id: str, seconds: float) -> None:
-        while not self._stop.wait(seconds):
-            self.pools[function_id].invoke(scheduled_event(function_id))
-
-
-def scheduled_event(function_id: str) -> dict:
-    """The event EventBridge sends for a schedule."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
-            "source": "aws.events", "account": "123456789012", "time": now, "region": REGION,
-            "resources": [f"arn:aws:events:{REGION}:123456789012:rule/kyma-local-{function_id}"],
-            "detail": {}}
-
-
-def _rate_seconds(expression: str) -> float | None:
-    m = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression.strip())
-    if not m:
-        return None
-    unit = {"minute": 60, "hour": 3600, "day": 86400}[m.group(2).rstrip("s")]
-    return int(m.group(1)) * unit
