@@ -1,7 +1,13 @@
-"""The whole local stack in one object: embedded AWS + Lambda runtime + API gateway.
+"""The whole local stack in one object: embedded AWS + MiniMax sandbox + Lambda runtime + API gateway.
 
 Used by `make run` (kyma_local.__main__), `make invoke` (kyma_local.invoke)
 and the tests.  Everything binds to 127.0.0.1 only.
+
+MiniMax: the functions run the real MiniMax client.  Without MINIMAX_API_KEY
+it talks to the MiniMax sandbox (`kyma_local.sandbox`, started here on a
+loopback port, with a throwaway key); with MINIMAX_API_KEY set, to the real
+MiniMax with that key.  Either key reaches the functions through the process
+environment (KYMA_LOCAL_MINIMAX_API_KEY), never through the embedded AWS.
 """
 
 from __future__ import annotations
@@ -9,14 +15,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import threading
 import uuid
 from datetime import UTC, datetime
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from kyma_local.aws import REGION, EmbeddedAws, create_resources, local_environment
+from kyma_local.aws import (
+    REGION,
+    EmbeddedAws,
+    create_resources,
+    local_environment,
+    real_minimax_key,
+    upstream_environment,
+)
 from kyma_local.gateway import CONTROL_PREFIX, LocalApiGateway, make_server
 from kyma_local.runtime import FunctionPool
+from kyma_local.sandbox import MiniMaxSandbox
 from kyma_local.template import ROOT, Template
 
 STATE_FILE = Path(os.environ.get("KYMA_LOCAL_STATE") or ROOT / ".kyma-local.json")
@@ -36,22 +52,29 @@ class LocalStack:
         self.state_file = state_file
         self.run_schedules = schedules
         self.aws = EmbeddedAws()
+        self.sandbox: MiniMaxSandbox | None = None
         self.pools: dict[str, FunctionPool] = {}
         self.gateway: LocalApiGateway | None = None
         self.api_url = ""
         self.demo_api_key = ""
-        self._server = None
+        self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
 
     def start(self) -> LocalStack:
         self.aws.start()
         env = local_environment(self.template, self.aws)
+        if real_minimax_key():
+            env.update(upstream_environment())
+        else:
+            self.sandbox = MiniMaxSandbox.from_env(api_key=f"sandbox-{secrets.token_hex(12)}").start()
+            env.update(upstream_environment(self.sandbox.base_url, self.sandbox.api_key))
         env.update(self.extra_env)
         os.environ.update(env)
         create_resources(self.template, endpoint_url=self.aws.endpoint)
-        self._store_minimax_key()
         from kyma.config import config
+        from kyma.providers.select import provider
         config.cache_clear()
+        provider.cache_clear()
 
         self.pools = {fid: FunctionPool(fn) for fid, fn in self.template.functions.items()}
         self.gateway = LocalApiGateway(self.template, self.pools, authorizer_ttl=self.authorizer_ttl)
@@ -71,6 +94,8 @@ class LocalStack:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+        if self.sandbox is not None:
+            self.sandbox.stop()
         self.aws.stop()
         if self.state_file and self.state_file.exists():
             self.state_file.unlink()
@@ -82,7 +107,10 @@ class LocalStack:
         self.stop()
 
     def state(self) -> dict:
-        """What kyma-admin and other tools need to reach this stack."""
+        """What kyma-admin, `make invoke` and other tools need to reach this stack.
+
+        The sandbox's key is a throwaway for this run (loopback only); a developer's
+        real MiniMax key is never written here."""
         return {
             "api_url": self.api_url,
             "aws_endpoint": self.aws.endpoint,
@@ -91,6 +119,9 @@ class LocalStack:
             "tables": {k: self.template.physical_name(k) for k in self.template.tables},
             "buckets": {k: self.template.physical_name(k) for k in self.template.buckets},
             "demo_account_id": DEMO_ACCOUNT_ID,
+            "provider": "sandbox" if self.sandbox else "minimax",
+            "sandbox": ({"url": self.sandbox.base_url, "api_key": self.sandbox.api_key,
+                         "control_url": self.sandbox.control_url} if self.sandbox else None),
         }
 
     def _create_demo_account(self) -> str:
@@ -100,19 +131,6 @@ class LocalStack:
 
         return Accounts(dynamodb(), config()).create(
             DEMO_BALANCE_MICROS, account_id=DEMO_ACCOUNT_ID, label="local demo").api_key
-
-    def _store_minimax_key(self) -> None:
-        """A developer with a real MiniMax key (MINIMAX_API_KEY) gets the real provider
-        locally, through the same SSM path as in AWS."""
-        key = os.environ.get("MINIMAX_API_KEY")
-        if not key:
-            return
-        import boto3
-
-        name = "/kyma/local/minimax-api-key"
-        boto3.client("ssm", region_name=REGION).put_parameter(
-            Name=name, Value=key, Type="SecureString", Overwrite=True)
-        os.environ["MINIMAX_API_KEY_PARAMETER"] = name
 
     def _start_schedules(self) -> None:
         """Run scheduled functions (e.g. the reconciler) on their template schedule."""
