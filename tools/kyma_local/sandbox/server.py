@@ -50,6 +50,9 @@ rule.  Modes:
 ``malformed_hex``    (t2a_v2) success, but ``data.audio`` is not hex
 ``missing_field``    success without the field a client needs
 ``connection_drop``  reads the request, closes the socket without answering
+``lost_answer``      processes the request (a file stored, a voice cloned or used...),
+                     then closes the socket without answering: the client cannot
+                     know that it succeeded
 ``stream_error``     (streamed t2a_v2) after ``after_chunks=`` chunks, an error
                      event with ``base_resp`` ``code=``; a non-stream call gets
                      the plain error answer
@@ -96,7 +99,7 @@ PATHS = (PATH_UPLOAD, PATH_CLONE, PATH_T2A, PATH_GET_VOICE, PATH_DELETE_VOICE)
 CONTROL_PREFIX = "/__sandbox/"
 
 MODES = frozenset({"http_500", "base_resp", "timeout", "malformed_json", "malformed_hex",
-                   "missing_field", "connection_drop", "stream_error", "stream_drop"})
+                   "missing_field", "connection_drop", "lost_answer", "stream_error", "stream_drop"})
 
 MODELS = frozenset({
     "speech-2.8-hd", "speech-2.8-turbo", "speech-2.6-hd", "speech-2.6-turbo",
@@ -272,6 +275,9 @@ class MiniMaxSandbox:
             raise ValueError("the sandbox only listens on loopback")
         self.api_key = api_key
         self.first_chunk_ms = float(first_chunk_ms)
+        # Test control: send the aggregated audio in the final event even when the request
+        # excludes it (a MiniMax that ignores stream_options.exclude_aggregated_audio).
+        self.always_aggregate = False
         self.chunk_ms = float(chunk_ms)
         self.chunk_interval_ms = float(chunk_interval_ms)
         self._host = host
@@ -508,10 +514,13 @@ class MiniMaxSandbox:
             if path not in PATHS or h.command != "POST":
                 self._send_raw(h, call, 404, b"404 page not found", "text/plain", trace_id)
                 return
-            if failure is not None and failure.mode not in ("stream_error", "stream_drop"):
+            if failure is not None and failure.mode not in ("stream_error", "stream_drop", "lost_answer"):
                 call.injected = failure.mode
                 self._inject(h, call, failure)
                 return
+            if failure is not None and failure.mode == "lost_answer":
+                call.injected = failure.mode
+                h.lose_answer = True            # processed below; _send_* drops instead of answering
             if delay and self._stopping.wait(delay):
                 self._drop(h)
                 return
@@ -664,7 +673,7 @@ class MiniMaxSandbox:
                 self.registry.use(voice_id)          # a real T2A call: the clone is kept
             except UnknownVoice:
                 raise _Reject(20132, f"invalid voice_id, voice {voice_id} not exist") from None
-        if failure is not None:
+        if failure is not None and failure.mode != "lost_answer":
             call.injected = failure.mode
             if not synthesis.stream:
                 if failure.mode == "stream_drop":
@@ -691,6 +700,9 @@ class MiniMaxSandbox:
 
     def _stream(self, h: _Handler, call: RecordedCall, synthesis: _Synthesis,
                 rendered: sandbox_audio.Rendered, extra_info: dict, failure: Failure | None) -> None:
+        if h.lose_answer:
+            self._drop(h)
+            return
         pieces = sandbox_audio.chunks(rendered, self.chunk_ms)
         call.http_status = 200
         try:
@@ -717,7 +729,8 @@ class MiniMaxSandbox:
             if failure is not None:
                 self._stream_failure(h, call, failure)
                 return
-            aggregated = "" if synthesis.exclude_aggregated else rendered.audio.hex()
+            excluded = synthesis.exclude_aggregated and not self.always_aggregate
+            aggregated = "" if excluded else rendered.audio.hex()
             _write_event(h, {"data": {"audio": aggregated, "status": 2}, "extra_info": extra_info,
                              "trace_id": call.trace_id, "base_resp": _base_resp(0)})
             _end_chunked(h)
@@ -798,9 +811,12 @@ class MiniMaxSandbox:
             call.status_code = base.get("status_code")
         self._send_raw(h, call, 200, data, "application/json; charset=utf-8", call.trace_id)
 
-    @staticmethod
-    def _send_raw(h: _Handler, call: RecordedCall | None, status: int, data: bytes,
+    @classmethod
+    def _send_raw(cls, h: _Handler, call: RecordedCall | None, status: int, data: bytes,
                   content_type: str, trace_id: str) -> None:
+        if h.lose_answer:
+            cls._drop(h)
+            return
         if call is not None:
             call.http_status = status
         try:
@@ -949,6 +965,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "MiniMaxSandbox/2.0"
     timeout = 30
     server: _Server
+    lose_answer = False
+
+    def handle_one_request(self) -> None:
+        self.lose_answer = False
+        super().handle_one_request()
 
     def setup(self) -> None:
         super().setup()

@@ -658,6 +658,8 @@ class SpeechStream:
 
     def _chunks(self) -> Iterator[bytes]:
         try:
+            if self._closed:
+                return
             if self._first is not None:
                 first, self._first = self._first, None
                 yield first
