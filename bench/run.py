@@ -6,11 +6,11 @@
    process doing `import boto3; boto3.client("dynamodb")`, measured in the same
    run, interleaved.  A Powertools-examples-style function is the peer to beat.
 2. AWS and upstream calls per request, counted exactly (botocore `before-send`
-   hooks; the fake MiniMax's request log), for every path of voice-clone and
+   hooks; the MiniMax sandbox's request log), for every path of voice-clone and
    speech, with and without Idempotency-Key, and the authorizer.
 3. Upload cost: CPU time of the handler's own thread and peak traced memory
    for a 4 MB inline multipart upload, event in to response out.  The embedded
-   AWS and the fake MiniMax run in another process, so neither is counted.
+   AWS and the MiniMax sandbox run in another process, so neither is counted.
 4. For information: requests per second through the local stack, and a Lambda
    cost estimate from measured handler durations.
 
@@ -233,7 +233,7 @@ def call_counts() -> list[dict]:
 # ── 3. upload cost, 4. durations and throughput (servers in another process) ──
 @contextlib.contextmanager
 def servers():
-    """The embedded AWS and a fake MiniMax in a child process: their CPU and memory are not ours."""
+    """The embedded AWS and the MiniMax sandbox in a child process: their CPU and memory are not ours."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "servers.py")], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     info = json.loads(proc.stdout.readline())

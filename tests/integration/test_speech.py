@@ -1,4 +1,4 @@
-"""POST /v1/audio/speech: the contract on the real handler, moto and the fake MiniMax."""
+"""POST /v1/audio/speech: the contract on the real handler, moto and the MiniMax sandbox (over loopback HTTP)."""
 
 from __future__ import annotations
 

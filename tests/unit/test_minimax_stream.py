@@ -98,6 +98,13 @@ def test_the_request_excludes_the_aggregated_audio_and_reports_usage(sandbox, cl
     assert audio == sandbox.last_audio
 
 
+def test_a_finished_stream_gives_its_connection_back(sandbox, client):
+    for text in ("One.", "Two.", "Three."):
+        assert b"".join(client.synthesize_stream(speech(text=text), deadline=soon()))
+    assert client.synthesize(speech(text="Four."), deadline=soon()).audio
+    assert len({c.client_port for c in sandbox.calls_to(PATH_T2A)}) == 1       # one keep-alive connection
+
+
 def test_an_aggregated_final_chunk_is_never_played_twice(sandbox, client):
     sandbox.always_aggregate = True                  # a MiniMax that ignores exclude_aggregated_audio
     stream = client.synthesize_stream(speech(), deadline=soon())

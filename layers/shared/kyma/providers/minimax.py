@@ -699,6 +699,7 @@ class SpeechStream:
                 extra = event.get("extra_info")
                 self.extra_info = extra if isinstance(extra, dict) else {}
                 self.complete = True
+                self._drain()
                 if audio and not self._is_aggregate(audio):
                     return self._received(audio)
                 return None
@@ -707,6 +708,15 @@ class SpeechStream:
         raise _Failure(step, "answer cut off (the stream ended before its final event)",
                        message=f"could not reach MiniMax during {step}", trace_id=self.trace_id,
                        http_status=200, retry_here=True)
+
+    def _drain(self) -> None:
+        """Read to the end of the answer (nothing should follow the final event), so that
+        the connection goes back to the pool instead of being closed."""
+        try:
+            for _ in self._events or ():
+                pass
+        except _Failure:
+            pass            # all audio is in; what happens after the final event does not matter
 
     def _received(self, audio: bytes) -> bytes:
         self.chunks_received += 1
