@@ -61,6 +61,12 @@ rule.  Modes:
 ===================  =========================================================
 
 HTTP control (loopback only, no key): ``/__sandbox/...`` -- see `control.py`.
+
+Not modelled (the service checks these itself, or only injection produces them):
+the reference clip's duration and format (2037, 1043/1044 -- the upload takes any
+bytes), ``output_format: "url"``, ``voice_clone``'s rendered preview (``demo_audio``
+is empty; the preview never counts as use), ``timbre_weights``, opus/pcmu formats,
+other accounts' voices (2042), and rate limits (1002/1039/1041/2045: inject them).
 """
 
 from __future__ import annotations
