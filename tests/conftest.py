@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 Tiers (STYLE.md): tests/unit (no AWS, no network), tests/integration (real
-handlers on real events, moto in-process, fake MiniMax over loopback HTTP),
+handlers on real events, moto in-process, the MiniMax sandbox over loopback HTTP),
 tests/e2e (the local stack in a subprocess, real HTTP clients).
 """
 

@@ -101,14 +101,23 @@ def test_activation_is_idempotent_and_ignores_voices_no_longer_activating(fns, a
 
 def test_a_failed_activation_fails_only_its_record_and_is_recorded(fns, accounts, ddb, cfg, minimax, metrics_seen):
     acct = accounts.create(START).account_id
-    voice = clone(fns, acct)
-    minimax.fail_when("/v1/t2a_v2", 1000, times=None)
-    result = fns["activation"](stream_event(ddb, cfg, voice), context("VoiceActivationFunction", 120))
-    assert result == {"batchItemFailures": [{"itemIdentifier": "100"}]}     # retried by the event source
-    voice_row = row(ddb, cfg, voice)
-    assert voice_row["status"] == "activating" and voice_row["activation_attempts"] == 1
-    assert "1000" in voice_row["last_activation_error"] or "provider" in voice_row["last_activation_error"]
+    ok, failing = clone(fns, acct, "ok"), clone(fns, acct, "failing")
+    minimax.fail_when("/v1/t2a_v2", 1000, match=failing, times=None)      # MiniMax fails this voice only
+    batch = stream_event(ddb, cfg, ok)
+    batch["Records"] += stream_event(ddb, cfg, failing)["Records"]
+    batch["Records"][1]["dynamodb"]["SequenceNumber"] = "200"
+    result = fns["activation"](batch, context("VoiceActivationFunction", 120))
+    assert result == {"batchItemFailures": [{"itemIdentifier": "200"}]}   # the stream retries that one alone
+    assert row(ddb, cfg, ok)["status"] == "active"
+    failed = row(ddb, cfg, failing)
+    assert failed["status"] == "activating" and failed["activation_attempts"] == 1
+    assert "1000" in failed["last_activation_error"]
     assert metrics_seen.get("VoiceActivationFailures") == 1
+    # A batch whose every record fails is retried whole by the event source (Powertools raises)
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    with pytest.raises(BatchProcessingError):
+        fns["activation"](stream_event(ddb, cfg, failing), context("VoiceActivationFunction", 120))
 
 
 def test_a_customers_synthesis_activates_a_voice_still_activating(fns, accounts, books, ddb, cfg, minimax):
@@ -164,8 +173,10 @@ def test_the_sweep_retries_alarms_and_expires_with_refund_when_the_window_passes
     voice = clone(fns, acct)
     minimax.fail_when("/v1/t2a_v2", 1000, match="Hello.", times=None)    # every activation attempt fails
     # The stream's attempt fails; the sweep retries it and reports it stuck past the alarm threshold
-    assert fns["activation"](stream_event(ddb, cfg, voice), context("VoiceActivationFunction", 120)) != \
-        {"batchItemFailures": []}
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    with pytest.raises(BatchProcessingError):
+        fns["activation"](stream_event(ddb, cfg, voice), context("VoiceActivationFunction", 120))
     time.sleep(1.1)
     swept = fns["activation"](sweep_event(), context("VoiceActivationFunction", 120))
     assert (swept["failed"], swept["stuck"]) == (1, 1)

@@ -1,20 +1,35 @@
-"""The whole local stack in one object: embedded AWS + Lambda runtime + API gateway.
+"""The whole local stack in one object: embedded AWS + MiniMax sandbox + Lambda runtime + API gateway.
 
 Used by `make run` (kyma_local.__main__), `make invoke` (kyma_local.invoke)
 and the tests.  Everything binds to 127.0.0.1 only.
+
+MiniMax: the functions run the real MiniMax client.  Without MINIMAX_API_KEY
+it talks to the MiniMax sandbox (`kyma_local.sandbox`, started here on a
+loopback port, with a throwaway key); with MINIMAX_API_KEY set, to the real
+MiniMax with that key.  Either key reaches the functions through the process
+environment (KYMA_LOCAL_MINIMAX_API_KEY), never through the embedded AWS.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from kyma_local.aws import REGION, EmbeddedAws, create_resources, local_environment
+from kyma_local.aws import (
+    REGION,
+    EmbeddedAws,
+    create_resources,
+    local_environment,
+    real_minimax_key,
+    upstream_environment,
+)
 from kyma_local.gateway import CONTROL_PREFIX, LocalApiGateway, make_server
 from kyma_local.runtime import FunctionPool
+from kyma_local.sandbox import MiniMaxSandbox
 from kyma_local.state import STATE_FILE
 from kyma_local.template import Template
 from kyma_local.triggers import Triggers
@@ -36,6 +51,7 @@ class LocalStack:
         self.state_file = state_file
         self.run_schedules = schedules
         self.aws = EmbeddedAws()
+        self.sandbox: MiniMaxSandbox | None = None
         self.pools: dict[str, FunctionPool | WebAdapterPool] = {}
         self.gateway: LocalApiGateway | None = None
         self.api_url = ""
@@ -47,12 +63,18 @@ class LocalStack:
     def start(self) -> LocalStack:
         self.aws.start()
         env = local_environment(self.template, self.aws)
+        if real_minimax_key():
+            env.update(upstream_environment())
+        else:
+            self.sandbox = MiniMaxSandbox.from_env(api_key=f"sandbox-{secrets.token_hex(12)}").start()
+            env.update(upstream_environment(self.sandbox.base_url, self.sandbox.api_key))
         env.update(self.extra_env)
         os.environ.update(env)
         create_resources(self.template, endpoint_url=self.aws.endpoint)
-        self._store_minimax_key()
         from kyma.config import config
+        from kyma.providers.select import provider
         config.cache_clear()
+        provider.cache_clear()
 
         self.pools = {fid: WebAdapterPool(fn) if fn.web_adapter else FunctionPool(fn)
                       for fid, fn in self.template.functions.items()}
@@ -80,6 +102,8 @@ class LocalStack:
         for pool in self.pools.values():
             if isinstance(pool, WebAdapterPool):
                 pool.close()
+        if self.sandbox is not None:
+            self.sandbox.stop()
         self.aws.stop()
         if self.state_file and self.state_file.exists():
             self.state_file.unlink()
@@ -91,7 +115,10 @@ class LocalStack:
         self.stop()
 
     def state(self) -> dict:
-        """What kyma-admin and other tools need to reach this stack."""
+        """What kyma-admin, `make invoke` and other tools need to reach this stack.
+
+        The sandbox's key is a throwaway for this run (loopback only); a developer's
+        real MiniMax key is never written here."""
         return {
             "api_url": self.api_url,
             "aws_endpoint": self.aws.endpoint,
@@ -100,6 +127,9 @@ class LocalStack:
             "tables": {k: self.template.physical_name(k) for k in self.template.tables},
             "buckets": {k: self.template.physical_name(k) for k in self.template.buckets},
             "demo_account_id": DEMO_ACCOUNT_ID,
+            "provider": "sandbox" if self.sandbox else "minimax",
+            "sandbox": ({"url": self.sandbox.base_url, "api_key": self.sandbox.api_key,
+                         "control_url": self.sandbox.control_url} if self.sandbox else None),
         }
 
     def _create_demo_account(self) -> str:
@@ -110,15 +140,3 @@ class LocalStack:
         return Accounts(dynamodb(), config()).create(
             DEMO_BALANCE_MICROS, account_id=DEMO_ACCOUNT_ID, label="local demo").api_key
 
-    def _store_minimax_key(self) -> None:
-        """A developer with a real MiniMax key (MINIMAX_API_KEY) gets the real provider
-        locally, through the same SSM path as in AWS."""
-        key = os.environ.get("MINIMAX_API_KEY")
-        if not key:
-            return
-        import boto3
-
-        name = "/kyma/local/minimax-api-key"
-        boto3.client("ssm", region_name=REGION).put_parameter(
-            Name=name, Value=key, Type="SecureString", Overwrite=True)
-        os.environ["MINIMAX_API_KEY_PARAMETER"] = name
