@@ -101,7 +101,8 @@ DUPLICATE_VOICE_ID = 2039
 # Retry-After (seconds) sent to our client when MiniMax stays rate-limited after our retries.
 RETRY_AFTER_SECONDS = 5
 
-_OPERATOR_MESSAGE = "upstream provider is unavailable"
+_OPERATOR_MESSAGE = ("the voice service is unavailable because of a problem on our side, not with your "
+                     "request; nothing was charged and our operators have been alerted")
 
 _MIME_BY_EXTENSION = {
     "mp3": "audio/mpeg",
