@@ -64,6 +64,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     if cloned and not VOICE_ID_PATTERN.match(inp.voice_id):
         raise errors.VoiceNotFound(f"Voice {inp.voice_id} does not exist.")   # could never have been issued
     cost = price_micros(inp, cfg)
+    provider.check_key()              # a failing secret store fails here, before anything is reserved
     hold, activating = _reserve(inp, account_id, request_id, cost, cloned, svc, guard)
     request = SynthesisRequest(model=SKUS[inp.sku][0], text=inp.text, voice_id=inp.voice_id,
                                audio_format=inp.audio_format, sample_rate=inp.sample_rate, bitrate=inp.bitrate,

@@ -185,6 +185,7 @@ def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
           paid: PaidCalls, provider: VoiceProvider, cfg: Config, guard: str | None = None) -> CloneResult:
     voice_id = new_voice_id()
     price = cfg.voice_clone_price_micros
+    provider.check_key()              # a failing secret store fails here, before anything is reserved
     hold = paid.ledger.reserve(account_id, price, kind="voice_clone", request_id=request_id,
                            reference={"voice_id": voice_id, "model": inp.model}, upload_id=inp.upload_id,
                            guard=guard)

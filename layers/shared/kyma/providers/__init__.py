@@ -54,3 +54,6 @@ class VoiceProvider(Protocol):
 
     def synthesize(self, request: SynthesisRequest, *, deadline: float) -> SynthesisResult:
         """Render `request` to audio bytes, or raise a `kyma.errors.UpstreamError` subclass."""
+
+    def check_key(self) -> None:
+        """Look the API key up now (before anything is charged), or raise an UpstreamError."""

@@ -542,6 +542,17 @@ class MiniMaxClient:
                 "provider": self.name, "step": step, "trace_id": trace_id, "http_status": http_status})
         return body, trace_id
 
+    def check_key(self) -> None:
+        """Look the API key up now, before anything is charged: a slow or failing secret store then
+        fails the request up front (503, fast: the SSM client has short timeouts) instead of after
+        the reserve.  Cached afterwards (Powertools Parameters), so a warm request pays nothing."""
+        try:
+            self._key("key lookup")
+        except _Failure as failure:
+            if failure.kind is errors.ProviderError:      # the lookup itself failed: unavailable, retry later
+                failure.kind = errors.ProviderUnavailable
+            raise failure.error() from None
+
     def _key(self, step: str) -> str:
         try:
             key = self._api_key()

@@ -28,6 +28,18 @@ KEY_CACHE_SECONDS = 300
 
 
 @lru_cache(maxsize=1)
+def _ssm():
+    """Powertools Parameters over an SSM client with short timeouts (kyma.aws.fast_client): the key
+    is looked up before the reserve (MiniMaxClient.check_key), so a slow SSM fails fast, uncharged.
+    Imported on first use: Parameters is only needed when MiniMax is called."""
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+    from kyma.aws import fast_client
+
+    return SSMProvider(boto3_client=fast_client("ssm"))
+
+
+@lru_cache(maxsize=1)
 def provider() -> MiniMaxClient:
     return build(config())
 
@@ -46,10 +58,7 @@ def build(cfg: Config) -> MiniMaxClient:
         def api_key() -> str:
             if not parameter:        # nothing configured: the client reports an operator problem
                 return ""
-            # Imported on first use: Parameters is only needed when MiniMax is called.
-            from aws_lambda_powertools.utilities import parameters
-
-            return parameters.get_parameter(parameter, decrypt=True, max_age=KEY_CACHE_SECONDS)
+            return _ssm().get(parameter, decrypt=True, max_age=KEY_CACHE_SECONDS)
 
     return MiniMaxClient(cfg.minimax_base_url, api_key, name=cfg.provider_name or "minimax",
                          connect_timeout=cfg.minimax_connect_timeout, read_timeout=cfg.minimax_read_timeout)
