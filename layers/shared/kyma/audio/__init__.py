@@ -12,8 +12,10 @@ module owns the sniffing and the result; one module per format measures:
 * `kyma.audio.wav`: RIFF chunks are walked; PCM and IEEE float; data bytes /
   bytes per second.
 * `kyma.audio.m4a`: top-level ISO-BMFF boxes (`kyma.audio.boxes`) are checked
-  against the file size; duration and codec come from mutagen; fragmented
-  files sum their ``trun`` boxes.
+  against the file size; codec and media duration come from mutagen;
+  fragmented files sum their ``trun`` boxes.  The AAC encoder priming and
+  padding the file declares (edit list, else iTunSMPB: `kyma.audio.gapless`)
+  are not audio and are cut off.
 
 Anything that is not one of the three formats raises `UnsupportedMediaType`
 (415).  A recognised file whose duration cannot be trusted (truncated,

@@ -2,17 +2,22 @@
 
 Owns the M4A-level checks: every top-level box fits the file, a brand we
 accept, an index (``moov``) and audio data (``mdat``), the first sound track
-and its codec (read by mutagen).  The duration is the sound track's media
-duration (``mdhd``, via mutagen); a fragmented file, whose ``moov`` says 0,
-sums the sample durations of its ``trun`` boxes instead.  `duration` returns
-None for an ISO-BMFF file that is not audio (another brand, no sound track).
+and its codec (read by mutagen).  The media duration is the sound track's
+``mdhd`` duration; a fragmented file, whose ``moov`` says 0, sums the sample
+durations of its ``trun`` boxes instead.  Of that media, the part the file
+declares presented (encoder priming and padding cut off: edit list or
+iTunSMPB, `kyma.audio.gapless`) is the duration; without a usable declaration
+the whole media duration is.  `duration` returns None for an ISO-BMFF file
+that is not audio (another brand, no sound track).
 """
 
 from __future__ import annotations
 
 import io
 import struct
+from dataclasses import dataclass
 
+from kyma.audio import gapless
 from kyma.audio.boxes import BOX_HEADER, UNPARSABLE_MOOV, Box, Span, child, full_box_u32, iter_boxes, u32
 from kyma.errors import AudioUnreadable
 
@@ -26,6 +31,15 @@ _TFHD_OPTIONAL = ((0x01, 8), (0x02, 4))     # base data offset, sample descripti
 _TFHD_DEFAULT_DURATION = 0x08
 _TRUN_DATA_OFFSET, _TRUN_FIRST_FLAGS, _TRUN_DURATIONS = 0x001, 0x004, 0x100
 _TRUN_SAMPLE_FIELDS = (0x100, 0x200, 0x400, 0x800)   # duration, size, flags, composition offset
+
+
+@dataclass(frozen=True)
+class _Track:
+    """The first sound track."""
+    track_id: int
+    timescale: int       # media timescale (mdhd); 0 if there is no mdhd
+    duration: int        # media duration in timescale units (mdhd); 0 for fragmented files
+    trak: Span
 
 
 def duration(data: bytes) -> float | None:
@@ -57,9 +71,12 @@ def duration(data: bytes) -> float | None:
     if not codec.startswith(_AUDIO_CODECS):
         raise AudioUnreadable(f"The M4A file's audio codec ({codec or 'unknown'}) is not supported: "
                               "send AAC or ALAC.")
+    media_duration = track.duration
     if not length and b"moof" in names:
-        length = _fragmented_duration(data, top, moov, track)
-    return length
+        media_duration = _fragmented_duration(data, top, moov, track)
+        length = media_duration / track.timescale
+    presented = gapless.presented_seconds(data, moov, track.trak, track.timescale, media_duration)
+    return length if presented is None else presented
 
 
 def _mutagen_mp4_info(data: bytes, moov: int, moov_end: int) -> tuple[float, str]:
@@ -77,8 +94,8 @@ def _mutagen_mp4_info(data: bytes, moov: int, moov_end: int) -> tuple[float, str
     return float(info.length), str(info.codec)
 
 
-def _sound_track(data: bytes, moov: int, moov_end: int) -> tuple[int, int] | None:
-    """(track id, media timescale) of the first ``soun`` track, or None."""
+def _sound_track(data: bytes, moov: int, moov_end: int) -> _Track | None:
+    """The first ``soun`` track, or None."""
     for box_type, trak, trak_end in iter_boxes(data, moov, moov_end):
         if box_type != b"trak":
             continue
@@ -92,13 +109,23 @@ def _sound_track(data: bytes, moov: int, moov_end: int) -> tuple[int, int] | Non
         mdhd = child(data, *mdia, b"mdhd")
         track_id = full_box_u32(data, tkhd, 12, 20)
         timescale = full_box_u32(data, mdhd, 12, 20) if mdhd else 0
-        return track_id, timescale
+        return _Track(track_id, timescale, _mdhd_duration(data, mdhd) if mdhd else 0, (trak, trak_end))
     return None
 
 
-def _fragmented_duration(data: bytes, top: list[Box], moov: Span, track: tuple[int, int]) -> float:
-    """Sum the sample durations of the sound track over all movie fragments."""
-    track_id, timescale = track
+def _mdhd_duration(data: bytes, mdhd: Span) -> int:
+    """The media duration field of ``mdhd`` (32 bits in version 0, 64 in version 1)."""
+    payload, end = mdhd
+    if data[payload:payload + 1] != b"\x01":
+        return u32(data, payload + 16, end)
+    if payload + 32 > end:
+        raise AudioUnreadable(UNPARSABLE_MOOV)
+    return int(struct.unpack_from(">Q", data, payload + 24)[0])
+
+
+def _fragmented_duration(data: bytes, top: list[Box], moov: Span, track: _Track) -> int:
+    """Sum the sample durations (media timescale units) of the sound track over all movie fragments."""
+    track_id, timescale = track.track_id, track.timescale
     if not timescale:
         raise AudioUnreadable(UNPARSABLE_MOOV)
     default_duration = 0
@@ -113,7 +140,7 @@ def _fragmented_duration(data: bytes, top: list[Box], moov: Span, track: tuple[i
         for traf_type, traf, traf_end in iter_boxes(data, moof, moof_end):
             if traf_type == b"traf":
                 total += _traf_duration(data, traf, traf_end, track_id, default_duration)
-    return total / timescale
+    return total
 
 
 def _traf_duration(data: bytes, traf: int, traf_end: int, track_id: int, default_duration: int) -> int:
