@@ -382,6 +382,8 @@ def mp4_find(data: bytes, path: tuple[bytes, ...]) -> tuple[int, int]:
             if pos + 8 > end:
                 raise KeyError(path)
             size, found = struct.unpack_from(">I4s", data, pos)
+            if size < 8:            # 64-bit, to-the-end or broken sizes: not handled here
+                raise KeyError(path)
             if found == kind:
                 break
             pos += size
@@ -437,6 +439,17 @@ def with_edit_list(data: bytes, box: bytes) -> bytes:
     except KeyError:    # no edts yet: insert one right after tkhd
         tkhd_start, tkhd_end = mp4_find(data, (b"moov", b"trak", b"tkhd"))
         return mp4_replace(data, (b"moov", b"trak", b"tkhd"), data[tkhd_start:tkhd_end] + mp4_box(b"edts", box))
+
+
+def with_version_1_headers(data: bytes) -> bytes:
+    """The M4A with its mdhd and edit list rewritten as version 1 (64-bit times and durations)."""
+    mdhd, _ = mp4_find(data, (b"moov", b"trak", b"mdia", b"mdhd"))
+    _, created, modified, timescale, duration, language = struct.unpack_from(">IIIIIi", data, mdhd + 8)
+    payload = struct.pack(">QQIQi", created, modified, timescale, duration, language)
+    data = mp4_replace(data, (b"moov", b"trak", b"mdia", b"mdhd"), mp4_full_box(b"mdhd", 1, payload))
+    edit_list, _ = mp4_find(data, (b"moov", b"trak", b"edts", b"elst"))
+    segment, media_time = struct.unpack_from(">Ii", data, edit_list + 16)
+    return with_edit_list(data, elst([(segment, media_time)], version=1))
 
 
 def itunsmpb_text(priming: int, padding: int, samples: int) -> str:

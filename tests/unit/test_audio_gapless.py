@@ -150,6 +150,12 @@ def test_edit_list_alone_decides(bare, edits, version, expected):
     assert seconds(fx.with_edit_list(bare, fx.elst(edits, version))) == expected
 
 
+def test_version_1_media_header_and_edit_list_are_read():
+    data = fx.with_version_1_headers(fx.m4a_aac(12.0, RATE))
+    assert data[fx.mp4_find(data, TRAK + (b"mdia", b"mdhd"))[0] + 8] == 1
+    assert seconds(data) == 12.0 == ffmpeg_presented_seconds(data)
+
+
 def test_a_cut_edit_list_agrees_with_ffmpeg(bare):
     data = fx.with_edit_list(bare, fx.elst([(5_000, PRIMING)]))
     assert seconds(data) == ffmpeg_presented_seconds(data) == 5.0

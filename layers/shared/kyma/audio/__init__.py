@@ -46,8 +46,10 @@ def inspect_audio(data: bytes, *, stop_after_seconds: float | None = None) -> Au
     """Identify MP3/WAV/M4A from ``data`` and measure its duration.
 
     ``stop_after_seconds`` lets the MP3 frame walk stop once the running
-    duration exceeds it; the duration returned is then the (larger) length
-    reached so far, and the rest of the file is not checked.
+    duration (encoder delay and padding already subtracted) exceeds it; the
+    duration returned is then the length reached so far, larger than the limit
+    and no larger than the whole file's, and the rest of the file is not
+    checked.  NaN and infinity mean no limit.
     """
     if not isinstance(data, bytes):
         data = bytes(data)

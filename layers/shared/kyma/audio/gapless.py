@@ -109,7 +109,7 @@ def _edit_list(data: bytes, trak: Span) -> list[tuple[int, int]] | None:
     if elst is None or elst[0] + 8 > elst[1]:
         return None
     payload, end = elst
-    entry = _EDIT_ENTRY.get(data[payload])
+    entry = _EDIT_ENTRY.get(_version(data, elst))
     (count,) = struct.unpack_from(">I", data, payload + 4)
     if entry is None or not 0 < count <= _MAX_EDITS:
         return None
@@ -125,8 +125,14 @@ def _movie_timescale(data: bytes, moov: Span) -> int:
     mvhd = child(data, *moov, b"mvhd")
     if mvhd is None:
         return 0
-    offset = mvhd[0] + (20 if data[mvhd[0]] == 1 else 12)
+    offset = mvhd[0] + (20 if _version(data, mvhd) == 1 else 12)
     return int.from_bytes(data[offset:offset + 4], "big") if offset + 4 <= mvhd[1] else 0
+
+
+def _version(data: bytes, box: Span) -> int:
+    """A full box's version byte; -1 for a box too short to have one (never an IndexError)."""
+    payload, end = box
+    return data[payload] if payload < end else -1
 
 
 def _itunsmpb(data: bytes, moov: Span) -> tuple[int, int, int] | None:

@@ -108,8 +108,8 @@ def _id3v2_end(data: bytes, pos: int) -> int:
 def duration(data: bytes, stop_after_seconds: float | None = None) -> float | None:
     """Seconds of audio in the MP3 ``data``; None when the bytes are not MPEG audio at all.
 
-    Once the running duration exceeds ``stop_after_seconds`` the walk stops and
-    the (larger) length reached so far is returned.
+    Once the running (trimmed) duration exceeds ``stop_after_seconds`` the walk
+    stops and the length reached so far is returned.
     """
     end = len(data)
     pos = 0
@@ -143,26 +143,30 @@ def _walk_mp3(data: bytes, pos: int, stream: _Mp3Stream, limit: float | None) ->
     """Count the frames to the end of the file and return the duration in seconds.
 
     The encoder delay and padding of a LAME tag are not audio and are
-    subtracted.  Once ``limit`` seconds are exceeded the walk stops and
-    returns the (untrimmed) duration so far.
+    subtracted.  Once the (trimmed) duration exceeds ``limit`` seconds the walk
+    stops and returns the duration so far: more than ``limit``, and never more
+    than the whole file's.
     """
     end = len(data)
     seconds = 0.0
     tag_frames, trim_samples = _vbr_tag(data, pos, stream)
     while True:
         max_frames = end   # frames are longer than a byte: no limit
-        if limit is not None:
-            frames_needed = (limit - seconds) * stream.sample_rate / stream.samples_per_frame
-            max_frames = tag_frames + int(min(frames_needed, end)) + 1
+        if limit is not None:   # enough frames to exceed the limit once the trim is subtracted
+            frames_needed = ((limit - seconds) * stream.sample_rate + trim_samples) / stream.samples_per_frame
+            max_frames = tag_frames + int(min(max(frames_needed, 0.0), end)) + 1
         frames, pos = _count_frames(data, pos, stream.sync, stream.lengths, max_frames)
         samples = (frames - tag_frames) * stream.samples_per_frame
         if 0 < trim_samples < samples:
             samples -= trim_samples
         if pos > end:
             raise AudioUnreadable("The MP3 file is truncated: its last frame is cut off.")
-        if frames >= max_frames:
-            return seconds + (frames - tag_frames) * stream.samples_per_frame / stream.sample_rate
         seconds += samples / stream.sample_rate
+        if frames >= max_frames:
+            if limit is not None and seconds > limit:
+                return seconds
+            tag_frames = trim_samples = 0   # not past it after rounding: walk on in the same stream
+            continue
         if pos == end or data.startswith(_TRAILING_TAGS, pos) or pos == _footer_only_ape_tag(data):
             return seconds
         if not data.startswith(b"ID3", pos):
