@@ -7,9 +7,12 @@ tests/e2e (the local stack in a subprocess, real HTTP clients).
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
+
+RATE_LIMITED_ENDPOINTS = ("speech", "voice-clone", "uploads", "voices", "account")
 
 # Never reach a real AWS account or a developer's running stack from tests.
 os.environ.pop("AWS_ENDPOINT_URL", None)
@@ -37,6 +40,9 @@ def aws(monkeypatch):
     for name, value in template.environment().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MINIMAX_API_KEY_PARAMETER", "")
+    # Concurrency and money tests send bursts from one account: per-account rate limits are out of
+    # their way here, and tested on their own (test_rate_limits.py sets an account's limits low).
+    monkeypatch.setenv("RATE_LIMIT_DEFAULTS", json.dumps({e: [100_000, 10_000] for e in RATE_LIMITED_ENDPOINTS}))
     config.cache_clear()
     with mock_aws():
         create_resources(template)

@@ -1,21 +1,44 @@
-"""GET /v1/credits/balance: the caller's prepaid balance."""
+"""The caller's money: GET /v1/credits/balance, GET /v1/credits/ledger (every balance change,
+newest first) and GET /v1/usage (what was charged per UTC day, endpoint and model)."""
 
 from kyma import init_phase
 
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
 
+from kyma import errors, usage
 from kyma.http import Request, Response, api_handler, json_response
 from kyma.money import micros_to_json
 from kyma.observability import instrument
+from kyma.rate_limits import RateLimiter
 from kyma.services import services
 
 svc = services()
+limiter = RateLimiter(svc.ledger.ddb, svc.cfg)
+usage_rows = usage.Usage(svc.ledger.ddb, svc.cfg)
 
 
 def balance(request: Request) -> Response:
     return json_response(200, {"balance_usd": micros_to_json(svc.books.balance(request.account_id))})
 
 
-lambda_handler = instrument(api_handler({("GET", "/v1/credits/balance"): balance}), with_metrics=False)
+def ledger(request: Request) -> Response:
+    raw_limit = request.query.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        raise errors.InvalidRequest("limit must be an integer from 1 to 100.")
+    return json_response(200, svc.books.page(request.account_id, limit=int(raw_limit),
+                                             cursor=request.query.get("cursor")))
+
+
+def usage_report(request: Request) -> Response:
+    start, end = usage.parse_range(request.query)
+    return json_response(200, {"start": start, "end": end,
+                               "usage": usage_rows.between(request.account_id, start, end)})
+
+
+lambda_handler = instrument(api_handler({
+    ("GET", "/v1/credits/balance"): limiter.guard("account", balance),
+    ("GET", "/v1/credits/ledger"): limiter.guard("account", ledger),
+    ("GET", "/v1/usage"): limiter.guard("account", usage_report),
+}), with_metrics=False)
 
 init_phase.end()

@@ -31,19 +31,21 @@ api_keys = ApiKeys(fast_client("dynamodb"), config())   # bounded well inside th
 
 def lambda_handler(event: dict, context) -> dict:
     token = _bearer(event.get("headers") or {})
-    account_id = api_keys.account_for_key(token) if token else None
+    owner = api_keys.owner_of(token) if token else None
     request_id = (event.get("requestContext") or {}).get("requestId")
-    if account_id is None:
+    if owner is None:
         # Never log the key, not even in part.
         log.info(json.dumps({"message": "denied", "request_id": request_id,
                              "reason": "missing" if not token else "unknown or revoked key"}))
         raise Exception("Unauthorized")  # API Gateway's contract for a 401
+    account_id, rate_limits = owner
     log.info(json.dumps({"message": "allowed", "request_id": request_id, "account_id": account_id}))
     return {
         "principalId": account_id,
         "policyDocument": {"Version": "2012-10-17", "Statement": [
             {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": _stage_wildcard(event["methodArn"])}]},
-        "context": {"account_id": account_id},
+        # Context values are strings: the account's own rate limits travel as JSON (kyma.rate_limits).
+        "context": {"account_id": account_id, **({"rate_limits": rate_limits} if rate_limits else {})},
     }
 
 

@@ -15,6 +15,7 @@ from kyma.http import Request, Response, api_handler, json_response, replay_mark
 from kyma.idempotency import key_from
 from kyma.observability import instrument
 from kyma.providers.select import provider
+from kyma.rate_limits import check, limit_for
 from kyma.services import services
 
 svc = services()
@@ -28,7 +29,9 @@ def speak(request: Request) -> Response:
     def work(guard: str | None) -> dict:
         result = speech.synthesize(
             speech_input, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
-            svc=svc, provider=provider(), keep=key_from(request.headers) is not None, guard=guard)
+            svc=svc, provider=provider(), keep=key_from(request.headers) is not None, guard=guard,
+            rate_limit=check(svc.cfg, request.account_id,
+                             limit_for("speech", svc.cfg, request.authorizer.get("rate_limits"))))
         fresh["audio"] = result.audio
         return speech.record(result, provider().name)
 

@@ -10,9 +10,11 @@ from kyma.http import Request, Response, api_handler, json_response, replay_mark
 from kyma.money import micros_to_header, micros_to_json
 from kyma.observability import instrument
 from kyma.providers.select import provider
+from kyma.rate_limits import RateLimiter, check, limit_for
 from kyma.services import services
 
 svc = services()
+limiter = RateLimiter(svc.ledger.ddb, svc.cfg)
 provider()  # INIT: build the MiniMax client now (its imports), not on the first request
 
 
@@ -22,7 +24,9 @@ def create_voice(request: Request) -> Response:
         request, scope="voice-clone", request_fingerprint=voice_clone.fingerprint(parsed),
         work=lambda guard: _record(voice_clone.create(
             parsed, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
-            paid=svc.paid, provider=provider(), uploads=svc.uploads, cfg=svc.cfg, guard=guard)))
+            paid=svc.paid, provider=provider(), uploads=svc.uploads, cfg=svc.cfg, guard=guard,
+            rate_limit=check(svc.cfg, request.account_id,
+                             limit_for("voice-clone", svc.cfg, request.authorizer.get("rate_limits"))))))
     return replay_marked(Response(**record), replayed)
 
 
@@ -49,7 +53,7 @@ def _record(result: voice_clone.CloneResult) -> dict:
 
 lambda_handler = instrument(api_handler({
     ("POST", "/v1/audio/voice-clone"): create_voice,
-    ("POST", "/v1/audio/voice-clone/uploads"): create_upload,
+    ("POST", "/v1/audio/voice-clone/uploads"): limiter.guard("uploads", create_upload),
 }))
 
 init_phase.end()

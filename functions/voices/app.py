@@ -9,11 +9,13 @@ from kyma import errors, voice_catalog
 from kyma.http import Request, Response, api_handler, json_response
 from kyma.observability import instrument
 from kyma.providers.select import provider
+from kyma.rate_limits import RateLimiter
 from kyma.services import services
 from kyma.voices import is_cloned_voice_id
 
 svc = services()
 catalog = voice_catalog.SystemCatalog()
+limiter = RateLimiter(svc.ledger.ddb, svc.cfg)
 
 
 def list_voices(request: Request) -> Response:
@@ -38,9 +40,9 @@ def delete_voice(request: Request) -> Response:
 
 
 lambda_handler = instrument(api_handler({
-    ("GET", "/v1/audio/voices"): list_voices,
-    ("GET", "/v1/audio/voices/{voice_id}"): get_voice,
-    ("DELETE", "/v1/audio/voices/{voice_id}"): delete_voice,
+    ("GET", "/v1/audio/voices"): limiter.guard("voices", list_voices),
+    ("GET", "/v1/audio/voices/{voice_id}"): limiter.guard("voices", get_voice),
+    ("DELETE", "/v1/audio/voices/{voice_id}"): limiter.guard("voices", delete_voice),
 }))
 
 init_phase.end()

@@ -77,6 +77,8 @@ class StackProcess:
         return response.json()["balance_usd"]
 
     def stop(self) -> None:
+        if os.environ.get("KYMA_E2E_DUMP"):       # debugging aid: keep what the stack printed
+            Path(os.environ["KYMA_E2E_DUMP"]).write_text(self.output)
         self.proc.terminate()
         try:
             self.proc.wait(10)

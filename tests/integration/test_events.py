@@ -13,6 +13,9 @@ from helpers import body_of, context
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 CASES = {
     "account-balance.json": ("AccountFunction", 200),
+    "account-ledger.json": ("AccountFunction", 200),
+    "account-usage.json": ("AccountFunction", 200),
+    "audit-scheduled.json": ("AuditFunction", "audit"),
     "authorizer-request.json": ("AuthorizerFunction", "Allow"),
     "fallback-unknown-route.json": ("FallbackFunction", 404),
     "openapi-document.json": ("OpenApiFunction", 200),
@@ -41,6 +44,8 @@ def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, loa
     if function == "AuthorizerFunction":
         assert result["policyDocument"]["Statement"][0]["Effect"] == expected
         assert result["context"] == {"account_id": "acct_demo"}
+    elif function == "AuditFunction":
+        assert result["mismatched"] == [] and result["accounts"] >= 1
     elif function == "ReconcilerFunction":
         assert result == {"released": 0, "already_closed": 0, "failed": 0}
     elif function == "VoiceActivationFunction" and expected == "sweep":

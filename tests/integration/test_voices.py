@@ -165,25 +165,32 @@ def test_an_active_voice_lost_upstream_expires_without_refund(fns, accounts, boo
 
 def test_the_sweep_retries_alarms_and_expires_with_refund_when_the_window_passes(
         configure, minimax, load_handler, accounts, books, ddb, cfg, metrics_seen):
-    configure(VOICE_UNUSED_WINDOW_SECONDS=3, VOICE_ACTIVATION_ALARM_SECONDS=1, VOICE_SWEEP_MIN_AGE_SECONDS=0,
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    configure(VOICE_UNUSED_WINDOW_SECONDS=600, VOICE_ACTIVATION_ALARM_SECONDS=60, VOICE_SWEEP_MIN_AGE_SECONDS=0,
               VOICE_SWEEP_PACE_SECONDS=0)
     fns = {"clone": load_handler("VoiceCloneFunction"), "speech": load_handler("SpeechFunction"),
            "activation": load_handler("VoiceActivationFunction")}
     acct = accounts.create(START).account_id
     voice = clone(fns, acct)
     minimax.fail_when("/v1/t2a_v2", 1000, match="Hello.", times=None)    # every activation attempt fails
-    # The stream's attempt fails; the sweep retries it and reports it stuck past the alarm threshold
-    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-
+    # The stream's attempt fails (the whole one-record batch: the event source retries it)
     with pytest.raises(BatchProcessingError):
         fns["activation"](stream_event(ddb, cfg, voice), context("VoiceActivationFunction", 120))
-    time.sleep(1.1)
+
+    def age(seconds: int) -> None:                  # the clock, moved by moving the voice's birth
+        ddb.update_item(TableName=cfg.voices_table, Key=to_item({"voice_id": voice}),
+                        UpdateExpression="SET created_at = :t",
+                        ExpressionAttributeValues={":t": {"N": str(int(time.time()) - seconds)}})
+
+    # Two minutes on: the sweep retries it, fails, and reports it stuck past the alarm threshold
+    age(120)
     swept = fns["activation"](sweep_event(), context("VoiceActivationFunction", 120))
     assert (swept["failed"], swept["stuck"]) == (1, 1)
     assert metrics_seen["VoicesActivatingOverOneDay"] >= 1
     assert row(ddb, cfg, voice)["activation_attempts"] >= 2
-    # When the window passes, the sweep expires it and the clone's price comes back, once
-    time.sleep(2.1)
+    # Past the window: the sweep expires it and the clone's price comes back, once
+    age(700)
     swept = fns["activation"](sweep_event(), context("VoiceActivationFunction", 120))
     assert swept["expired"] == 1 and row(ddb, cfg, voice)["status"] == "expired"
     assert books.balance(acct) == START and books.audit(acct)["consistent"]

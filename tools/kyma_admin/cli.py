@@ -122,6 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("account")
     p = sub.add_parser("ledger", help="ledger entries and the balance audit")
     p.add_argument("account")
+    p = sub.add_parser("audit", help="every account's books: balance = top-ups + refunds - charges - open holds, "
+                                     "no hold open past its window; exit 1 and the accounts on any mismatch")
+    p = sub.add_parser("set-limits", help="an account's own rate limit for one endpoint (also flushes the "
+                                          "authorizer cache)")
+    p.add_argument("account")
+    p.add_argument("endpoint", help="speech, voice-clone, uploads, voices or account")
+    p.add_argument("--per-minute", type=int, required=True)
+    p.add_argument("--burst", type=int, required=True, help="requests per second at most")
     p = sub.add_parser("issue-key", help="an additional API key for an account")
     p.add_argument("account")
     p = sub.add_parser("revoke-key", help="revoke one key, or every key of an account")
@@ -164,9 +172,14 @@ def _run(args: argparse.Namespace, target: Target, accounts, ledger, books) -> i
         audit = books.audit(args.account)
         verdict = "consistent" if audit["consistent"] else "INCONSISTENT"
         print(f"balance {micros_to_header(audit['balance'])} = top-ups {micros_to_header(audit['topups'])}"
-              f" - charges {micros_to_header(audit['charged'])} - open holds {micros_to_header(audit['open'])}"
-              f": {verdict}")
+              f" + refunds {micros_to_header(audit['refunds'])} - charges {micros_to_header(audit['charged'])}"
+              f" - open holds {micros_to_header(audit['open'])}: {verdict}")
         return 0 if audit["consistent"] else 2
+    elif args.command == "audit":
+        return _audit(target, books)
+    elif args.command == "set-limits":
+        limits = accounts.set_limits(args.account, args.endpoint, per_minute=args.per_minute, burst=args.burst)
+        print(f"{args.account}: {json.dumps(limits, sort_keys=True)}; {flush_authorizer_cache(target)}")
     elif args.command == "issue-key":
         print(f"KYMA_API_KEY={accounts.issue_key(args.account)}")
     elif args.command == "revoke-key":
@@ -178,6 +191,22 @@ def _run(args: argparse.Namespace, target: Target, accounts, ledger, books) -> i
         print(f"revoked {count} key(s); {flush_authorizer_cache(target)}")
         return 0 if count else 1
     return 0
+
+
+def _audit(target: Target, books) -> int:
+    import boto3
+
+    from kyma.audit import account_ids, audit_all
+    from kyma.money import micros_to_header
+
+    report = audit_all(books, account_ids(boto3.client("dynamodb"), target.accounts_table))
+    usd = {k: micros_to_header(v) for k, v in report.totals.items()}
+    print(f"{report.accounts} account(s) ({target.describe}): balances {usd['balance']} = top-ups {usd['topups']}"
+          f" + refunds {usd['refunds']} - charges {usd['charged']} - open holds {usd['open']} USD")
+    for mismatch in report.mismatched:
+        print(f"MISMATCH {mismatch['account_id']}: {'; '.join(mismatch['problems'])}")
+    print("consistent" if report.consistent else f"INCONSISTENT: {len(report.mismatched)} account(s)")
+    return 0 if report.consistent else 1
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,23 +140,33 @@ class _StreamPoller:
 
     def run(self) -> None:
         arn = self.ddb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
-        iterators: dict[str, str | None] = {}
+        # The last sequence number delivered, per shard.  A fresh iterator is asked for on every
+        # poll (AFTER that number) rather than following NextShardIterator: moto replaces a
+        # table's stream shard object when it rolls back a cancelled transaction, and an old
+        # iterator would keep reading the replaced shard and never see a new record.
+        delivered: dict[str, str | None] = {}
         while not self.triggers.stop_event.is_set():
-            for shard in self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-                if shard["ShardId"] not in iterators:
-                    iterators[shard["ShardId"]] = self.streams.get_shard_iterator(
-                        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-            for shard_id, iterator in list(iterators.items()):
-                if iterator is None:
-                    continue
-                page = self.streams.get_records(ShardIterator=iterator, Limit=self.mapping.batch_size)
-                iterators[shard_id] = page.get("NextShardIterator")
-                records = [self._event_record(r, arn) for r in page.get("Records", [])]
-                batch = [r for r in records if not self.mapping.patterns
-                         or any(matches(p, r) for p in self.mapping.patterns)]
-                if batch:
-                    self._deliver(batch, shard_id, arn)
+            try:
+                for shard in self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+                    self._poll(arn, shard["ShardId"], delivered)
+            except Exception:   # the mapping keeps polling, as Lambda's does, whatever one poll met
+                traceback.print_exc()
             self.triggers.stop_event.wait(POLL_SECONDS)
+
+    def _poll(self, arn: str, shard_id: str, delivered: dict[str, str | None]) -> None:
+        last = delivered.get(shard_id)
+        position = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last} if last
+                    else {"ShardIteratorType": "TRIM_HORIZON"})
+        iterator = self.streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id, **position)["ShardIterator"]
+        page = self.streams.get_records(ShardIterator=iterator, Limit=self.mapping.batch_size)
+        records = [self._event_record(r, arn) for r in page.get("Records", [])]
+        if not records:
+            return
+        batch = [r for r in records if not self.mapping.patterns
+                 or any(matches(p, r) for p in self.mapping.patterns)]
+        if batch:
+            self._deliver(batch, shard_id, arn)
+        delivered[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
 
     @staticmethod
     def _event_record(record: dict, arn: str) -> dict:

@@ -86,6 +86,32 @@ def balance() -> dict:
     }}
 
 
+def ledger() -> dict:
+    return {"get": {
+        "operationId": "getLedger", "summary": "Every change of your balance, newest first", "tags": ["credits"],
+        "parameters": [
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+            {"name": "cursor", "in": "query", "description": "next_cursor of the previous page, unchanged.",
+             "schema": {"type": "string"}}],
+        "responses": {**_ok("One page of entries.", _ref("LedgerPage")), **_errors(400)},
+    }}
+
+
+def usage_report() -> dict:
+    day = {"type": "string", "format": "date", "description": "UTC day, YYYY-MM-DD"}
+    return {"get": {
+        "operationId": "getUsage", "summary": "What was charged per UTC day, endpoint and model",
+        "tags": ["credits"],
+        "parameters": [
+            {"name": "start", "in": "query", "description": "First day (default: 29 days before end).",
+             "schema": day},
+            {"name": "end", "in": "query", "description": "Last day (default: today); at most 366 days.",
+             "schema": day}],
+        "responses": {**_ok("Usage rows, newest first.", _ref("UsageReport")), **_errors(400)},
+    }}
+
+
 def voice_clone() -> dict:
     fields = {
         "name": {"type": "string", "maxLength": MAX_NAME_CHARS,
@@ -197,6 +223,26 @@ def schemas() -> dict:
                    "properties": {"upload_id": {"type": "string"}, "url": {"type": "string"},
                                   "fields": {"type": "object", "additionalProperties": {"type": "string"}},
                                   "expires_at": {"type": "integer"}, "max_bytes": {"type": "integer"}}},
+        "LedgerEntry": {"type": "object", "required": ["entry_id", "type", "status", "amount_usd", "created_at"],
+                        "properties": {
+                            "entry_id": {"type": "string"},
+                            "type": {"type": "string", "enum": ["charge", "topup", "refund"]},
+                            "status": {"type": "string", "enum": ["pending", "charged", "released", "posted"]},
+                            "amount_usd": usd, "endpoint": {"type": ["string", "null"]},
+                            "model": {"type": ["string", "null"]}, "reference": {"type": "object"},
+                            "request_id": {"type": ["string", "null"]}, "note": {"type": "string"},
+                            "reason": {"type": ["string", "null"]},
+                            "created_at": {"type": "string", "format": "date-time"}}},
+        "LedgerPage": {"type": "object", "required": ["entries", "next_cursor"], "properties": {
+            "entries": {"type": "array", "items": _ref("LedgerEntry")},
+            "next_cursor": {"type": ["string", "null"]}}},
+        "UsageReport": {"type": "object", "required": ["start", "end", "usage"], "properties": {
+            "start": {"type": "string", "format": "date"}, "end": {"type": "string", "format": "date"},
+            "usage": {"type": "array", "items": {
+                "type": "object", "required": ["date", "endpoint", "model", "requests", "characters", "cost_usd"],
+                "properties": {"date": {"type": "string", "format": "date"}, "endpoint": {"type": "string"},
+                               "model": {"type": "string"}, "requests": {"type": "integer", "minimum": 1},
+                               "characters": {"type": "integer", "minimum": 0}, "cost_usd": usd}}}}},
         "Voice": {"type": "object", "required": ["voice_id", "type", "name", "status", "created_at"],
                   "properties": {
                       "voice_id": {"type": "string"}, "type": {"type": "string", "enum": ["cloned", "system"]},
@@ -246,6 +292,8 @@ def build() -> dict:
         "security": [{"bearer": []}],
         "paths": {
             "/v1/credits/balance": balance(),
+            "/v1/credits/ledger": ledger(),
+            "/v1/usage": usage_report(),
             "/v1/audio/voice-clone": voice_clone(),
             "/v1/audio/voice-clone/uploads": uploads(),
             "/v1/audio/speech": speech(),

@@ -40,10 +40,17 @@ class ApiKeys:
 
     def account_for_key(self, api_key: str) -> str | None:
         """The account an active key belongs to, or None (unknown or revoked)."""
+        owner = self.owner_of(api_key)
+        return owner[0] if owner else None
+
+    def owner_of(self, api_key: str) -> tuple[str, str | None] | None:
+        """(account, its own rate limits as JSON or None) for an active key; None if unknown or revoked.
+        The limits are copied onto every key of the account (kyma.accounts.Accounts.set_limits), so
+        the authorizer learns them with its one read and passes them on in its context."""
         item = from_item(self.ddb.get_item(
             TableName=self.cfg.api_keys_table, Key=to_item({"key_hash": hash_key(api_key)}),
-            ProjectionExpression="account_id, #s", ExpressionAttributeNames={"#s": "status"},
+            ProjectionExpression="account_id, #s, rate_limits", ExpressionAttributeNames={"#s": "status"},
         ).get("Item"))
         if not item or item.get("status") != ACTIVE:
             return None
-        return str(item["account_id"])
+        return str(item["account_id"]), item.get("rate_limits")

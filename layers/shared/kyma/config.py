@@ -7,6 +7,7 @@ it calls `config()`.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ class Config:
     ledger_table: str
     idempotency_table: str
     uploads_table: str
+    rate_counters_table: str
+    usage_table: str
     uploads_bucket: str
     audio_bucket: str
     # Upstream.  An empty parameter name means "no MiniMax key configured":
@@ -41,6 +44,9 @@ class Config:
     minimax_api_key_local: str
     # What X-Kyma-Provider says: "minimax", or "sandbox" for the local stand-in.
     provider_name: str
+    # Per-account rate limits by endpoint: (per minute, burst per second), kyma.rate_limits.DEFAULTS
+    # unless RATE_LIMIT_DEFAULTS (JSON {"speech": [60, 10], ...}) says otherwise for this deployment.
+    rate_limit_defaults: tuple[tuple[str, int, int], ...]     # (endpoint, per minute, burst)
     # Prices (integer micro-dollars).
     voice_clone_price_micros: int
     speech_price_hd_micros_per_1k: int
@@ -82,6 +88,8 @@ class Config:
             ledger_table=env.get("LEDGER_TABLE", ""),
             idempotency_table=env.get("IDEMPOTENCY_TABLE", ""),
             uploads_table=env.get("UPLOADS_TABLE", ""),
+            rate_counters_table=env.get("RATE_COUNTERS_TABLE", ""),
+            usage_table=env.get("USAGE_TABLE", ""),
             uploads_bucket=env.get("UPLOADS_BUCKET", ""),
             audio_bucket=env.get("AUDIO_BUCKET", ""),
             minimax_base_url=env.get("MINIMAX_BASE_URL", "https://api.minimax.io").rstrip("/"),
@@ -90,6 +98,7 @@ class Config:
             minimax_read_timeout=num("MINIMAX_READ_TIMEOUT", 25.0),
             minimax_api_key_local=env.get("KYMA_LOCAL_MINIMAX_API_KEY", ""),
             provider_name=env.get("KYMA_PROVIDER_NAME", "minimax"),
+            rate_limit_defaults=_limits(env.get("RATE_LIMIT_DEFAULTS", "")),
             voice_clone_price_micros=integer("VOICE_CLONE_PRICE_MICROS", DEFAULT_VOICE_CLONE_PRICE_MICROS),
             speech_price_hd_micros_per_1k=integer("SPEECH_PRICE_HD_PER_1K_MICROS",
                                                   DEFAULT_SPEECH_PRICE_HD_MICROS_PER_1K),
@@ -104,6 +113,14 @@ class Config:
             idempotency_wait_seconds=num("IDEMPOTENCY_WAIT_SECONDS", 8.0),
             idempotency_ttl_seconds=integer("IDEMPOTENCY_TTL_SECONDS", 86_400),
         )
+
+
+def _limits(text: str) -> tuple[tuple[str, int, int], ...]:
+    from kyma.rate_limits import DEFAULTS
+
+    overrides = json.loads(text) if text else {}
+    merged = {**DEFAULTS, **{k: (int(v[0]), int(v[1])) for k, v in overrides.items()}}
+    return tuple((endpoint, rpm, burst) for endpoint, (rpm, burst) in sorted(merged.items()))
 
 
 @lru_cache(maxsize=1)

@@ -56,6 +56,7 @@ class Request:
     body: bytes
     request_id: str
     account_id: str          # from the authorizer's context ("" on routes without one)
+    authorizer: dict         # the authorizer's whole context (account_id, rate_limits, ...)
     deadline: float          # time.monotonic() instant by which work must stop
     lambda_context: Any = None
 
@@ -81,6 +82,7 @@ class Request:
             body=body,
             request_id=ctx.get("requestId") or getattr(context, "aws_request_id", "") or "",
             account_id=str((ctx.get("authorizer") or {}).get("account_id") or ""),
+            authorizer=dict(ctx.get("authorizer") or {}),
             deadline=_deadline(ctx, context, api_timeout),
             lambda_context=context,
         )

@@ -10,7 +10,7 @@ writes (or closes) its ledger entry together (ARCHITECTURE.md §4):
   (`kyma.idempotency`).  Each condition says what to answer when it fails.
 - settle: the hold becomes a charge, only if it is still open, together with
   what the charge paid for (a voice row) and what it records (the upload is
-  used, the key's charge guard).
+  used, the key's charge guard, the day's usage row: kyma.usage).
 - release: the money goes back and the hold closes, only if it is still open
   (the upload is given back).
 - top-up and refund: credit and entry together (a refund also with the state change
@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kyma import errors, idempotency, uploads, voices
+from kyma import errors, idempotency, uploads, usage, voices
 from kyma.config import Config
 from kyma.dynamo import Cancelled, Check, Transaction, to_item, values
 from kyma.money import MAX_BALANCE_MICROS, micros_to_header
@@ -55,6 +55,9 @@ class Hold:
     amount_micros: int
     upload_id: str | None = None
     guard: str | None = None      # the Idempotency-Key's charge guard (kyma.idempotency)
+    kind: str = ""                # what the charge pays for ("voice_clone", "speech"): its usage row
+    model: str = ""
+    characters: int = 0
 
 
 class HoldNotOpen(Exception):
@@ -89,21 +92,25 @@ class Ledger:
     # ── reserve ──────────────────────────────────────────────────────────
     def reserve(self, account_id: str, amount_micros: int, *, kind: str, request_id: str,
                 reference: dict | None = None, voice_id_owned: str | None = None, voice_activating: bool = False,
-                upload_id: str | None = None, guard: str | None = None) -> Hold:
+                upload_id: str | None = None, guard: str | None = None, rate_limit: Check | None = None) -> Hold:
         """Debit `amount_micros` into an open hold, or raise the reason it cannot be.
 
         `voice_id_owned`: also require that this cloned voice is the caller's and usable: active, or
         with `voice_activating` still activating (kyma.voices.ownership_check).
         `upload_id`: also claim this pending upload of the caller's (single use).
         `guard`: the charge guard of an Idempotency-Key; refused (409) if it was ever charged.
-        The answer when several fail: the key, then the voice, then the upload, then money
+        `rate_limit`: the caller's per-account counter (kyma.rate_limits.check), counted only if
+        the reserve applies, at no extra round trip.
+        The answer when several fail: the rate limit, the key, the voice, the upload, then money
         (a voice that is not yours is 403 even when the balance is also short).
         """
         if amount_micros <= 0:
             raise ValueError("a hold must be positive")
         now = time.time()
-        hold = Hold(account_id, new_entry_id(now), amount_micros, upload_id, guard)
-        checks: list[Check] = []
+        reference = reference or {}
+        hold = Hold(account_id, new_entry_id(now), amount_micros, upload_id, guard, kind=kind,
+                    model=str(reference.get("model", "")), characters=int(reference.get("chars", 0)))
+        checks: list[Check] = [rate_limit] if rate_limit is not None else []
         if guard is not None:
             checks.append(idempotency.guard_check(self.cfg, guard))
         if voice_id_owned is not None:
@@ -121,7 +128,7 @@ class Ledger:
                 "kind": kind, "status": OPEN, "open_hold": OPEN,
                 "amount_micros": amount_micros, "request_id": request_id,
                 "created_at": int(now), "expires_at": int(now) + self.cfg.hold_timeout_seconds,
-                "upload_id": upload_id, **(reference or {}),
+                "upload_id": upload_id, **reference,
             }),
             "ConditionExpression": "attribute_not_exists(entry_id)",
         }})
@@ -166,6 +173,9 @@ class Ledger:
             tx.add("upload", uploads.used_item(self.cfg, hold.upload_id, hold.entry_id))
         if hold.guard:
             tx.add("guard", idempotency.guard_put(self.cfg, hold.guard, hold.entry_id))
+        if hold.kind:
+            tx.add("usage", usage.usage_update(self.cfg, hold.account_id, kind=hold.kind, model=hold.model,
+                                               characters=hold.characters, cost_micros=hold.amount_micros))
         self._run_closing(tx)
 
     # ── release ──────────────────────────────────────────────────────────

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from kyma import errors, voices
 from kyma.audio_store import AudioStore, speech_key
+from kyma.dynamo import Check
 from kyma.ledger import Hold
 from kyma.money import micros_to_header
 from kyma.observability import MetricUnit, logger, metrics, upstream_failure
@@ -54,7 +55,8 @@ class Delivery:
 
 
 def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: float, svc: Services,
-               provider: VoiceProvider, keep: bool = False, guard: str | None = None) -> SpeechResult:
+               provider: VoiceProvider, keep: bool = False, guard: str | None = None,
+               rate_limit: Check | None = None) -> SpeechResult:
     """Reserve, synthesize, settle.  Audio that is large, or kept for an Idempotency-Key replay
     (`keep`), goes to S3 before the charge settles: if that fails, the hold is released.
     A cloned voice still activating is activated by this synthesis (in the settle); one that
@@ -65,7 +67,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
         raise errors.VoiceNotFound(f"Voice {inp.voice_id} does not exist.")   # could never have been issued
     cost = price_micros(inp, cfg)
     provider.check_key()              # a failing secret store fails here, before anything is reserved
-    hold, activating = _reserve(inp, account_id, request_id, cost, cloned, svc, guard)
+    hold, activating = _reserve(inp, account_id, request_id, cost, cloned, svc, guard, rate_limit)
     request = SynthesisRequest(model=SKUS[inp.sku][0], text=inp.text, voice_id=inp.voice_id,
                                audio_format=inp.audio_format, sample_rate=inp.sample_rate, bitrate=inp.bitrate,
                                speed=inp.speed, vol=inp.vol, pitch=inp.pitch, emotion=inp.emotion,
@@ -105,7 +107,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
 
 
 def _reserve(inp: SpeechInput, account_id: str, request_id: str, cost: int, cloned: bool, svc: Services,
-             guard: str | None) -> tuple[Hold, bool]:
+             guard: str | None, rate_limit: Check | None) -> tuple[Hold, bool]:
     """The reserve, gated on the voice for a cloned one: checked as active first (the common case),
     then as activating (then this synthesis activates it).  Returns (hold, activating)."""
     activating = False
@@ -114,7 +116,7 @@ def _reserve(inp: SpeechInput, account_id: str, request_id: str, cost: int, clon
             return svc.ledger.reserve(account_id, cost, kind="speech", request_id=request_id,
                                       reference={"model": inp.sku, "chars": inp.chars, "voice_id": inp.voice_id},
                                       voice_id_owned=inp.voice_id if cloned else None,
-                                      voice_activating=activating, guard=guard), activating
+                                      voice_activating=activating, guard=guard, rate_limit=rate_limit), activating
         except voices.UsableInOtherState as state:
             activating = state.status == voices.ACTIVATING
     raise errors.ServiceUnavailable("The voice is changing state; retry in a moment.")

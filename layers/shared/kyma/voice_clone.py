@@ -19,6 +19,7 @@ from typing import Any
 from kyma import errors
 from kyma.audio import AudioInfo, inspect_audio
 from kyma.config import Config
+from kyma.dynamo import Check
 from kyma.idempotency import fingerprint as hash_parts
 from kyma.json_body import parse_object
 from kyma.multipart import parse_content_type, parse_form
@@ -169,26 +170,27 @@ def fingerprint(parsed: CloneInput | UploadRef) -> str:
 # ── 3–5: billing around the provider ─────────────────────────────────────
 def create(parsed: CloneInput | UploadRef, *, account_id: str, request_id: str, deadline: float,
            paid: PaidCalls, provider: VoiceProvider, uploads: Uploads, cfg: Config,
-           guard: str | None = None) -> CloneResult:
+           guard: str | None = None, rate_limit: Check | None = None) -> CloneResult:
     """The whole clone request: fetch an uploaded reference (same checks as inline), clone, and
     delete the used upload (best effort: nothing after the charge may fail the request)."""
     inp = from_upload(parsed, uploads.fetch(account_id, parsed.upload_id)) \
         if isinstance(parsed, UploadRef) else parsed
     result = clone(inp, account_id=account_id, request_id=request_id, deadline=deadline, paid=paid,
-                   provider=provider, cfg=cfg, guard=guard)
+                   provider=provider, cfg=cfg, guard=guard, rate_limit=rate_limit)
     if inp.upload_id:
         uploads.discard(account_id, inp.upload_id)
     return result
 
 
 def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
-          paid: PaidCalls, provider: VoiceProvider, cfg: Config, guard: str | None = None) -> CloneResult:
+          paid: PaidCalls, provider: VoiceProvider, cfg: Config, guard: str | None = None,
+          rate_limit: Check | None = None) -> CloneResult:
     voice_id = new_voice_id()
     price = cfg.voice_clone_price_micros
     provider.check_key()              # a failing secret store fails here, before anything is reserved
     hold = paid.ledger.reserve(account_id, price, kind="voice_clone", request_id=request_id,
                            reference={"voice_id": voice_id, "model": inp.model}, upload_id=inp.upload_id,
-                           guard=guard)
+                           guard=guard, rate_limit=rate_limit)
     try:
         paid.complete(
             hold, lambda: provider.clone_voice(inp.audio, inp.filename, voice_id, deadline=deadline),

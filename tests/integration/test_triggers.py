@@ -1,0 +1,155 @@
+"""The local stand-in of a DynamoDB stream event source mapping (tools/kyma_local/triggers.py):
+filter criteria, partial batch responses, retries then the on-failure queue, as Lambda does."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import boto3
+import pytest
+
+from kyma.dynamo import to_item
+from kyma_local.runtime import InvokeResult
+from kyma_local.triggers import Triggers, matches, stream_mappings
+
+
+class Recorder:
+    """A function pool that records the batches it is given and answers with `answer(batch)`."""
+
+    def __init__(self, answer=lambda batch: {"batchItemFailures": []}) -> None:
+        self.batches: list[list[str]] = []
+        self.answer = answer
+        self.lock = threading.Lock()
+
+    def invoke(self, event):
+        ids = [r["dynamodb"]["Keys"]["voice_id"]["S"] for r in event["Records"]]
+        with self.lock:
+            self.batches.append(ids)
+        try:
+            return InvokeResult(self.answer(event["Records"]))
+        except Exception as exc:               # the function raised: Lambda reports an Unhandled error
+            return InvokeResult(None, "Unhandled", str(exc))
+
+
+def put_voice(ddb, cfg, voice_id: str, status: str = "activating") -> None:
+    ddb.put_item(TableName=cfg.voices_table, Item=to_item({
+        "voice_id": voice_id, "owner_id": "acct", "status": status, "created_at": int(time.time())}))
+
+
+def wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """The local stack's embedded AWS (a moto server: the Streams API is served there, not in-process)."""
+    from kyma.config import config
+    from kyma_local.aws import EmbeddedAws, create_resources
+    from kyma_local.template import Template
+
+    template = Template()
+    embedded = EmbeddedAws()
+    embedded.start()
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(embedded.endpoint + "/moto-api/reset", method="POST"))
+    for name, value in {**template.environment(), **embedded.environment()}.items():
+        monkeypatch.setenv(name, value)
+    config.cache_clear()
+    create_resources(template, endpoint_url=embedded.endpoint)
+    yield template
+    urllib.request.urlopen(urllib.request.Request(embedded.endpoint + "/moto-api/reset", method="POST"))
+    embedded.stop()
+    config.cache_clear()
+
+
+@pytest.fixture
+def ddb(aws):
+    return boto3.client("dynamodb")
+
+
+@pytest.fixture
+def cfg(aws):
+    from kyma.config import config
+
+    return config()
+
+
+@pytest.fixture
+def run(aws):
+    started: list[Triggers] = []
+
+    def start(pool) -> Triggers:
+        triggers = Triggers(aws, {"VoiceActivationFunction": pool}).start(schedules=False)
+        started.append(triggers)
+        return triggers
+
+    yield start
+    for triggers in started:
+        triggers.stop()
+
+
+def test_the_template_mapping_is_read_as_declared(aws):
+    (mapping,) = stream_mappings(aws)
+    assert (mapping.function_id, mapping.table_id) == ("VoiceActivationFunction", "VoicesTable")
+    assert mapping.report_item_failures and mapping.bisect and mapping.max_retries == 3
+    assert mapping.on_failure_queue_id == "ActivationFailuresQueue"
+    record = {"eventName": "INSERT", "dynamodb": {"NewImage": {"status": {"S": "activating"}}}}
+    assert any(matches(p, record) for p in mapping.patterns)
+    assert not any(matches(p, {**record, "eventName": "MODIFY"}) for p in mapping.patterns)
+
+
+def test_only_new_activating_voices_are_delivered(run, ddb, cfg):
+    pool = Recorder()
+    run(pool)
+    put_voice(ddb, cfg, "kyma_0000000000000001")
+    put_voice(ddb, cfg, "kyma_0000000000000002", status="active")           # filtered out
+    ddb.update_item(TableName=cfg.voices_table, Key=to_item({"voice_id": "kyma_0000000000000001"}),
+                    UpdateExpression="SET #s = :a", ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":a": {"S": "active"}})           # a MODIFY: filtered out
+    put_voice(ddb, cfg, "kyma_0000000000000003")
+    wait_for(lambda: sum(len(b) for b in pool.batches) >= 2)
+    time.sleep(0.6)
+    assert [v for batch in pool.batches for v in batch] == ["kyma_0000000000000001", "kyma_0000000000000003"]
+
+
+def test_a_failed_record_is_retried_alone_then_reported_to_the_queue(run, ddb, cfg, aws):
+    def answer(records):
+        failing = [r["dynamodb"]["SequenceNumber"] for r in records
+                   if r["dynamodb"]["Keys"]["voice_id"]["S"].endswith("bad")]
+        return {"batchItemFailures": [{"itemIdentifier": s} for s in failing]}
+
+    pool = Recorder(answer)
+    run(pool)
+    put_voice(ddb, cfg, "kyma_000000000000good")
+    put_voice(ddb, cfg, "kyma_0000000000000bad")
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=aws.physical_name("ActivationFailuresQueue"))["QueueUrl"]
+    messages: list[dict] = []
+    wait_for(lambda: messages.extend(sqs.receive_message(QueueUrl=url).get("Messages", [])) or messages, 15)
+    report = json.loads(messages[0]["Body"])
+    assert report["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert report["DDBStreamBatchInfo"]["batchSize"] == 1
+    # The first batch held both; then the failed record alone, retried MaximumRetryAttempts (3) times
+    assert pool.batches[0] == ["kyma_000000000000good", "kyma_0000000000000bad"]
+    assert pool.batches[1:] == [["kyma_0000000000000bad"]] * 3
+
+
+def test_new_records_still_arrive_after_moto_rolls_back_a_transaction(run, ddb, cfg):
+    from botocore.exceptions import ClientError
+
+    pool = Recorder()
+    run(pool)
+    put_voice(ddb, cfg, "kyma_0000000000000001")
+    wait_for(lambda: pool.batches)
+    with pytest.raises(ClientError):               # a cancelled transaction touching the table
+        ddb.transact_write_items(TransactItems=[{"ConditionCheck": {
+            "TableName": cfg.voices_table, "Key": to_item({"voice_id": "kyma_0000000000000001"}),
+            "ConditionExpression": "attribute_not_exists(voice_id)"}}])
+    put_voice(ddb, cfg, "kyma_0000000000000002")
+    wait_for(lambda: any("kyma_0000000000000002" in b for b in pool.batches))
