@@ -38,11 +38,11 @@ def assert_refused_and_free(response, books, minimax, acct, status=400, code="in
 
 @pytest.mark.parametrize("raw", [
     DEEP,
-    '{"input": "\\ud800", "voice": "%s"}' % SYSTEM_VOICE,                 # lone surrogate in the text
-    '{"input": "hi", "voice": "%s", "speed": NaN}' % SYSTEM_VOICE,      # non-finite numbers pass min/max
-    '{"input": "hi", "voice": "%s", "voice_settings": {"vol": NaN}}' % SYSTEM_VOICE,
-    '{"input": "hi", "voice": "%s", "speed": Infinity}' % SYSTEM_VOICE,
-    '{"input": "hi", "voice": "%s", "voice_settings": {"vol": 1e400}}' % SYSTEM_VOICE,
+    '{"input": "\\ud800", "voice": "VOICE"}'.replace("VOICE", SYSTEM_VOICE),            # lone surrogate
+    '{"input": "hi", "voice": "VOICE", "speed": NaN}'.replace("VOICE", SYSTEM_VOICE),    # NaN passes min/max
+    '{"input": "hi", "voice": "VOICE", "voice_settings": {"vol": NaN}}'.replace("VOICE", SYSTEM_VOICE),
+    '{"input": "hi", "voice": "VOICE", "speed": Infinity}'.replace("VOICE", SYSTEM_VOICE),
+    '{"input": "hi", "voice": "VOICE", "voice_settings": {"vol": 1e400}}'.replace("VOICE", SYSTEM_VOICE),
 ])
 def test_speech_refuses_hostile_json_before_charging(speech, accounts, books, minimax, raw):
     acct = accounts.create(START).account_id
@@ -60,7 +60,7 @@ def test_a_clone_name_with_a_lone_surrogate_is_refused_before_minimax(clone, acc
     acct = accounts.create(START).account_id
     upload = json.loads(post(clone, "/v1/audio/voice-clone/uploads", acct, "{}")["body"])
     boto3.client("s3").put_object(Bucket=cfg.uploads_bucket, Key=upload["fields"]["key"], Body=fx.wav(12.0))
-    raw = '{"upload_id": "%s", "name": "narrator \\ud83d"}' % upload["upload_id"]
+    raw = '{"upload_id": "UPLOAD", "name": "narrator \\ud83d"}'.replace("UPLOAD", upload["upload_id"])
     # Then it is a 400 and MiniMax never sees a clone it could not be charged for
     assert_refused_and_free(post(clone, "/v1/audio/voice-clone", acct, raw), books, minimax, acct)
 

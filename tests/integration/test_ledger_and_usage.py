@@ -39,7 +39,7 @@ def test_the_ledger_shows_each_balance_change_newest_first(fns, accounts, ledger
     page = body_of(get(fns, acct, "/v1/credits/ledger"))
     assert [(e["type"], e["status"]) for e in page["entries"]] == [
         ("topup", "posted"), ("charge", "released"), ("charge", "charged"), ("charge", "charged"), ("topup", "posted")]
-    topup, released, speech, clone, opening = page["entries"]
+    topup, _released, speech, clone, opening = page["entries"]
     assert topup["amount_usd"] == 5.0 and topup["note"] == "invoice 7"
     assert (speech["endpoint"], speech["model"], speech["amount_usd"]) == ("speech", "minimax-speech-2.8-hd", 0.0012)
     assert speech["reference"] == {"voice_id": SYSTEM_VOICE, "characters": 12} and speech["request_id"]
