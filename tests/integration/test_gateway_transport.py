@@ -149,3 +149,17 @@ def test_headers_just_under_the_limit_pass(served):
     response = served.exchange(b"GET /v1/credits/balance HTTP/1.1\r\nHost: localhost\r\n"
                                + b"Authorization: Bearer " + b"k" * 9_000 + b"\r\n\r\n")
     assert response.status == 200
+
+
+def test_an_unusual_method_on_a_known_route_is_a_405_in_the_envelope_not_a_501():
+    import http.client
+
+    from kyma_local.stack import LocalStack
+
+    with LocalStack(port=0, quiet=True, state_file=None, schedules=False) as stack:
+        conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+        conn.request("TRACE", "/v1/credits/balance")
+        response = conn.getresponse()
+        body = response.read()
+    assert response.status == 405 and b'"method_not_allowed"' in body
+    assert response.getheader("Allow") == "GET" and response.getheader("X-Request-Id")

@@ -13,7 +13,9 @@ from kyma import errors
 from kyma.idempotency import HEADER as IDEMPOTENCY_HEADER
 from kyma.idempotency import MAX_KEY_LENGTH
 from kyma.speech_request import ALIASES, EMOTIONS, FORMAT_PATTERN, LANGUAGE_BOOSTS, MAX_INPUT_CHARS, SKUS
+from kyma.uploads import MAX_CONTENT_TYPE_CHARS, MAX_FILENAME_CHARS
 from kyma.voice_catalog import DEFAULT_LIMIT, MAX_LIMIT, TYPES
+from kyma.voices import SYSTEM_VOICE_PATTERN
 from kyma.voice_clone import CLONE_MODEL, MAX_NAME_CHARS
 
 VERSION = "2.0.0"
@@ -140,8 +142,9 @@ def uploads() -> dict:
         "operationId": "createUpload", "summary": "A presigned S3 upload for a reference up to 10 MB",
         "tags": ["voices"],
         "requestBody": {"required": False, "content": {JSON: {"schema": {"type": "object", "properties": {
-            "filename": {"type": "string", "maxLength": 255},
-            "content_type": {"type": "string", "maxLength": 100}}}}}},
+            "filename": {"type": "string", "maxLength": MAX_FILENAME_CHARS},
+            "content_type": {"type": "string", "maxLength": MAX_CONTENT_TYPE_CHARS,
+                             "pattern": "^(audio/|application/octet-stream)"}}}}}},
         "responses": {**_ok("Where and how to upload the file.", _ref("Upload"), status=201), **_errors(400)},
     }}
 
@@ -169,7 +172,8 @@ def speech() -> dict:
 
 VOICE_ID_PARAMETER = {"name": "voice_id", "in": "path", "required": True,
                       "description": "A cloned kyma_ id, or a MiniMax system voice id (URL-encoded).",
-                      "schema": {"type": "string", "minLength": 1, "maxLength": 256}}
+                      "schema": {"type": "string", "minLength": 1, "maxLength": 256,
+                                 "pattern": f"^(?:[Kk][Yy][Mm][Aa]_.*|{SYSTEM_VOICE_PATTERN.pattern[1:-1]})$"}}
 
 
 def voices() -> dict:

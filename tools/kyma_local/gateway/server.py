@@ -179,6 +179,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method token (TRACE, PROPFIND...) goes through the gateway too: it matches only
+        # ANY routes, so a known resource answers 405 from the fallback, never http.server's 501.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
     def log_message(self, fmt: str, *args: Any) -> None:  # one access-log line, never headers
         print(f"{self.address_string()} {fmt % args}", flush=True)
 
