@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from kyma_local import aws_calls
 from kyma_local.aws import REGION, EmbeddedAws, create_resources, local_environment
 from kyma_local.gateway import CONTROL_PREFIX, LocalApiGateway, make_server
 from kyma_local.runtime import FunctionPool
@@ -23,6 +24,8 @@ from kyma_local.template import Template
 from kyma_local.web_adapter import WebAdapterPool
 
 DEMO_ACCOUNT_ID = "acct_demo"
+# Where the stack keeps a developer's MINIMAX_API_KEY (embedded SSM), as the template's parameter.
+LOCAL_MINIMAX_KEY_PARAMETER = "/kyma/local/minimax-api-key"
 DEMO_BALANCE_MICROS = 50_000_000
 
 
@@ -46,6 +49,9 @@ class LocalStack:
         self._stop = threading.Event()
 
     def start(self) -> LocalStack:
+        if os.environ.get(aws_calls.CALLS_FILE_ENV):
+            # every function's AWS calls, appended to that file (tests/integration/test_iam_grants.py)
+            aws_calls.install(os.environ[aws_calls.CALLS_FILE_ENV])
         self.aws.start()
         env = local_environment(self.template, self.aws)
         env.update(self.extra_env)
@@ -115,10 +121,9 @@ class LocalStack:
             return
         import boto3
 
-        name = "/kyma/local/minimax-api-key"
         boto3.client("ssm", region_name=REGION).put_parameter(
-            Name=name, Value=key, Type="SecureString", Overwrite=True)
-        os.environ["MINIMAX_API_KEY_PARAMETER"] = name
+            Name=LOCAL_MINIMAX_KEY_PARAMETER, Value=key, Type="SecureString", Overwrite=True)
+        os.environ["MINIMAX_API_KEY_PARAMETER"] = LOCAL_MINIMAX_KEY_PARAMETER
 
     def _start_schedules(self) -> None:
         """Run scheduled functions (e.g. the reconciler) on their template schedule."""
