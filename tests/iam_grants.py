@@ -164,7 +164,11 @@ def check(cfn: Cfn, calls: list[AwsCall], *, without: str | None = None) -> Repo
     """Every call against its function's statements (`without`: one statement left out)."""
     report = Report()
     cache: dict[str, list[Statement]] = {}
+    functions = cfn.of_type("AWS::Lambda::Function")
     for call in calls:
+        if call.function not in functions:
+            report.seen[call.function][describe(call)] = [(Need("(any)", "(any)", "no such function"), None)]
+            continue
         statements = cache.setdefault(call.function, statements_of(cfn, call.function))
         kept = [s for s in statements if s.name != without]
         line = describe(call)
