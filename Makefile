@@ -21,7 +21,7 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 	touch $@
 
-## run: the API on http://127.0.0.1:3000 (PORT=... to change), embedded AWS, sandbox provider
+## run: the API on http://127.0.0.1:3000 (PORT=... to change), embedded AWS, the MiniMax sandbox over HTTP (MINIMAX_API_KEY=... for the real MiniMax)
 run: $(VENV)/.installed
 	$(PY) -m kyma_local
 

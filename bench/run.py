@@ -6,11 +6,11 @@
    process doing `import boto3; boto3.client("dynamodb")`, measured in the same
    run, interleaved.  A Powertools-examples-style function is the peer to beat.
 2. AWS and upstream calls per request, counted exactly (botocore `before-send`
-   hooks; the fake MiniMax's request log), for every path of voice-clone and
+   hooks; the MiniMax sandbox's request log), for every path of voice-clone and
    speech, with and without Idempotency-Key, and the authorizer.
 3. Upload cost: CPU time of the handler's own thread and peak traced memory
    for a 4 MB inline multipart upload, event in to response out.  The embedded
-   AWS and the fake MiniMax run in another process, so neither is counted.
+   AWS and the MiniMax sandbox run in another process, so neither is counted.
 4. For information: requests per second through the local stack, and a Lambda
    cost estimate from measured handler durations.
 
@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))          # the fake MiniMax and the audio fixtures
+sys.path.insert(0, str(ROOT / "tests"))          # the audio fixtures and test helpers
 
 BUDGETS = {
     "cold": {"AuthorizerFunction": 1.15, "SpeechFunction": 1.5, "VoiceCloneFunction": 1.6},
@@ -119,7 +119,6 @@ class CallLog:
 def call_counts() -> list[dict]:
     import audio_fixtures as fx
     import boto3
-    from fakes.minimax_server import FakeMiniMax
     from helpers import api_event, clone_event, context
     from moto import mock_aws
 
@@ -129,6 +128,7 @@ def call_counts() -> list[dict]:
     from kyma.providers.select import provider
     from kyma_local.aws import create_resources, serialize_dynamodb
     from kyma_local.runtime import FunctionPool
+    from kyma_local.sandbox import MiniMaxSandbox
     from kyma_local.template import Template
 
     template = Template()
@@ -139,7 +139,7 @@ def call_counts() -> list[dict]:
     serialize_dynamodb()
     rows: list[dict] = []
     log = CallLog()
-    with mock_aws(), FakeMiniMax(api_key="bench-key") as fake:
+    with mock_aws(), MiniMaxSandbox(api_key="bench-key") as fake:
         os.environ.update({"MINIMAX_API_KEY_PARAMETER": MINIMAX_KEY_PARAMETER, "MINIMAX_BASE_URL": fake.base_url})
         config.cache_clear()
         provider.cache_clear()
@@ -192,10 +192,12 @@ def call_counts() -> list[dict]:
         png_event = clone_event(fresh_account().account_id, fx.png())
         measure("refused by a check (415)", "voice-clone", lambda: clone(png_event, context()), expect=415)
         measure("402 insufficient credits", "voice-clone", clone_call(fresh_account(1)), expect=402)
-        fake.fail_next("/v1/files/upload", "http_500")
+        fake.fail_when("/v1/files/upload", "http_500")          # every attempt (the client retries)
         measure("upload fails upstream (502)", "voice-clone", clone_call(fresh_account()), expect=502)
-        fake.fail_next("/v1/voice_clone", "base_resp", code=1002)
-        measure("clone fails upstream (502)", "voice-clone", clone_call(fresh_account()), expect=502)
+        fake.clear_failures()
+        fake.fail_when("/v1/voice_clone", 1002)
+        measure("clone rate-limited upstream (503)", "voice-clone", clone_call(fresh_account()), expect=503)
+        fake.clear_failures()
 
         speech = handlers["SpeechFunction"]
         voice_owner = fresh_account()
@@ -218,8 +220,9 @@ def call_counts() -> list[dict]:
         measure("402 insufficient credits", "speech", speech_call(fresh_account(1)), expect=402)
         measure("refused by validation (400)", "speech", speech_call(
             fresh_account(), {"input": "x", "voice": "v", "speed": 9}), expect=400)
-        fake.fail_next("/v1/t2a_v2", "base_resp", code=1002)
-        measure("t2a fails upstream (502)", "speech", speech_call(fresh_account()), expect=502)
+        fake.fail_when("/v1/t2a_v2", 1002)
+        measure("t2a rate-limited upstream (503)", "speech", speech_call(fresh_account()), expect=503)
+        fake.clear_failures()
         fake.audio_size(6_000_000)
         measure("large audio → S3 + 303", "speech", speech_call(fresh_account()), expect=303)
         fake.audio_size(None)
@@ -229,7 +232,7 @@ def call_counts() -> list[dict]:
 # ── 3. upload cost, 4. durations and throughput (servers in another process) ──
 @contextlib.contextmanager
 def servers():
-    """The embedded AWS and a fake MiniMax in a child process: their CPU and memory are not ours."""
+    """The embedded AWS and the MiniMax sandbox in a child process: their CPU and memory are not ours."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "servers.py")], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     info = json.loads(proc.stdout.readline())

@@ -1,18 +1,13 @@
 """The benchmark's servers, in their own process: the embedded AWS (moto, with the
-template's tables and buckets) and a fake MiniMax.  Prints their endpoints as one
+template's tables and buckets) and the MiniMax sandbox.  Prints their endpoints as one
 JSON line, then runs until stdin closes."""
 
 import json
 import os
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fakes.minimax_server import FakeMiniMax
 
 from kyma_local.aws import REGION, EmbeddedAws, create_resources
+from kyma_local.sandbox import MiniMaxSandbox
 from kyma_local.template import Template
 
 os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": REGION})
@@ -23,7 +18,7 @@ import boto3
 
 boto3.client("ssm", endpoint_url=aws.endpoint, region_name=REGION).put_parameter(
     Name="/kyma/bench/minimax-api-key", Value="bench-key", Type="SecureString")
-with FakeMiniMax(api_key="bench-key") as fake:
+with MiniMaxSandbox(api_key="bench-key") as fake:
     print(json.dumps({"aws": aws.endpoint, "minimax": fake.base_url}), flush=True)
     sys.stdin.read()
 aws.stop()

@@ -70,7 +70,7 @@ def _pattern(segments: int) -> list[int]:
 def _mono(seconds: float, rate: int) -> array.array:
     """``seconds`` of 16-bit mono signal at ``rate`` Hz."""
     blocks = _blocks(rate)
-    total = int(round(seconds * rate))
+    total = round(seconds * rate)
     per_block = len(blocks[0])
     out = array.array("h")
     for index in _pattern(-(-total // per_block)):
@@ -346,6 +346,126 @@ def mp4_boxes(data: bytes) -> list[tuple[bytes, int, int]]:
         boxes.append((kind, pos, pos + size))
         pos += size
     return boxes
+
+
+# --------------------------------------------------------------------------
+# Hand-built ISO-BMFF (M4A) variants
+# --------------------------------------------------------------------------
+
+_MP4_CONTAINERS = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"udta", b"meta",
+                             b"ilst", b"dinf", b"mvex", b"moof", b"traf"})
+
+
+def mp4_box(kind: bytes, payload: bytes) -> bytes:
+    """One box: 32-bit size, type, payload."""
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def mp4_full_box(kind: bytes, version: int, payload: bytes, flags: int = 0) -> bytes:
+    """A full box: version and 24-bit flags before the payload."""
+    return mp4_box(kind, struct.pack(">I", version << 24 | flags) + payload)
+
+
+def elst(edits: list[tuple[int, int]], version: int = 0) -> bytes:
+    """An edit list box of (segment_duration, media_time) edits at media rate 1.0."""
+    entry = ">IiI" if version == 0 else ">QqI"
+    return mp4_full_box(b"elst", version, struct.pack(">I", len(edits)) + b"".join(
+        struct.pack(entry, segment, media_time, 0x0001_0000) for segment, media_time in edits))
+
+
+def mp4_find(data: bytes, path: tuple[bytes, ...]) -> tuple[int, int]:
+    """(start, end) of the first box at ``path`` (e.g. moov, trak, edts), ``meta`` as a full box."""
+    start, end = 0, len(data)
+    for kind in path:
+        pos = start
+        while True:
+            if pos + 8 > end:
+                raise KeyError(path)
+            size, found = struct.unpack_from(">I4s", data, pos)
+            if size < 8:            # 64-bit, to-the-end or broken sizes: not handled here
+                raise KeyError(path)
+            if found == kind:
+                break
+            pos += size
+        start, end = pos + 8 + (4 if kind == b"meta" else 0), pos + size
+    return pos, end
+
+
+def mp4_replace(data: bytes, path: tuple[bytes, ...], new: bytes) -> bytes:
+    """Replace the box at ``path`` with ``new`` (b"" deletes it).
+
+    The sizes of its ancestors are fixed, and so are the chunk offsets
+    (``stco``/``co64``) that point past it: the audio stays where the index says.
+    """
+    start, end = mp4_find(data, path)
+    delta = len(new) - (end - start)
+    out = bytearray(data[:start] + new + data[end:])
+    for depth in range(1, len(path)):
+        ancestor = mp4_find(data, path[:depth])[0]
+        size = struct.unpack_from(">I", out, ancestor)[0]
+        struct.pack_into(">I", out, ancestor, size + delta)
+    _shift_chunk_offsets(out, 0, len(out), start, delta)
+    return bytes(out)
+
+
+def _shift_chunk_offsets(data: bytearray, start: int, end: int, edited: int, delta: int) -> None:
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        if size < 8:
+            return
+        if kind in _MP4_CONTAINERS and kind != b"meta":
+            _shift_chunk_offsets(data, pos + 8, pos + size, edited, delta)
+        elif kind in (b"stco", b"co64"):
+            entry = ">I" if kind == b"stco" else ">Q"
+            width = struct.calcsize(entry)
+            (count,) = struct.unpack_from(">I", data, pos + 12)
+            for at in range(pos + 16, pos + 16 + count * width, width):
+                (offset,) = struct.unpack_from(entry, data, at)
+                if offset >= edited:
+                    struct.pack_into(entry, data, at, offset + delta)
+        pos += size
+
+
+def without_edit_list(data: bytes) -> bytes:
+    """The M4A with its sound track's edit list box (edts) deleted."""
+    return mp4_replace(data, (b"moov", b"trak", b"edts"), b"")
+
+
+def with_edit_list(data: bytes, box: bytes) -> bytes:
+    """The M4A with the elst box ``box`` as its track's edit list (replacing any)."""
+    try:
+        return mp4_replace(data, (b"moov", b"trak", b"edts"), mp4_box(b"edts", box))
+    except KeyError:    # no edts yet: insert one right after tkhd
+        tkhd_start, tkhd_end = mp4_find(data, (b"moov", b"trak", b"tkhd"))
+        return mp4_replace(data, (b"moov", b"trak", b"tkhd"), data[tkhd_start:tkhd_end] + mp4_box(b"edts", box))
+
+
+def with_version_1_headers(data: bytes) -> bytes:
+    """The M4A with its mdhd and edit list rewritten as version 1 (64-bit times and durations)."""
+    mdhd, _ = mp4_find(data, (b"moov", b"trak", b"mdia", b"mdhd"))
+    _, created, modified, timescale, duration, language = struct.unpack_from(">IIIIIi", data, mdhd + 8)
+    payload = struct.pack(">QQIQi", created, modified, timescale, duration, language)
+    data = mp4_replace(data, (b"moov", b"trak", b"mdia", b"mdhd"), mp4_full_box(b"mdhd", 1, payload))
+    edit_list, _ = mp4_find(data, (b"moov", b"trak", b"edts", b"elst"))
+    segment, media_time = struct.unpack_from(">Ii", data, edit_list + 16)
+    return with_edit_list(data, elst([(segment, media_time)], version=1))
+
+
+def itunsmpb_text(priming: int, padding: int, samples: int) -> str:
+    """The iTunSMPB value as iTunes writes it: 12 hex fields, the sample count 64 bits wide."""
+    return (f" {0:08X} {priming:08X} {padding:08X} {samples:016X}" + f" {0:08X}" * 8)
+
+
+def with_itunsmpb(data: bytes, text: str) -> bytes:
+    """The M4A with an iTunSMPB tag of value ``text``, written by mutagen (as taggers do)."""
+    import mutagen.mp4
+
+    buffer = io.BytesIO(data)
+    tags = mutagen.mp4.MP4(buffer)
+    tags["----:com.apple.iTunes:iTunSMPB"] = [mutagen.mp4.MP4FreeForm(text.encode("latin-1"))]
+    tags.save(buffer)
+    return buffer.getvalue()
 
 
 def id3v2(payload_size: int = 64, *, declared_size: int | None = None) -> bytes:

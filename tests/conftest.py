@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 Tiers (STYLE.md): tests/unit (no AWS, no network), tests/integration (real
-handlers on real events, moto in-process, fake MiniMax over loopback HTTP),
+handlers on real events, moto in-process, the MiniMax sandbox over loopback HTTP),
 tests/e2e (the local stack in a subprocess, real HTTP clients).
 """
 
@@ -135,3 +135,19 @@ def load_handler(aws):
         return checked
 
     return load
+
+
+@pytest.fixture
+def metrics_seen(monkeypatch):
+    """Every EMF metric the code adds while the test runs: name → summed value."""
+    from kyma.observability import metrics
+
+    seen: dict[str, float] = {}
+    original = metrics.add_metric
+
+    def record(name, unit, value, **kwargs):
+        seen[name] = seen.get(name, 0) + value
+        return original(name=name, unit=unit, value=value, **kwargs)
+
+    monkeypatch.setattr(metrics, "add_metric", record)
+    return seen

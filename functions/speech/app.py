@@ -28,8 +28,7 @@ def speak(request: Request) -> Response:
     def work(guard: str | None) -> dict:
         result = speech.synthesize(
             speech_input, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
-            paid=svc.paid, provider=provider(), cfg=svc.cfg, audio_store=svc.audio,
-            keep=key_from(request.headers) is not None, guard=guard)
+            svc=svc, provider=provider(), keep=key_from(request.headers) is not None, guard=guard)
         fresh["audio"] = result.audio
         return speech.record(result, provider().name)
 

@@ -22,10 +22,12 @@ class StackProcess:
     def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.state_file = tmp / "kyma-local.json"
         self.env = {**os.environ, "KYMA_LOCAL_STATE": str(self.state_file), "PORT": "0",
-                    "PYTHONUNBUFFERED": "1",
-                    "KYMA_LOCAL_THROTTLING": "off", **(env or {})}
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+                    "PYTHONUNBUFFERED": "1", "KYMA_LOCAL_THROTTLING": "off"}
+        # Never a developer's real MiniMax key (or endpoint) unless a test passes one.
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MINIMAX_API_KEY",
+                     "MINIMAX_BASE_URL"):
             self.env.pop(name, None)
+        self.env.update(env or {})
         self.lines: list[str] = []
         self.proc = subprocess.Popen([sys.executable, "-m", "kyma_local"], cwd=ROOT, env=self.env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -40,6 +42,8 @@ class StackProcess:
         text = "\n".join(self.lines)
         self.api_url = re.search(r"API:\s+(\S+)", text).group(1)
         self.api_key = re.search(r"^KYMA_API_KEY=(\S+)$", text, re.M).group(1)
+        sandbox = re.search(r"Provider:\s+sandbox at (\S+)", text)
+        self.sandbox_url = sandbox.group(1) if sandbox else None
 
     def _drain(self) -> None:
         for line in self.proc.stdout:

@@ -1,6 +1,6 @@
 """Speech over HTTP against the local stack: the official OpenAI SDK unchanged, curl,
-large audio through the redirect, and byte integrity with the real MiniMax client
-talking to the fake MiniMax."""
+large audio through the redirect, byte integrity, and the MiniMax sandbox (the
+stack's stand-in for MiniMax, over HTTP) driven from outside the `make run` process."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import subprocess
 import openai
 import pytest
 import requests
-from fakes.minimax_server import FakeMiniMax
 from helpers import SYSTEM_VOICE
 
 from e2e.conftest import StackProcess
 from kyma.audio import inspect_audio
+from kyma_local.sandbox import MiniMaxSandbox
 
 
 def sample_mp3() -> bytes:
@@ -40,7 +40,8 @@ def test_the_openai_sdk_speaks_with_a_cloned_and_a_system_voice(stack):
     client = sdk(stack, key)
     # Exactly the README's call
     cloned = client.audio.speech.create(model="minimax-speech-hd", voice=voice, input="Hello from my own voice.")
-    system = client.audio.speech.create(model="minimax-speech-hd", voice=SYSTEM_VOICE, input="Hello from a system voice.")
+    system = client.audio.speech.create(model="minimax-speech-hd", voice=SYSTEM_VOICE,
+                                        input="Hello from a system voice.")
     for result in (cloned, system):
         audio = result.content
         assert inspect_audio(audio).format == "mp3"                  # real, playable MP3
@@ -110,10 +111,10 @@ def test_large_audio_follows_the_redirect_with_curl_and_the_sdk(stack, curl, tmp
     assert stack.balance(key) == pytest.approx(5 - 2 * len(text) * 0.00006, abs=1e-9)
 
 
-# ── the real MiniMax client behind the local stack, talking to the fake ──
+# ── a developer's MINIMAX_API_KEY: the stack calls "MiniMax" (here a sandbox run by the test) ──
 @pytest.fixture(scope="module")
 def fake_upstream():
-    with FakeMiniMax(api_key="e2e-minimax-key") as fake:
+    with MiniMaxSandbox(api_key="e2e-minimax-key") as fake:
         yield fake
 
 

@@ -1,11 +1,13 @@
-"""Integration fixtures: the fake MiniMax wired in through SSM, like production."""
+"""Integration fixtures: the MiniMax sandbox wired in through SSM, like production
+(`minimax`), or through the process environment, like the local stack (`local_sandbox`)."""
 
 from __future__ import annotations
 
 import boto3
 import pytest
-from fakes.minimax_server import FakeMiniMax
 from helpers import context
+
+from kyma_local.sandbox import MiniMaxSandbox
 
 MINIMAX_KEY = "test-minimax-key-4f2a"
 PARAMETER = "/kyma/test/minimax-api-key"
@@ -13,17 +15,36 @@ PARAMETER = "/kyma/test/minimax-api-key"
 
 @pytest.fixture
 def minimax(aws, monkeypatch):
-    """A fake MiniMax on loopback, its key in (moto) SSM, the functions pointed at it."""
+    """The MiniMax sandbox on loopback, its key in (moto) SSM, the functions pointed at it."""
     from kyma.config import config
     from kyma.providers.select import provider
 
-    with FakeMiniMax(api_key=MINIMAX_KEY) as fake:
+    with MiniMaxSandbox(api_key=MINIMAX_KEY) as sandbox:
         boto3.client("ssm").put_parameter(Name=PARAMETER, Value=MINIMAX_KEY, Type="SecureString")
         monkeypatch.setenv("MINIMAX_API_KEY_PARAMETER", PARAMETER)
-        monkeypatch.setenv("MINIMAX_BASE_URL", fake.base_url)
+        monkeypatch.setenv("MINIMAX_BASE_URL", sandbox.base_url)
         config.cache_clear()
         provider.cache_clear()
-        yield fake
+        yield sandbox
+    provider.cache_clear()
+    config.cache_clear()
+
+
+@pytest.fixture
+def local_sandbox(aws, monkeypatch):
+    """The sandbox wired in exactly as `make run` and `make invoke` do it: the key in the
+    process environment (KYMA_LOCAL_MINIMAX_API_KEY), nothing in SSM."""
+    from kyma.config import config
+    from kyma.providers.select import provider
+    from kyma_local.aws import upstream_environment
+
+    monkeypatch.delenv("MINIMAX_API_KEY", raising=False)
+    with MiniMaxSandbox(api_key="sandbox-local-key") as sandbox:
+        for name, value in upstream_environment(sandbox.base_url, sandbox.api_key).items():
+            monkeypatch.setenv(name, value)
+        config.cache_clear()
+        provider.cache_clear()
+        yield sandbox
     provider.cache_clear()
     config.cache_clear()
 

@@ -58,7 +58,7 @@ def test_insufficient_balance_is_402_and_changes_nothing(accounts, books, ledger
 def test_voice_gate_decides_ownership_atomically_with_the_debit(accounts, books, ddb, cfg, ledger):
     owner = accounts.create(10_000_000).account_id
     other = accounts.create(10_000_000).account_id
-    ddb.put_item(TableName=cfg.voices_table, Item=to_item({"voice_id": "kyma_0123456789abcdef",
+    ddb.put_item(TableName=cfg.voices_table, Item=to_item({"voice_id": "kyma_0123456789abcdef", "status": "active",
                                                            "owner_id": owner, "created_at": 1}))
     with pytest.raises(errors.VoiceNotOwned):
         ledger.reserve(other, 100, kind="speech", request_id="r", voice_id_owned="kyma_0123456789abcdef")
@@ -150,3 +150,14 @@ def test_top_ups_are_ledger_entries(accounts, books, ledger):
     with pytest.raises(ClientError) as info:
         ledger.top_up("acct_missing", 1)   # never credits an account that does not exist
     assert info.value.response["Error"]["Code"] == "TransactionCanceledException"
+
+
+def test_a_top_up_never_takes_the_balance_over_the_maximum(accounts, ledger, books):
+    from kyma.money import MAX_BALANCE_MICROS
+
+    acct = accounts.create(MAX_BALANCE_MICROS - 5).account_id
+    with pytest.raises(errors.InvalidRequest, match="maximum"):
+        ledger.top_up(acct, 6)
+    assert books.balance(acct) == MAX_BALANCE_MICROS - 5 and books.audit(acct)["consistent"]
+    ledger.top_up(acct, 5)
+    assert books.balance(acct) == MAX_BALANCE_MICROS

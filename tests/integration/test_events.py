@@ -1,5 +1,6 @@
 """Every function has a realistic event in events/, and each event runs on its handler
-(what `make invoke FUNCTION=... EVENT=...` does), against the sandbox provider."""
+(what `make invoke FUNCTION=... EVENT=...` does), against the MiniMax sandbox wired in
+as the local stack does it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ CASES = {
     "openapi-document.json": ("OpenApiFunction", 200),
     "reconciler-scheduled.json": ("ReconcilerFunction", None),
     "speech.json": ("SpeechFunction", 200),
+    "voices-list.json": ("VoicesFunction", 200),
+    "voices-delete.json": ("VoicesFunction", 404),
+    "voice-activation-stream.json": ("VoiceActivationFunction", {"batchItemFailures": []}),
+    "voice-activation-scheduled.json": ("VoiceActivationFunction", "sweep"),
     "voice-clone-inline.json": ("VoiceCloneFunction", 200),
     "voice-clone-create-upload.json": ("VoiceCloneFunction", 201),
 }
@@ -28,7 +33,7 @@ def test_every_function_has_an_event_and_every_event_is_listed(aws):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_each_event_runs_on_its_function(name, aws, accounts, load_handler):
+def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, load_handler):
     function, expected = CASES[name]
     demo = accounts.create(50_000_000, account_id="acct_demo")
     event = json.loads((EVENTS / name).read_text().replace("{{KYMA_API_KEY}}", demo.api_key))
@@ -38,6 +43,14 @@ def test_each_event_runs_on_its_function(name, aws, accounts, load_handler):
         assert result["context"] == {"account_id": "acct_demo"}
     elif function == "ReconcilerFunction":
         assert result == {"released": 0, "already_closed": 0, "failed": 0}
+    elif function == "VoiceActivationFunction" and expected == "sweep":
+        assert result == {"activated": 0, "expired": 0, "failed": 0, "skipped": 0, "stuck": 0}
+    elif function == "VoiceActivationFunction":
+        assert result == expected
     else:
         assert result["statusCode"] == expected, body_of(result)
         assert result["headers"]["X-Request-Id"] == event["requestContext"]["requestId"]
+    if function in ("SpeechFunction", "VoiceCloneFunction") and expected == 200:
+        assert result["headers"]["X-Kyma-Provider"] == "sandbox"
+        assert local_sandbox.calls and all(
+            c.headers["Authorization"] == "Bearer sandbox-local-key" for c in local_sandbox.calls)

@@ -24,7 +24,6 @@ from integration.conftest import PARAMETER
 from sam_template import translated
 
 from kyma_local import aws_calls
-from kyma_local.stack import LOCAL_MINIMAX_KEY_PARAMETER
 
 pytestmark = pytest.mark.aws_grants
 
@@ -157,8 +156,10 @@ def calls(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> dict[
             "local stack": aws_calls.read_file(os.environ[aws_calls.CALLS_FILE_ENV])}
 
 
-# Each environment's deployment: the SSM parameter name it configures for the MiniMax key.
-PARAMETERS = {"in-process": PARAMETER, "local stack": LOCAL_MINIMAX_KEY_PARAMETER}
+# Each environment's deployment: the SSM parameter name it configures for the MiniMax key (the
+# local stack passes the key in its environment and reads no parameter: the template's default).
+PARAMETERS = {"in-process": PARAMETER,
+              "local stack": str(translated().doc["Parameters"]["MiniMaxApiKeyParameterName"]["Default"])}
 
 
 def checked(calls: dict, *, function: str | None = None, without: str | None = None) -> list[Report]:

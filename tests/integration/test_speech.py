@@ -1,4 +1,4 @@
-"""POST /v1/audio/speech: the contract on the real handler, moto and the fake MiniMax."""
+"""POST /v1/audio/speech: the contract on the real handler, moto and the MiniMax sandbox (over loopback HTTP)."""
 
 from __future__ import annotations
 
@@ -242,17 +242,23 @@ def test_cloned_voices_are_gated_per_account(minimax, load_handler, accounts, bo
     assert books.audit(a)["consistent"] and books.audit(b)["consistent"]
 
 
-# ── upstream failures: 502, no charge, hold released ─────────────────────
-@pytest.mark.parametrize("mode, kwargs", [
-    ("http_500", {}), ("http_500", {"status": 429}), ("base_resp", {"code": 1002, "msg": "rate limit"}),
-    ("base_resp", {"code": 1026, "msg": "sensitive"}), ("malformed_json", {}), ("malformed_hex", {}),
-    ("missing_field", {}), ("connection_drop", {}),
+# ── upstream failures: classified by MiniMax's error table, no charge, hold released ──
+@pytest.mark.parametrize("failure, options, status, code", [
+    ("http_500", {}, 502, "provider_error"), ("http_500", {"status": 429}, 502, "provider_error"),
+    (1002, {"msg": "rate limit"}, 503, "service_unavailable"),
+    (1026, {"msg": "sensitive"}, 400, "content_rejected"), ("malformed_json", {}, 502, "provider_error"),
+    ("malformed_hex", {}, 502, "provider_error"), ("missing_field", {}, 502, "provider_error"),
+    ("connection_drop", {}, 502, "provider_error"),
 ])
-def test_upstream_failures_are_502_and_free(handler, accounts, books, minimax, mode, kwargs):
+def test_upstream_failures_are_classified_and_free(handler, accounts, books, minimax, failure, options, status,
+                                                   code):
     acct = accounts.create(START).account_id
-    minimax.fail_next("/v1/t2a_v2", mode, **kwargs)
-    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
-    assert (error.status, error.code) == (502, "provider_error")
+    minimax.fail_when("/v1/t2a_v2", failure, **options)        # every attempt fails (the client retries)
+    response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
+    error = error_of(response)
+    assert (error.status, error.code) == (status, code)
+    if failure == 1002:
+        assert response["headers"]["Retry-After"] == "5"
     assert [e["status"] for e in books.entries(acct) if e["type"] == "hold"] == ["released"]
     assert_free(books, minimax, acct)
 

@@ -182,8 +182,9 @@ def test_a_failed_clone_gives_the_upload_back_for_a_retry(handler, accounts, boo
     acct = accounts.create(START).account_id
     upload = create_upload(handler, acct)
     put(cfg, upload, WAV)
-    minimax.fail_next("/v1/voice_clone", "http_500")
+    minimax.fail_when("/v1/voice_clone", "http_500")               # every attempt of this request
     assert error_of(call(handler, clone_json(acct, upload["upload_id"]))).code == "provider_error"
+    minimax.clear_failures()
     assert call(handler, clone_json(acct, upload["upload_id"]))["statusCode"] == 200
     assert books.balance(acct) == START - 2_100_000
     assert_books_balance(books, ddb, cfg, acct)

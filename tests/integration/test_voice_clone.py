@@ -1,4 +1,4 @@
-"""POST /v1/audio/voice-clone: the seed contract on the real handler, moto and a fake MiniMax."""
+"""POST /v1/audio/voice-clone: the seed contract on the real handler, moto and the MiniMax sandbox."""
 
 from __future__ import annotations
 

@@ -46,23 +46,23 @@ def invoke(handler, event):
     return handler(event, context("VoiceCloneFunction"))
 
 
-# ── upstream failures: 502 provider_error, hold released ─────────────────
-@pytest.mark.parametrize("path, mode, kwargs, says", [
-    ("/v1/files/upload", "http_500", {}, "upload"),
-    ("/v1/files/upload", "base_resp", {"code": 1002, "msg": "rate limit"}, "upload"),
-    ("/v1/files/upload", "malformed_json", {}, "upload"),
-    ("/v1/files/upload", "connection_drop", {}, "upload"),
-    ("/v1/voice_clone", "base_resp", {"code": 2013, "msg": "invalid params"}, "clone"),
-    ("/v1/voice_clone", "base_resp", {"code": 2039, "msg": "duplicate voice id"}, "clone"),
-    ("/v1/voice_clone", "http_500", {"status": 503}, "clone"),
-    ("/v1/voice_clone", "malformed_json", {}, "clone"),
+# ── upstream failures: classified (502 mostly), hold released ────────────
+@pytest.mark.parametrize("path, failure, options, says, status", [
+    ("/v1/files/upload", "http_500", {}, "upload", 502),
+    ("/v1/files/upload", 1002, {"msg": "rate limit"}, "upload", 503),      # capacity: 503 + Retry-After
+    ("/v1/files/upload", "malformed_json", {}, "upload", 502),
+    ("/v1/files/upload", "connection_drop", {}, "upload", 502),
+    ("/v1/voice_clone", 2013, {"msg": "invalid params"}, "clone", 502),     # only our ids: our bug
+    ("/v1/voice_clone", 2039, {"msg": "duplicate voice id"}, "clone", 502),
+    ("/v1/voice_clone", "http_500", {"status": 503}, "clone", 502),
+    ("/v1/voice_clone", "malformed_json", {}, "clone", 502),
 ])
-def test_upstream_failures_release_the_hold(handler, accounts, books, ddb, cfg, minimax, path, mode, kwargs,
-                                            says):
+def test_upstream_failures_release_the_hold(handler, accounts, books, ddb, cfg, minimax, path, failure, options,
+                                            says, status):
     acct = accounts.create(START).account_id
-    minimax.fail_next(path, mode, **kwargs)
+    minimax.fail_when(path, failure, **options)                  # every attempt fails (the client retries)
     error = error_of(invoke(handler, clone_event(acct, MP3)))
-    assert (error.status, error.code) == (502, "provider_error")
+    assert (error.status, error.code) == (status, "service_unavailable" if status == 503 else "provider_error")
     assert says in error.message.lower()
     assert MINIMAX_KEY not in error.message
     assert books.balance(acct) == START
@@ -75,7 +75,8 @@ def test_operator_problems_upstream_are_not_explained_to_the_customer(handler, a
     acct = accounts.create(START).account_id
     minimax.fail_next("/v1/files/upload", "base_resp", code=1008, msg="insufficient balance")
     error = error_of(invoke(handler, clone_event(acct, MP3)))
-    assert error.code == "provider_error" and "balance" not in error.message.lower()
+    # Our MiniMax account's problem (ProviderAccountProblem): unavailable, never the detail
+    assert (error.status, error.code) == (503, "service_unavailable") and "balance" not in error.message.lower()
 
 
 def test_a_slow_upstream_is_abandoned_before_the_gateway_timeout(configure, minimax, load_handler, accounts,
@@ -100,7 +101,7 @@ def test_a_failed_settle_releases_and_says_safe_to_retry(handler, accounts, book
                                                          monkeypatch):
     acct = accounts.create(START).account_id
 
-    def broken_settle(self, hold, *, puts=None):
+    def broken_settle(self, hold, *, items=()):
         raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}},
                           "TransactWriteItems")
 
@@ -119,8 +120,8 @@ def test_a_settle_that_applied_but_lost_its_answer_is_a_success(handler, account
     acct = accounts.create(START).account_id
     real_settle = Ledger.settle
 
-    def settle_then_lose_the_response(self, hold, *, puts=None):
-        real_settle(self, hold, puts=puts)
+    def settle_then_lose_the_response(self, hold, *, items=()):
+        real_settle(self, hold, items=items)
         raise ClientError({"Error": {"Code": "RequestTimeout", "Message": "injected"}}, "TransactWriteItems")
 
     monkeypatch.setattr(Ledger, "settle", settle_then_lose_the_response)
@@ -136,7 +137,7 @@ def test_release_failing_too_leaves_the_hold_for_the_reconciler(configure, minim
     configure(HOLD_TIMEOUT_SECONDS=0)
     handler = load_handler("VoiceCloneFunction")
     acct = accounts.create(START).account_id
-    minimax.fail_next("/v1/files/upload", "http_500")
+    minimax.fail_when("/v1/files/upload", "http_500")
     real_release = Ledger.release
     monkeypatch.setattr(Ledger, "release", raising(
         ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "x"}}, "TransactWriteItems")))
@@ -303,8 +304,8 @@ def test_a_retried_settle_finding_its_own_charge_is_a_success(handler, accounts,
     acct = accounts.create(START).account_id
     real_settle = Ledger.settle
 
-    def settle_then_retry(self, hold, *, puts=None):
-        real_settle(self, hold, puts=puts)
+    def settle_then_retry(self, hold, *, items=()):
+        real_settle(self, hold, items=items)
         raise HoldNotOpen("charged")
 
     monkeypatch.setattr(Ledger, "settle", settle_then_retry)

@@ -46,7 +46,7 @@ def test_the_inline_limit_sits_below_what_the_gateway_can_deliver():
 
 
 @pytest.fixture
-def gateway(aws, accounts):
+def gateway(aws, local_sandbox, accounts):
     pools = {fid: FunctionPool(fn) for fid, fn in aws.functions.items()}
     return LocalApiGateway(aws, pools), accounts.create(50_000_000)
 

@@ -282,8 +282,8 @@ def test_m4a_with_damaged_metadata_still_reads():
     assert meta > 0
     data[meta + 4:meta + 12] = b"\xff" * 8
 
-    # Then the stream info is still read
-    assert inspect_audio(bytes(data)).duration_seconds == pytest.approx(12.05, abs=0.05)
+    # Then the stream info is still read (the edit list cuts off the encoder priming: exactly 12 s)
+    assert inspect_audio(bytes(data)).duration_seconds == 12.0
 
 
 # ---------------------------------------------------------------------------
@@ -565,8 +565,7 @@ def test_fuzzed_inputs_raise_only_api_errors(make):
         data = _mutate(seed, rng)
         try:
             info = inspect_audio(data)
-        except ApiError as error:
-            assert isinstance(error, (AudioUnreadable, UnsupportedMediaType))
+        except (AudioUnreadable, UnsupportedMediaType) as error:   # any other exception fails the test
             outcomes.add(type(error).__name__)
         else:
             assert info.format in {"mp3", "wav", "m4a"}

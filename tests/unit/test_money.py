@@ -42,3 +42,36 @@ def test_json_rendering_is_exact_for_every_cent_up_to_a_million_dollars():
 ])
 def test_per_thousand_cost_rounds_up_to_the_micro_dollar(chars, price, cost):
     assert per_thousand_cost(chars, price) == cost
+
+
+@pytest.mark.parametrize("bad", ["1e400", "1000000000.000001", "99999999999999999999"])
+def test_amounts_over_the_maximum_balance_are_refused_with_a_clear_message(bad):
+    with pytest.raises(ValueError, match="maximum balance"):
+        usd_to_micros(bad)
+
+
+def test_the_largest_accepted_amount_renders_exactly():
+    from kyma.money import MAX_BALANCE_MICROS
+
+    assert usd_to_micros("1000000000") == MAX_BALANCE_MICROS
+    for micros in (MAX_BALANCE_MICROS, MAX_BALANCE_MICROS - 1, MAX_BALANCE_MICROS - 2_100_001):
+        assert Decimal(repr(micros_to_json(micros))) * 1_000_000 == micros
+        assert Decimal(micros_to_header(micros)) * 1_000_000 == micros
+
+
+@pytest.mark.parametrize("micros", [2**53, 2**53 + 1, 10**20, 10**20 + 5])
+def test_rendering_never_raises_even_beyond_what_the_service_accepts(micros):
+    # A response after a charge must never fail; beyond 2**53 whole dollars stay exact.
+    assert micros_to_json(micros) is not None
+    assert micros_to_header(micros).replace(".", "").lstrip("0").startswith(str(micros)[:10])
+
+
+def test_kyma_admin_refuses_absurd_amounts_with_a_message_not_a_traceback(capsys):
+    from kyma_admin.cli import main
+
+    for amount in ("1e400", "NaN", "-5"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["top-up", "acct_x", amount])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "amount" in err.lower()

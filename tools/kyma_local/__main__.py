@@ -19,12 +19,17 @@ def main(argv: list[str] | None = None) -> None:
     stack = LocalStack(port=args.port).start()
     from kyma.config import config
 
-    provider = config().provider
+    cfg = config()
     print(f"Kyma local stack (template.yaml, stage {stack.template.stage})")
     print(f"  API:          {stack.api_url}")
     print(f"  Embedded AWS: {stack.aws.endpoint}  (moto; tables and buckets from template.yaml)")
-    print(f"  Provider:     {provider}" + ("  (no MiniMax key configured; set MINIMAX_API_KEY to use MiniMax)"
-                                          if provider == "sandbox" else ""))
+    if stack.sandbox is not None:
+        print(f"  Provider:     sandbox at {stack.sandbox.base_url}  (a MiniMax stand-in speaking its wire "
+              "format; set MINIMAX_API_KEY to use MiniMax)")
+        print(f"  Sandbox:      {stack.sandbox.control_url}/  (loopback-only control: fail_when, reset, calls...)")
+    else:
+        print(f"  Provider:     {cfg.provider_name} at {cfg.minimax_base_url}  (your MINIMAX_API_KEY; "
+              "it is passed to the functions, never stored)")
     print(f"Demo account {DEMO_ACCOUNT_ID} with ${DEMO_BALANCE_MICROS / 1_000_000:.2f}; its API key:")
     print(f"KYMA_API_KEY={stack.demo_api_key}")
     print("Try:")

@@ -50,7 +50,7 @@ def serialize_dynamodb() -> None:
         with _dynamodb_lock:
             return original(self)
 
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]  # the one patch: see docstring
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
     _patched = True
 
 
@@ -91,7 +91,7 @@ class EmbeddedAws:
 
 
 def create_resources(template: Template, *, endpoint_url: str | None = None) -> None:
-    """Create every DynamoDB table and S3 bucket of the template, from its own Properties."""
+    """Create every DynamoDB table, S3 bucket and SQS queue of the template, from its own Properties."""
     kwargs = {"region_name": REGION}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
@@ -101,6 +101,10 @@ def create_resources(template: Template, *, endpoint_url: str | None = None) -> 
     s3 = boto3.client("s3", **kwargs)
     for logical_id, props in template.buckets.items():
         create_bucket(s3, template.physical_name(logical_id), props)
+    sqs = boto3.client("sqs", **kwargs)
+    for logical_id, props in template.queues.items():
+        attributes = {k: str(props[k]) for k in ("MessageRetentionPeriod", "VisibilityTimeout") if k in props}
+        sqs.create_queue(QueueName=template.physical_name(logical_id), Attributes=attributes)
 
 
 def create_table(ddb: Any, name: str, props: dict) -> None:
@@ -118,6 +122,9 @@ def create_table(ddb: Any, name: str, props: dict) -> None:
             args[key] = props[key]
     if "SSESpecification" in props:
         args["SSESpecification"] = {"Enabled": _bool(props["SSESpecification"].get("SSEEnabled"))}
+    if "StreamSpecification" in props:
+        args["StreamSpecification"] = {"StreamEnabled": True,
+                                       "StreamViewType": props["StreamSpecification"]["StreamViewType"]}
     if "DeletionProtectionEnabled" in props:
         args["DeletionProtectionEnabled"] = _bool(props["DeletionProtectionEnabled"])
     ddb.create_table(**args)
@@ -167,14 +174,37 @@ def _bool(value: Any) -> bool:
 
 
 def local_environment(template: Template, aws: EmbeddedAws) -> dict[str, str]:
-    """The variables every local function sees: the template's, plus the embedded AWS."""
+    """The variables every local function sees: the template's, plus the embedded AWS.
+
+    Where MiniMax is comes on top, from `upstream_environment`."""
     env = template.environment()
     env.update(aws.environment())
-    # No MiniMax key locally unless the developer provides one (MINIMAX_API_KEY, which the
-    # stack stores in the embedded SSM): the sandbox answers.  MINIMAX_BASE_URL overrides
-    # the template's default (e.g. the mainland-China endpoint, or a test double).
+    # Locally the MiniMax key never goes through (moto's) SSM: KYMA_LOCAL_MINIMAX_API_KEY
+    # carries it (upstream_environment).  MINIMAX_BASE_URL overrides the template's default
+    # (e.g. the mainland-China endpoint).
     env["MINIMAX_API_KEY_PARAMETER"] = ""
     if os.environ.get("MINIMAX_BASE_URL"):
         env["MINIMAX_BASE_URL"] = os.environ["MINIMAX_BASE_URL"]
     env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     return env
+
+
+def real_minimax_key() -> str:
+    """A developer's own MiniMax key (MINIMAX_API_KEY), or "" to use the sandbox."""
+    return os.environ.get("MINIMAX_API_KEY", "").strip()
+
+
+def upstream_environment(sandbox_url: str | None = None, sandbox_key: str | None = None) -> dict[str, str]:
+    """Which MiniMax the local functions call, with which key, and what X-Kyma-Provider says.
+
+    With MINIMAX_API_KEY set: the real MiniMax (MINIMAX_BASE_URL or the template's
+    default), that key passed in the process environment only.  Otherwise the
+    sandbox at `sandbox_url` with its key.
+    """
+    real_key = real_minimax_key()
+    if real_key:
+        return {"KYMA_LOCAL_MINIMAX_API_KEY": real_key, "KYMA_PROVIDER_NAME": "minimax"}
+    if not sandbox_url or not sandbox_key:
+        raise ValueError("no MINIMAX_API_KEY and no sandbox to point the functions at")
+    return {"MINIMAX_BASE_URL": sandbox_url, "KYMA_LOCAL_MINIMAX_API_KEY": sandbox_key,
+            "KYMA_PROVIDER_NAME": "sandbox"}

@@ -7,6 +7,10 @@ with the demo account (acct_demo, $50.00) the events refer to.
 
 `{{KYMA_API_KEY}}` in an event is replaced by $KYMA_API_KEY, or by the
 ephemeral demo account's key.
+
+MiniMax: with MINIMAX_API_KEY set, the real one; otherwise the running stack's
+MiniMax sandbox (so voices cloned through `make run` are known), or an
+ephemeral sandbox for this one call.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import urllib.request
 from pathlib import Path
 
-from kyma_local.aws import EmbeddedAws, create_resources, local_environment
+from kyma_local.aws import EmbeddedAws, create_resources, local_environment, real_minimax_key, upstream_environment
 from kyma_local.runtime import FunctionPool
+from kyma_local.sandbox import MiniMaxSandbox
 from kyma_local.stack import DEMO_ACCOUNT_ID, DEMO_BALANCE_MICROS, STATE_FILE
 from kyma_local.template import Template
 
@@ -64,8 +70,27 @@ def main(argv: list[str] | None = None) -> int:
             DEMO_BALANCE_MICROS, account_id=DEMO_ACCOUNT_ID).api_key
         print(f"(ephemeral embedded AWS at {aws.endpoint}, demo account {DEMO_ACCOUNT_ID})", file=sys.stderr)
 
+    sandbox = None
+    if real_minimax_key():
+        os.environ.update(upstream_environment())
+    elif state and state.get("sandbox"):
+        os.environ.update(upstream_environment(state["sandbox"]["url"], state["sandbox"]["api_key"]))
+    else:
+        sandbox = MiniMaxSandbox.from_env(api_key=f"sandbox-{secrets.token_hex(12)}").start()
+        os.environ.update(upstream_environment(sandbox.base_url, sandbox.api_key))
+        print(f"(ephemeral MiniMax sandbox at {sandbox.base_url})", file=sys.stderr)
+    from kyma.config import config
+    from kyma.providers.select import provider
+
+    config.cache_clear()            # read again, with MiniMax's address and key
+    provider.cache_clear()
+
     event = json.loads(args.event.read_text().replace("{{KYMA_API_KEY}}", api_key))
-    result = FunctionPool(template.functions[args.function]).invoke(event)
+    try:
+        result = FunctionPool(template.functions[args.function]).invoke(event)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
     if result.error:
         print(json.dumps({"errorType": result.error, "errorMessage": result.error_message}, indent=2))
         return 1

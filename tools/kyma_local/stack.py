@@ -1,31 +1,42 @@
-"""The whole local stack in one object: embedded AWS + Lambda runtime + API gateway.
+"""The whole local stack in one object: embedded AWS + MiniMax sandbox + Lambda runtime + API gateway.
 
 Used by `make run` (kyma_local.__main__), `make invoke` (kyma_local.invoke)
 and the tests.  Everything binds to 127.0.0.1 only.
+
+MiniMax: the functions run the real MiniMax client.  Without MINIMAX_API_KEY
+it talks to the MiniMax sandbox (`kyma_local.sandbox`, started here on a
+loopback port, with a throwaway key); with MINIMAX_API_KEY set, to the real
+MiniMax with that key.  Either key reaches the functions through the process
+environment (KYMA_LOCAL_MINIMAX_API_KEY), never through the embedded AWS.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import secrets
 import threading
-import uuid
-from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from kyma_local import aws_calls
-from kyma_local.aws import REGION, EmbeddedAws, create_resources, local_environment
+from kyma_local.aws import (
+    REGION,
+    EmbeddedAws,
+    create_resources,
+    local_environment,
+    real_minimax_key,
+    upstream_environment,
+)
 from kyma_local.gateway import CONTROL_PREFIX, LocalApiGateway, make_server
 from kyma_local.runtime import FunctionPool
+from kyma_local.sandbox import MiniMaxSandbox
 from kyma_local.state import STATE_FILE
 from kyma_local.template import Template
+from kyma_local.triggers import Triggers
 from kyma_local.web_adapter import WebAdapterPool
 
 DEMO_ACCOUNT_ID = "acct_demo"
-# Where the stack keeps a developer's MINIMAX_API_KEY (embedded SSM), as the template's parameter.
-LOCAL_MINIMAX_KEY_PARAMETER = "/kyma/local/minimax-api-key"
 DEMO_BALANCE_MICROS = 50_000_000
 
 
@@ -41,12 +52,14 @@ class LocalStack:
         self.state_file = state_file
         self.run_schedules = schedules
         self.aws = EmbeddedAws()
+        self.sandbox: MiniMaxSandbox | None = None
         self.pools: dict[str, FunctionPool | WebAdapterPool] = {}
         self.gateway: LocalApiGateway | None = None
         self.api_url = ""
         self.demo_api_key = ""
         self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
+        self.triggers: Triggers | None = None
 
     def start(self) -> LocalStack:
         if os.environ.get(aws_calls.CALLS_FILE_ENV):
@@ -54,12 +67,18 @@ class LocalStack:
             aws_calls.install(os.environ[aws_calls.CALLS_FILE_ENV])
         self.aws.start()
         env = local_environment(self.template, self.aws)
+        if real_minimax_key():
+            env.update(upstream_environment())
+        else:
+            self.sandbox = MiniMaxSandbox.from_env(api_key=f"sandbox-{secrets.token_hex(12)}").start()
+            env.update(upstream_environment(self.sandbox.base_url, self.sandbox.api_key))
         env.update(self.extra_env)
         os.environ.update(env)
         create_resources(self.template, endpoint_url=self.aws.endpoint)
-        self._store_minimax_key()
         from kyma.config import config
+        from kyma.providers.select import provider
         config.cache_clear()
+        provider.cache_clear()
 
         self.pools = {fid: WebAdapterPool(fn) if fn.web_adapter else FunctionPool(fn)
                       for fid, fn in self.template.functions.items()}
@@ -69,20 +88,26 @@ class LocalStack:
         self.api_url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=server.serve_forever, daemon=True, name="local-api").start()
         self.demo_api_key = self._create_demo_account()
-        if self.run_schedules:
-            self._start_schedules()
+        self.triggers = Triggers(self.template, self.pools,
+                                 schedule_scale=float(os.environ.get("KYMA_LOCAL_SCHEDULE_SCALE") or 1))
+        self.triggers.start(schedules=self.run_schedules)
+        self.gateway.controls["schedules"] = self.triggers.run_schedule
         if self.state_file:
             self.state_file.write_text(json.dumps(self.state(), indent=2))
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        if self.triggers:
+            self.triggers.stop()
         if self._server:
             self._server.shutdown()
             self._server.server_close()
         for pool in self.pools.values():
             if isinstance(pool, WebAdapterPool):
                 pool.close()
+        if self.sandbox is not None:
+            self.sandbox.stop()
         self.aws.stop()
         if self.state_file and self.state_file.exists():
             self.state_file.unlink()
@@ -94,7 +119,10 @@ class LocalStack:
         self.stop()
 
     def state(self) -> dict:
-        """What kyma-admin and other tools need to reach this stack."""
+        """What kyma-admin, `make invoke` and other tools need to reach this stack.
+
+        The sandbox's key is a throwaway for this run (loopback only); a developer's
+        real MiniMax key is never written here."""
         return {
             "api_url": self.api_url,
             "aws_endpoint": self.aws.endpoint,
@@ -103,6 +131,9 @@ class LocalStack:
             "tables": {k: self.template.physical_name(k) for k in self.template.tables},
             "buckets": {k: self.template.physical_name(k) for k in self.template.buckets},
             "demo_account_id": DEMO_ACCOUNT_ID,
+            "provider": "sandbox" if self.sandbox else "minimax",
+            "sandbox": ({"url": self.sandbox.base_url, "api_key": self.sandbox.api_key,
+                         "control_url": self.sandbox.control_url} if self.sandbox else None),
         }
 
     def _create_demo_account(self) -> str:
@@ -113,44 +144,3 @@ class LocalStack:
         return Accounts(dynamodb(), config()).create(
             DEMO_BALANCE_MICROS, account_id=DEMO_ACCOUNT_ID, label="local demo").api_key
 
-    def _store_minimax_key(self) -> None:
-        """A developer with a real MiniMax key (MINIMAX_API_KEY) gets the real provider
-        locally, through the same SSM path as in AWS."""
-        key = os.environ.get("MINIMAX_API_KEY")
-        if not key:
-            return
-        import boto3
-
-        boto3.client("ssm", region_name=REGION).put_parameter(
-            Name=LOCAL_MINIMAX_KEY_PARAMETER, Value=key, Type="SecureString", Overwrite=True)
-        os.environ["MINIMAX_API_KEY_PARAMETER"] = LOCAL_MINIMAX_KEY_PARAMETER
-
-    def _start_schedules(self) -> None:
-        """Run scheduled functions (e.g. the reconciler) on their template schedule."""
-        for function_id, expressions in self.template.schedules.items():
-            for expression in expressions:
-                seconds = _rate_seconds(expression)
-                if seconds:
-                    threading.Thread(target=self._every, args=(function_id, seconds), daemon=True,
-                                     name=f"schedule-{function_id}").start()
-
-    def _every(self, function_id: str, seconds: float) -> None:
-        while not self._stop.wait(seconds):
-            self.pools[function_id].invoke(scheduled_event(function_id))
-
-
-def scheduled_event(function_id: str) -> dict:
-    """The event EventBridge sends for a schedule."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
-            "source": "aws.events", "account": "123456789012", "time": now, "region": REGION,
-            "resources": [f"arn:aws:events:{REGION}:123456789012:rule/kyma-local-{function_id}"],
-            "detail": {}}
-
-
-def _rate_seconds(expression: str) -> float | None:
-    m = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression.strip())
-    if not m:
-        return None
-    unit = {"minute": 60, "hour": 3600, "day": 86400}[m.group(2).rstrip("s")]
-    return int(m.group(1)) * unit

@@ -175,6 +175,10 @@ class Template:
         return {k: self.resolve(v["Properties"]) for k, v in self.of_type("AWS::DynamoDB::Table").items()}
 
     @cached_property
+    def queues(self) -> dict[str, dict]:
+        return {k: self.resolve(v.get("Properties", {})) for k, v in self.of_type("AWS::SQS::Queue").items()}
+
+    @cached_property
     def buckets(self) -> dict[str, dict]:
         return {k: self.resolve(v.get("Properties", {})) for k, v in self.of_type("AWS::S3::Bucket").items()}
 

@@ -12,7 +12,8 @@ from typing import Any
 from kyma import errors
 from kyma.idempotency import HEADER as IDEMPOTENCY_HEADER
 from kyma.idempotency import MAX_KEY_LENGTH
-from kyma.speech_request import ALIASES, EMOTIONS, FORMAT_PATTERN, MAX_INPUT_CHARS, SKUS
+from kyma.speech_request import ALIASES, EMOTIONS, FORMAT_PATTERN, LANGUAGE_BOOSTS, MAX_INPUT_CHARS, SKUS
+from kyma.voice_catalog import DEFAULT_LIMIT, MAX_LIMIT, TYPES
 from kyma.voice_clone import CLONE_MODEL, MAX_NAME_CHARS
 
 VERSION = "2.0.0"
@@ -140,6 +141,37 @@ def speech() -> dict:
     }}
 
 
+VOICE_ID_PARAMETER = {"name": "voice_id", "in": "path", "required": True,
+                      "description": "A cloned kyma_ id, or a MiniMax system voice id (URL-encoded).",
+                      "schema": {"type": "string", "minLength": 1, "maxLength": 256}}
+
+
+def voices() -> dict:
+    return {"get": {
+        "operationId": "listVoices", "summary": "Your cloned voices (newest first), then the system catalog",
+        "tags": ["voices"],
+        "parameters": [
+            {"name": "type", "in": "query", "schema": {"type": "string", "enum": list(TYPES), "default": "all"}},
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+            {"name": "cursor", "in": "query", "description": "next_cursor of the previous page, unchanged.",
+             "schema": {"type": "string"}}],
+        "responses": {**_ok("One page of voices.", _ref("VoiceList")), **_errors(400, 502)},
+    }}
+
+
+def voice() -> dict:
+    return {
+        "get": {"operationId": "getVoice", "summary": "One of your cloned voices, or a system voice",
+                "tags": ["voices"], "parameters": [VOICE_ID_PARAMETER],
+                "responses": {**_ok("The voice.", _ref("Voice")), **_errors(404, 502)}},
+        "delete": {"operationId": "deleteVoice", "summary": "Delete one of your cloned voices (no refund)",
+                   "tags": ["voices"], "parameters": [VOICE_ID_PARAMETER],
+                   "responses": {**_ok("Deleted, here and at MiniMax.", _ref("DeletedVoice")),
+                                 **_errors(400, 404, 502)}},
+    }
+
+
 def openapi() -> dict:
     return {"get": {
         "operationId": "getOpenApi", "summary": "This document", "tags": ["meta"], "security": [],
@@ -165,6 +197,16 @@ def schemas() -> dict:
                    "properties": {"upload_id": {"type": "string"}, "url": {"type": "string"},
                                   "fields": {"type": "object", "additionalProperties": {"type": "string"}},
                                   "expires_at": {"type": "integer"}, "max_bytes": {"type": "integer"}}},
+        "Voice": {"type": "object", "required": ["voice_id", "type", "name", "status", "created_at"],
+                  "properties": {
+                      "voice_id": {"type": "string"}, "type": {"type": "string", "enum": ["cloned", "system"]},
+                      "name": {"type": ["string", "null"]}, "model": {"type": ["string", "null"]},
+                      "status": {"type": "string", "enum": ["activating", "active", "expired"]},
+                      "created_at": {"type": ["string", "null"], "format": "date-time"}}},
+        "VoiceList": {"type": "object", "required": ["voices", "next_cursor"], "properties": {
+            "voices": {"type": "array", "items": _ref("Voice")}, "next_cursor": {"type": ["string", "null"]}}},
+        "DeletedVoice": {"type": "object", "required": ["voice_id", "deleted"], "properties": {
+            "voice_id": {"type": "string"}, "deleted": {"const": True}}},
         "Redirect": {"type": "object", "required": ["url", "expires_in"],
                      "properties": {"url": {"type": "string"}, "expires_in": {"type": "integer"}}},
         "SpeechRequest": {
@@ -185,7 +227,7 @@ def schemas() -> dict:
                     "vol": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
                     "pitch": {"type": "integer", "minimum": -12, "maximum": 12},
                     "emotion": {"type": "string", "enum": list(EMOTIONS)}}},
-                "language_boost": {"type": "string"},
+                "language_boost": {"type": "string", "enum": list(LANGUAGE_BOOSTS)},
             },
         },
     }
@@ -207,6 +249,8 @@ def build() -> dict:
             "/v1/audio/voice-clone": voice_clone(),
             "/v1/audio/voice-clone/uploads": uploads(),
             "/v1/audio/speech": speech(),
+            "/v1/audio/voices": voices(),
+            "/v1/audio/voices/{voice_id}": voice(),
             "/v1/openapi.json": openapi(),
         },
         "components": {

@@ -14,7 +14,7 @@ from typing import Any
 from kyma import errors
 from kyma.config import Config
 from kyma.dynamo import from_item, to_item, values
-from kyma.ledger import CHARGED, OPEN, RELEASED, Hold
+from kyma.ledger import CHARGED, OPEN, REFUND, RELEASED, TOPUP, Hold
 
 OPEN_HOLDS_INDEX = "OpenHolds"
 
@@ -51,15 +51,18 @@ class Books:
             yield Hold(item["account_id"], item["entry_id"], item["amount_micros"], item.get("upload_id"))
 
     def audit(self, account_id: str) -> dict:
-        """Check the ledger invariant for one account: balance = top-ups − charges − open holds ≥ 0."""
-        totals = {"topups": 0, "charged": 0, "open": 0, "released": 0}
+        """Check the ledger invariant for one account:
+        balance = top-ups + refunds − charges − open holds, and balance ≥ 0."""
+        totals = {"topups": 0, "refunds": 0, "charged": 0, "open": 0, "released": 0}
         for entry in self.entries(account_id):
-            if entry.get("type") == "topup":
+            if entry.get("type") == TOPUP:
                 totals["topups"] += entry["amount_micros"]
+            elif entry.get("type") == REFUND:
+                totals["refunds"] += entry["amount_micros"]
             elif entry.get("status") in (CHARGED, OPEN, RELEASED):
                 totals[entry["status"]] += entry["amount_micros"]
         balance = self.balance(account_id)
-        expected = totals["topups"] - totals["charged"] - totals["open"]
+        expected = totals["topups"] + totals["refunds"] - totals["charged"] - totals["open"]
         return {**totals, "balance": balance, "expected": expected,
                 "consistent": balance == expected and balance >= 0}
 

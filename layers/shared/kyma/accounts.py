@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from kyma.api_keys import ACTIVE, REVOKED, hash_key, key_row, new_api_key
 from kyma.config import Config
-from kyma.dynamo import from_item, to_item, values
+from kyma.dynamo import to_item, values
 from kyma.ledger import topup_put
 
 API_KEYS_BY_ACCOUNT_INDEX = "ByAccount"

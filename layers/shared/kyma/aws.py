@@ -17,9 +17,20 @@ _BOTO_CONFIG = BotoConfig(connect_timeout=2, read_timeout=5,
                           retries={"mode": "standard", "max_attempts": 3})
 
 
+# Fail faster still where a whole function has a few seconds (the authorizer: 5 s) or where a
+# call comes before anything is charged (the MiniMax key from SSM): at most 2 attempts of
+# 0.5 s connect + 1 s read, about 3.5 s in the worst case with backoff, then the request fails cleanly.
+_FAST_CONFIG = BotoConfig(connect_timeout=0.5, read_timeout=1.0, retries={"mode": "standard", "max_attempts": 2})
+
+
 @cache
 def client(service: str):
     return boto3.client(service, config=_BOTO_CONFIG)
+
+
+@cache
+def fast_client(service: str):
+    return boto3.client(service, config=_FAST_CONFIG)
 
 
 def dynamodb():

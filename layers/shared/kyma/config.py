@@ -47,6 +47,15 @@ class Config:
     speech_price_turbo_micros_per_1k: int
     # How long a hold may stay open before the reconciler releases it.
     hold_timeout_seconds: int
+    # MiniMax deletes a clone no real synthesis used within this window (7 days); the sweep expires
+    # and refunds what is still unactivated after it.  Shortened in tests.
+    voice_unused_window_seconds: int
+    # Voices activating longer than this page the operator (metric VoicesActivatingOverOneDay).
+    voice_activation_alarm_seconds: int
+    # The sweep leaves voices younger than this to the stream, and calls MiniMax at most once
+    # per pace (its T2A quota is shared with customers).
+    voice_sweep_min_age_seconds: int
+    voice_sweep_pace_seconds: float
     # API Gateway's integration timeout; handlers finish (and release) before it.
     api_timeout_seconds: float
     # How long a request waits for an in-flight twin with the same Idempotency-Key.
@@ -87,6 +96,10 @@ class Config:
             speech_price_turbo_micros_per_1k=integer("SPEECH_PRICE_TURBO_PER_1K_MICROS",
                                                      DEFAULT_SPEECH_PRICE_TURBO_MICROS_PER_1K),
             hold_timeout_seconds=integer("HOLD_TIMEOUT_SECONDS", 300),
+            voice_unused_window_seconds=integer("VOICE_UNUSED_WINDOW_SECONDS", 7 * 86_400),
+            voice_activation_alarm_seconds=integer("VOICE_ACTIVATION_ALARM_SECONDS", 86_400),
+            voice_sweep_min_age_seconds=integer("VOICE_SWEEP_MIN_AGE_SECONDS", 300),
+            voice_sweep_pace_seconds=num("VOICE_SWEEP_PACE_SECONDS", 1.0),
             api_timeout_seconds=num("API_TIMEOUT_SECONDS", 29.0),
             idempotency_wait_seconds=num("IDEMPOTENCY_WAIT_SECONDS", 8.0),
             idempotency_ttl_seconds=integer("IDEMPOTENCY_TTL_SECONDS", 86_400),

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kyma import json_body
 from kyma.config import config
 from kyma.errors import ApiError, InternalError, InvalidRequest
 from kyma.observability import logger
@@ -51,6 +52,7 @@ class Request:
     path: str
     headers: Headers
     query: dict[str, str]
+    path_params: dict[str, str]
     body: bytes
     request_id: str
     account_id: str          # from the authorizer's context ("" on routes without one)
@@ -75,6 +77,7 @@ class Request:
             path=event.get("path", ""),
             headers=Headers(event.get("headers")),
             query=dict(event.get("queryStringParameters") or {}),
+            path_params=dict(event.get("pathParameters") or {}),
             body=body,
             request_id=ctx.get("requestId") or getattr(context, "aws_request_id", "") or "",
             account_id=str((ctx.get("authorizer") or {}).get("account_id") or ""),
@@ -83,22 +86,8 @@ class Request:
         )
 
     def json(self) -> dict:
-        """The body as a JSON object, or 400 invalid_request."""
-        return json_object(self.body)
-
-    def time_left(self) -> float:
-        return self.deadline - time.monotonic()
-
-
-def json_object(body: bytes) -> dict:
-    """Parse a JSON object body, or raise 400 invalid_request."""
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("The request body is not valid JSON.") from exc
-    if not isinstance(value, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    return value
+        """The body as a JSON object, or 400 invalid_request (kyma.json_body)."""
+        return json_body.parse_object(self.body)
 
 
 def _deadline(request_context: Mapping[str, Any], context: Any, api_timeout: float) -> float:

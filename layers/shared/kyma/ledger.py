@@ -13,17 +13,19 @@ writes (or closes) its ledger entry together (ARCHITECTURE.md §4):
   used, the key's charge guard).
 - release: the money goes back and the hold closes, only if it is still open
   (the upload is given back).
-- top-up: credit and entry together.
+- top-up and refund: credit and entry together (a refund also with the state change
+  that warrants it, so it happens at most once).
 
 `status = open` is the condition on both settle and release, so exactly one of
 them ever applies to a hold, whoever runs it (handler or reconciler).
 
 Ledger layout (table Ledger, key account_id + entry_id, entry_id time-ordered):
-  topup: amount_micros, status "posted"
-  hold:  amount_micros, status "open" → "charged" | "released"
+  topup:  amount_micros, status "posted"
+  hold:   amount_micros, status "open" → "charged" | "released"
+  refund: amount_micros, status "posted" (e.g. a voice that expired before it was ever used)
 While a hold is open it carries `open_hold` = "open", which puts it in the
 sparse `OpenHolds` index (sort key `expires_at`) that the reconciler reads.
-Invariant (kyma.accounting.Books.audit): balance = Σ topups − Σ charged − Σ open.
+Invariant (kyma.accounting.Books.audit): balance = Σ topups + Σ refunds − Σ charged − Σ open.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ from typing import Any
 from kyma import errors, idempotency, uploads, voices
 from kyma.config import Config
 from kyma.dynamo import Cancelled, Check, Transaction, to_item, values
-from kyma.money import micros_to_header
+from kyma.money import MAX_BALANCE_MICROS, micros_to_header
 
 OPEN = "open"
 CHARGED = "charged"
 RELEASED = "released"
 POSTED = "posted"
+TOPUP, HOLD, REFUND = "topup", "hold", "refund"
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def topup_put(cfg: Config, account_id: str, amount_micros: int, *, note: str | N
     """The ledger entry of a top-up (also the opening balance of a new account)."""
     return {"Put": {
         "TableName": cfg.ledger_table,
-        "Item": to_item({"account_id": account_id, "entry_id": new_entry_id(now), "type": "topup",
+        "Item": to_item({"account_id": account_id, "entry_id": new_entry_id(now), "type": TOPUP,
                          "status": POSTED, "amount_micros": amount_micros, "created_at": int(now),
                          "note": note or None}),
         "ConditionExpression": "attribute_not_exists(entry_id)",
@@ -85,11 +88,12 @@ class Ledger:
 
     # ── reserve ──────────────────────────────────────────────────────────
     def reserve(self, account_id: str, amount_micros: int, *, kind: str, request_id: str,
-                reference: dict | None = None, voice_id_owned: str | None = None,
+                reference: dict | None = None, voice_id_owned: str | None = None, voice_activating: bool = False,
                 upload_id: str | None = None, guard: str | None = None) -> Hold:
         """Debit `amount_micros` into an open hold, or raise the reason it cannot be.
 
-        `voice_id_owned`: also require that this cloned voice exists and is the caller's.
+        `voice_id_owned`: also require that this cloned voice is the caller's and usable: active, or
+        with `voice_activating` still activating (kyma.voices.ownership_check).
         `upload_id`: also claim this pending upload of the caller's (single use).
         `guard`: the charge guard of an Idempotency-Key; refused (409) if it was ever charged.
         The answer when several fail: the key, then the voice, then the upload, then money
@@ -103,7 +107,7 @@ class Ledger:
         if guard is not None:
             checks.append(idempotency.guard_check(self.cfg, guard))
         if voice_id_owned is not None:
-            checks.append(voices.ownership_check(self.cfg, voice_id_owned, account_id))
+            checks.append(voices.ownership_check(self.cfg, voice_id_owned, account_id, activating=voice_activating))
         if upload_id is not None:
             checks.append(uploads.claim_check(self.cfg, upload_id, account_id, hold.entry_id))
         checks.append(self._debit_check(account_id, amount_micros))
@@ -113,7 +117,7 @@ class Ledger:
         tx.add("hold", {"Put": {
             "TableName": self.cfg.ledger_table,
             "Item": to_item({
-                "account_id": account_id, "entry_id": hold.entry_id, "type": "hold",
+                "account_id": account_id, "entry_id": hold.entry_id, "type": HOLD,
                 "kind": kind, "status": OPEN, "open_hold": OPEN,
                 "amount_micros": amount_micros, "request_id": request_id,
                 "created_at": int(now), "expires_at": int(now) + self.cfg.hold_timeout_seconds,
@@ -150,13 +154,14 @@ class Ledger:
         }}, refusal)
 
     # ── settle ───────────────────────────────────────────────────────────
-    def settle(self, hold: Hold, *, puts: Sequence[dict] = ()) -> None:
-        """Turn the hold into a charge, atomically with `puts` (Put items that must exist if and
-        only if the charge does).  Raises HoldNotOpen if it was already closed (the reconciler
-        released it, or our own earlier attempt charged it); ClientError on any other failure."""
+    def settle(self, hold: Hold, *, items: Sequence[dict] = ()) -> None:
+        """Turn the hold into a charge, atomically with `items` (TransactItems entries that must
+        apply if and only if the charge does: a clone's voice row, a voice activated by speech).
+        Raises HoldNotOpen if it was already closed (the reconciler released it, or our own earlier
+        attempt charged it); ClientError on any other failure."""
         tx = Transaction(self.ddb).add("hold", self._close_hold(hold, CHARGED))
-        for n, put in enumerate(puts):
-            tx.add(f"put{n}", {"Put": put})
+        for n, item in enumerate(items):
+            tx.add(f"item{n}", item)
         if hold.upload_id:
             tx.add("upload", uploads.used_item(self.cfg, hold.upload_id, hold.entry_id))
         if hold.guard:
@@ -182,8 +187,44 @@ class Ledger:
         """Credit the account and write its ledger entry, atomically."""
         if amount_micros <= 0:
             raise ValueError("a top-up must be positive")
-        Transaction(self.ddb).add("account", self._credit(account_id, amount_micros)).add(
-            "entry", topup_put(self.cfg, account_id, amount_micros, note=note, now=time.time())).run()
+        if amount_micros > MAX_BALANCE_MICROS:
+            raise errors.InvalidRequest("A top-up cannot exceed the maximum balance.")
+        credit = self._credit(account_id, amount_micros)
+        credit["Update"]["ConditionExpression"] = "attribute_exists(account_id) AND balance_micros <= :room"
+        credit["Update"]["ExpressionAttributeValues"].update(values(room=MAX_BALANCE_MICROS - amount_micros))
+        credit["Update"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        try:
+            Transaction(self.ddb).add("account", credit).add(
+                "entry", topup_put(self.cfg, account_id, amount_micros, note=note, now=time.time())).run()
+        except Cancelled as cancelled:
+            if cancelled.failed.get("account"):          # the account exists: the balance is the problem
+                raise errors.InvalidRequest(
+                    f"This top-up would take the balance over the maximum of "
+                    f"{micros_to_header(MAX_BALANCE_MICROS)} USD.") from cancelled
+            raise
+
+    # ── refund ───────────────────────────────────────────────────────────
+    def refund(self, account_id: str, amount_micros: int, *, reason: str, reference: dict, because: Check) -> bool:
+        """Give `amount_micros` back as a `refund` entry, atomically with `because` (the state change
+        that warrants it, e.g. a never-activated voice becoming expired), so at most once: False
+        if `because` no longer holds (someone else refunded or changed it first)."""
+        now = time.time()
+        tx = Transaction(self.ddb).add(because.name, because.item)
+        tx.add("account", self._credit(account_id, amount_micros))
+        tx.add("entry", {"Put": {
+            "TableName": self.cfg.ledger_table,
+            "Item": to_item({"account_id": account_id, "entry_id": new_entry_id(now), "type": REFUND,
+                             "status": POSTED, "amount_micros": amount_micros, "created_at": int(now),
+                             "reason": reason, **reference}),
+            "ConditionExpression": "attribute_not_exists(entry_id)",
+        }})
+        try:
+            tx.run()
+        except Cancelled as cancelled:
+            if because.name in cancelled.failed:
+                return False
+            raise
+        return True
 
     # ── items ────────────────────────────────────────────────────────────
     def _credit(self, account_id: str, amount: int) -> dict:

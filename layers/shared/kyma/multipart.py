@@ -7,6 +7,13 @@ performance budget is 3x for the whole request).  This parser finds the
 boundaries with `bytes.find` and hands out `memoryview` slices: zero copies.
 requests-toolbelt still streams the upload to MiniMax (kyma.providers.minimax).
 
+Header parameters may use RFC 2231 syntax (``boundary*=utf-8''abc``,
+continuations ``boundary*0=...; boundary*1=...``): they are decoded.  The
+stdlib's `email.message.Message` returns such values as (charset, language,
+text) tuples and can raise TypeError/ValueError on odd parameter shapes;
+`_header_params` is the one place that reads parameters and turns both into
+strings or `InvalidRequest`.
+
 Malformed input of any kind raises `InvalidRequest` (400), never anything else.
 """
 
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 
 from kyma.errors import InvalidRequest
 
@@ -40,11 +48,27 @@ class Part:
 
 
 def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
+    """(media type in lower case, parameters by lower-case name, RFC 2231 values decoded).
+
+    400 if the parameters cannot be decoded.
+    """
     message = Message()
     message["content-type"] = value
-    media = message.get_content_type()
-    params = {k.lower(): v for k, v in (message.get_params() or [])[1:]}
-    return media, params
+    return message.get_content_type(), _header_params(message, "content-type")
+
+
+def _header_params(message: Message, header: str) -> dict[str, str]:
+    """The parameters of ``header`` (after its first, unnamed value) as strings."""
+    try:
+        params = message.get_params(header=header) or []
+        # An RFC 2231 value is a (charset, language, text) tuple; an unknown
+        # charset falls back to the text, undecodable bytes become U+FFFD.
+        return {name.lower(): collapse_rfc2231_value(value) if isinstance(value, tuple) else value
+                for name, value in params[1:]}
+    except (TypeError, ValueError, LookupError) as exc:
+        # email.utils.decode_params sorts mixed continuation numbers (TypeError), int()s
+        # numbers of any length (ValueError); codecs such as idna raise UnicodeError.
+        raise InvalidRequest(f"The {header.title()} header's parameters are malformed.") from exc
 
 
 def boundary_of(content_type: str) -> bytes:
@@ -119,8 +143,10 @@ def _make_part(headers: Message, data: memoryview) -> Part:
     probe["content-disposition"] = disposition
     if probe.get_content_disposition() != "form-data":
         raise InvalidRequest("Multipart parts must be Content-Disposition: form-data.")
-    name = probe.get_param("name", header="content-disposition")
-    if not isinstance(name, str) or not name:
+    params = _header_params(probe, "content-disposition")
+    name = params.get("name")
+    if not name:
         raise InvalidRequest("A multipart part has no field name.")
-    filename = probe.get_filename()  # handles filename*=UTF-8''... (RFC 5987) too
-    return Part(name=name, filename=filename, content_type=headers.get("content-type"), data=data)
+    filename = params.get("filename")  # filename*=UTF-8''... (RFC 5987/2231) decoded too
+    return Part(name=name, filename=None if filename is None else filename.strip(),
+                content_type=headers.get("content-type"), data=data)

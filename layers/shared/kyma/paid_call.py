@@ -37,8 +37,8 @@ class PaidCalls:
         self.books = books
 
     def complete(self, hold: Hold, work: Callable[[], T], *, settle_failed: Callable[[], errors.ApiError],
-                 puts: Callable[[T], Sequence[dict]] = lambda result: (), deadline: float | None = None) -> T:
-        """Run `work` for an open hold; settle on success (with `puts(result)`), release on any failure."""
+                 items: Callable[[T], Sequence[dict]] = lambda result: (), deadline: float | None = None) -> T:
+        """Run `work` for an open hold; settle on success (with `items(result)`), release on any failure."""
         try:
             result = work()
         except Exception as exc:
@@ -49,7 +49,7 @@ class PaidCalls:
             raise errors.ProviderError("The provider answered too late to deliver the result in time; "
                                        "nothing was charged. Retry.")
         try:
-            self.ledger.settle(hold, puts=puts(result))
+            self.ledger.settle(hold, items=items(result))
         except HoldNotOpen as exc:
             if exc.status != CHARGED:      # released by the reconciler: no charge, no row
                 raise settle_failed() from exc

@@ -19,6 +19,8 @@ from kyma.idempotency import Idempotency
 from kyma.ledger import Ledger
 from kyma.paid_call import PaidCalls
 from kyma.uploads import Uploads
+from kyma.voice_lifecycle import Lifecycle
+from kyma.voice_store import Voices
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class Services:
     idempotency: Idempotency
     uploads: Uploads
     audio: AudioStore
+    voices: Voices
+    lifecycle: Lifecycle
 
 
 def services() -> Services:
@@ -40,7 +44,8 @@ def services() -> Services:
 @lru_cache(maxsize=4)
 def _services(cfg: Config) -> Services:
     ddb = dynamodb()
-    ledger, books = Ledger(ddb, cfg), Books(ddb, cfg)
+    ledger, books, voices = Ledger(ddb, cfg), Books(ddb, cfg), Voices(ddb, cfg)
     return Services(cfg=cfg, ledger=ledger, books=books, paid=PaidCalls(ledger, books),
                     idempotency=Idempotency(ddb, cfg), uploads=Uploads(ddb, s3, cfg),
-                    audio=AudioStore(s3, cfg.audio_bucket))
+                    audio=AudioStore(s3, cfg.audio_bucket), voices=voices,
+                    lifecycle=Lifecycle(voices, ledger, cfg))

@@ -38,6 +38,15 @@ SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100)
 MP3_KBPS = (32, 64, 128, 256)
 DEFAULT_SAMPLE_RATE, DEFAULT_BITRATE = 32000, 128000
 EMOTIONS = ("happy", "sad", "angry", "fearful", "disgusted", "surprised", "calm", "fluent", "whisper")
+# MiniMax takes `fluent` and `whisper` on the speech-2.6 models only (2.8 refuses whisper: 2013).
+EMOTIONS_ONLY_ON_2_6 = ("fluent", "whisper")
+# MiniMax's language_boost values (another value is 2013 upstream: refused here, before any charge).
+LANGUAGE_BOOSTS = (
+    "auto", "Chinese", "Chinese,Yue", "English", "Arabic", "Russian", "Spanish", "French", "Portuguese",
+    "German", "Turkish", "Dutch", "Ukrainian", "Vietnamese", "Indonesian", "Japanese", "Italian", "Korean",
+    "Thai", "Polish", "Romanian", "Greek", "Czech", "Finnish", "Hindi", "Bulgarian", "Danish", "Hebrew",
+    "Malay", "Persian", "Slovak", "Swedish", "Croatian", "Filipino", "Hungarian", "Norwegian", "Slovenian",
+    "Catalan", "Nynorsk", "Tamil", "Afrikaans")
 
 _RATES = "|".join(map(str, SAMPLE_RATES))
 FORMAT_PATTERN = (rf"^(?:mp3(?:_(?:{_RATES})(?:_(?:{'|'.join(map(str, MP3_KBPS))}))?)?"
@@ -62,7 +71,7 @@ SCHEMA: dict[str, Any] = {
                 "emotion": {"type": "string", "enum": list(EMOTIONS)},
             },
         },
-        "language_boost": {"type": "string", "minLength": 1, "maxLength": 64},
+        "language_boost": {"type": "string", "enum": list(LANGUAGE_BOOSTS)},
     },
 }
 
@@ -117,6 +126,9 @@ def parse(body: dict) -> SpeechInput:
     sku = ALIASES.get(request["model"], request["model"])
     codec, rate, kbps = _format(request.get("response_format", "mp3"))
     settings = request.get("voice_settings") or {}
+    if settings.get("emotion") in EMOTIONS_ONLY_ON_2_6 and not SKUS[sku][0].startswith("speech-2.6-"):
+        raise errors.InvalidRequest(f"emotion '{settings['emotion']}' is only available on the "
+                                    "minimax-speech-2.6 models.")
     return SpeechInput(sku=sku, text=text, voice_id=voice, audio_format=codec, sample_rate=rate,
                        bitrate=kbps * 1000, speed=float(request.get("speed", 1.0)),
                        vol=float(settings.get("vol", 1.0)), pitch=int(settings.get("pitch", 0)),
@@ -156,7 +168,7 @@ def _contract_error(exc: Any) -> errors.ApiError:
         return errors.InvalidRequest("voice_settings: vol in (0, 10], pitch an integer in [-12, 12], "
                                      f"emotion one of {', '.join(EMOTIONS)}.")
     if field == "language_boost":
-        return errors.InvalidRequest("language_boost must be a non-empty string.")
+        return errors.InvalidRequest(f"language_boost must be one of MiniMax's: {', '.join(LANGUAGE_BOOSTS)}.")
     return errors.InvalidRequest(f"Invalid request: {exc.validation_message}.")
 
 

@@ -12,16 +12,17 @@ is sent upstream unless 3 passed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from kyma import errors
 from kyma.audio import AudioInfo, inspect_audio
 from kyma.config import Config
-from kyma.http import json_object
 from kyma.idempotency import fingerprint as hash_parts
+from kyma.json_body import parse_object
 from kyma.multipart import parse_content_type, parse_form
-from kyma.observability import MetricUnit, logger, metrics
+from kyma.observability import MetricUnit, logger, metrics, upstream_failure
 from kyma.paid_call import PaidCalls
 from kyma.providers import VoiceProvider
 from kyma.uploads import Uploads
@@ -102,8 +103,9 @@ def check_reference(audio: bytes) -> AudioInfo:
         raise errors.PayloadTooLarge(f"The reference file is {len(audio):,} bytes; the limit is 10 MB.")
     info = inspect_audio(audio, stop_after_seconds=MAX_SECONDS + 1)
     if info.duration_seconds < MIN_SECONDS:
-        raise errors.ReferenceTooShort(
-            f"The reference is {info.duration_seconds:.1f} s long; it must be at least {MIN_SECONDS:.0f} s.")
+        # Rounded down, so that the message never contradicts the verdict (9.999 s is "9.99", not "10.0").
+        shown = math.floor(info.duration_seconds * 100) / 100
+        raise errors.ReferenceTooShort(f"The reference is {shown:.2f} s long; it must be at least {MIN_SECONDS:.0f} s.")
     if info.duration_seconds > MAX_SECONDS:
         raise errors.ReferenceTooLong(
             f"The reference is longer than {MAX_SECONDS:.0f} s (5 minutes); trim it and retry.")
@@ -114,7 +116,7 @@ def read_request(body: bytes, content_type: str) -> CloneInput | UploadRef:
     """The seed contract's multipart form (file, name, model), or the upload flow's
     reference to an uploaded file: `upload_id` as a form field or in a JSON body."""
     if parse_content_type(content_type or "")[0] == "application/json":
-        data = json_object(body)
+        data = parse_object(body)
         if "upload_id" not in data:
             raise errors.InvalidRequest("Send the reference as multipart/form-data 'file', or give an upload_id.")
         return UploadRef(check_model(data.get("model")), check_name(data.get("name")),
@@ -183,22 +185,22 @@ def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
           paid: PaidCalls, provider: VoiceProvider, cfg: Config, guard: str | None = None) -> CloneResult:
     voice_id = new_voice_id()
     price = cfg.voice_clone_price_micros
+    provider.check_key()              # a failing secret store fails here, before anything is reserved
     hold = paid.ledger.reserve(account_id, price, kind="voice_clone", request_id=request_id,
                            reference={"voice_id": voice_id, "model": inp.model}, upload_id=inp.upload_id,
                            guard=guard)
     try:
         paid.complete(
             hold, lambda: provider.clone_voice(inp.audio, inp.filename, voice_id, deadline=deadline),
-            puts=lambda _: [voice_put(cfg, voice_id=voice_id, owner_id=account_id, name=inp.name,
-                                      model=inp.model, provider=provider.name, request_id=request_id)],
+            items=lambda _: [voice_put(cfg, voice_id=voice_id, owner_id=account_id, name=inp.name,
+                                       model=inp.model, provider=provider.name, request_id=request_id,
+                                       price_micros=price)],
             settle_failed=lambda: errors.OwnershipWriteFailed(
                 "The voice was cloned but its ownership could not be recorded; no charge was applied. "
                 "Safe to retry."),
             deadline=deadline)
-    except errors.ProviderError as exc:
-        metrics.add_metric(name="ProviderErrors", unit=MetricUnit.Count, value=1)
-        logger.warning("voice clone provider failure", extra={
-            "voice_id": voice_id, "provider_code": exc.provider_code, "trace_id": exc.trace_id})
+    except errors.UpstreamError as exc:
+        upstream_failure(exc, "voice clone", voice_id=voice_id)
         raise
 
     metrics.add_metric(name="VoiceClones", unit=MetricUnit.Count, value=1)

@@ -1,8 +1,21 @@
-"""Cloned voices and who owns them (table Voices, key voice_id, GSI ByOwner).
+"""Cloned voices: ids, who owns them, and the states they live in (table Voices).
 
 A voice row exists if and only if its clone was charged: it is written only
-inside the settle transaction (kyma.ledger.Ledger.settle).  Speech with a
-cloned voice is gated by `ownership_check`, an item of the reserve transaction.
+inside the settle transaction (kyma.ledger.Ledger.settle).  Its life
+(shared/reference/voices.md):
+
+    activating ──(a real synthesis upstream succeeded)──> active
+        │                                                   │
+        └──(lost upstream: 20132, or the window passed)──> expired  (refunded if never active)
+    any ──(the owner deleted it)──> deleted  (a tombstone: never listed, speech 404)
+
+MiniMax deletes a clone that no real synthesis used within 7 days, so every
+new voice is activated soon after its clone (kyma.voice_lifecycle).  While a
+voice is `activating` its row carries `activating` = "1", which puts it in the
+sparse `Activating` index the sweep reads.
+
+Speech with a cloned voice is gated by `ownership_check`, an item of the
+reserve transaction: the voice is the caller's and usable.
 """
 
 from __future__ import annotations
@@ -10,6 +23,8 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from kyma import errors
 from kyma.config import Config
@@ -17,6 +32,10 @@ from kyma.dynamo import Check, to_item, values
 
 VOICE_ID_PREFIX = "kyma_"
 VOICE_ID_PATTERN = re.compile(r"^kyma_[0-9a-f]{16}$")
+BY_OWNER_INDEX = "ByOwner"
+ACTIVATING_INDEX = "Activating"
+
+ACTIVATING, ACTIVE, EXPIRED, DELETED = "activating", "active", "expired", "deleted"
 
 
 def new_voice_id() -> str:
@@ -25,9 +44,10 @@ def new_voice_id() -> str:
     return VOICE_ID_PREFIX + secrets.token_hex(8)
 
 
-# MiniMax system voice ids: letters, digits, spaces, ( ) _ - , starting with a letter and
-# not ending in a space (e.g. "English_expressive_narrator", "Chinese (Mandarin)_Warm_Girl").
-SYSTEM_VOICE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9 ()_-]{0,255}(?<! )$")
+# MiniMax system voice ids: letters, digits, spaces, ( ) _ - and full-width parentheses, starting
+# with a letter and not ending in a space (e.g. "English_expressive_narrator",
+# "Chinese (Mandarin)_Warm_Girl", "Cantonese_ProfessionalHost（F)").
+SYSTEM_VOICE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9 ()（）_-]{0,255}(?<! )$")
 
 
 def is_cloned_voice_id(voice_id: str) -> bool:
@@ -43,29 +63,97 @@ def is_valid_voice_id(voice_id: str) -> bool:
     return is_cloned_voice_id(voice_id) or bool(SYSTEM_VOICE_PATTERN.match(voice_id))
 
 
+def status_of(row: Mapping[str, Any]) -> str:
+    """Rows written before voices had a status are voices that still need activating."""
+    return str(row.get("status") or ACTIVATING)
+
+
+# ── the voice's part in the ledger's transactions ───────────────────────
 def voice_put(cfg: Config, *, voice_id: str, owner_id: str, name: str | None, model: str,
-              provider: str, request_id: str) -> dict:
-    """The ownership row, as a transaction Put that fails if the id already exists."""
-    return {
+              provider: str, request_id: str, price_micros: int) -> dict:
+    """Settle of a clone: the ownership row (status activating), a Put that fails if the id exists."""
+    return {"Put": {
         "TableName": cfg.voices_table,
         "Item": to_item({"voice_id": voice_id, "owner_id": owner_id, "name": name, "model": model,
-                         "provider": provider, "provider_voice_id": voice_id,
+                         "provider": provider, "provider_voice_id": voice_id, "status": ACTIVATING,
+                         "activating": "1", "price_micros": price_micros,
                          "created_at": int(time.time()), "request_id": request_id}),
         "ConditionExpression": "attribute_not_exists(voice_id)",
-    }
+    }}
 
 
-def ownership_check(cfg: Config, voice_id: str, account_id: str) -> Check:
-    """Reserve-transaction item: the cloned voice exists and is the caller's (403 / 404 otherwise)."""
-    def refusal(voice: dict | None) -> errors.ApiError:
-        if voice is None or voice.get("owner_id") is None:
+class UsableInOtherState(Exception):
+    """The reserve's voice check found the caller's voice usable, but not in the state it checked
+    for (activating rather than active, or the other way round: see `ownership_check`)."""
+
+    def __init__(self, voice_id: str, status: str) -> None:
+        super().__init__(f"voice {voice_id} is {status}")
+        self.status = status
+
+
+def ownership_check(cfg: Config, voice_id: str, account_id: str, *, activating: bool = False) -> Check:
+    """Reserve of speech: the cloned voice is the caller's and usable.
+
+    The common case is checked first: the voice is `active` (`activating=False`).  A voice still
+    activating fails that check with `UsableInOtherState`; the caller reserves again with
+    `activating=True` and then activates the voice in its settle (`activated_item`), because a
+    successful synthesis is the use MiniMax counts.  So an active voice costs no extra write.
+    """
+    def refusal(voice: dict | None) -> Exception:
+        if voice is None or voice.get("owner_id") is None or status_of(voice) == DELETED:
             return errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
-        return errors.VoiceNotOwned(f"Voice {voice_id} belongs to another account.")
+        if voice["owner_id"] != account_id:
+            return errors.VoiceNotOwned(f"Voice {voice_id} belongs to another account.")
+        if status_of(voice) == EXPIRED:
+            return errors.VoiceExpired(f"Voice {voice_id} has expired: MiniMax no longer has it. Clone it again "
+                                       "(an expired voice that was never used was refunded).")
+        return UsableInOtherState(voice_id, status_of(voice))
 
+    usable = ("(attribute_not_exists(#status) OR #status = :activating)" if activating else "#status = :active")
     return Check("voice", {"ConditionCheck": {
         "TableName": cfg.voices_table,
         "Key": to_item({"voice_id": voice_id}),
-        "ConditionExpression": "owner_id = :me",
-        "ExpressionAttributeValues": values(me=account_id),
+        "ConditionExpression": f"owner_id = :me AND {usable}",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": values(me=account_id, **({"activating": ACTIVATING} if activating
+                                                               else {"active": ACTIVE})),
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }}, refusal)
+
+
+def activated_item(cfg: Config, voice_id: str, now: int) -> dict:
+    """Settle of speech with a voice that was activating: the synthesis activated it."""
+    return {"Update": _activation(cfg, voice_id, now)}
+
+
+def activation_update(cfg: Config, voice_id: str, now: int) -> dict:
+    """The UpdateItem arguments of an activation (used in a settle, or alone by the activator)."""
+    return _activation(cfg, voice_id, now)
+
+
+def _activation(cfg: Config, voice_id: str, now: int) -> dict:
+    return {
+        "TableName": cfg.voices_table,
+        "Key": to_item({"voice_id": voice_id}),
+        "UpdateExpression": "SET #status = :active, activated_at = if_not_exists(activated_at, :now) "
+                            "REMOVE activating",
+        "ConditionExpression": "attribute_not_exists(#status) OR #status IN (:activating, :active)",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": values(active=ACTIVE, activating=ACTIVATING, now=now),
+    }
+
+
+def expiry_check(cfg: Config, voice_id: str, *, was_active: bool, now: int, reason: str) -> Check:
+    """A voice MiniMax no longer has becomes `expired`.  With `was_active=False` the transition
+    is only from activating (the refund travels with it in the same transaction)."""
+    was = "#status = :active" if was_active else "(attribute_not_exists(#status) OR #status = :activating)"
+    return Check("voice", {"Update": {
+        "TableName": cfg.voices_table,
+        "Key": to_item({"voice_id": voice_id}),
+        "UpdateExpression": "SET #status = :expired, expired_at = :now, expiry_reason = :reason REMOVE activating",
+        "ConditionExpression": was,
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": values(expired=EXPIRED, now=now, reason=reason,
+                                            **({"active": ACTIVE} if was_active else {"activating": ACTIVATING})),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }}, lambda row: errors.VoiceNotFound(f"Voice {voice_id} changed state meanwhile."))

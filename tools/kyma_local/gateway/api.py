@@ -31,6 +31,8 @@ class LocalApiGateway:
         authorizer_id, spec = template.authorizer
         self.authorizer = RequestAuthorizer(pools[authorizer_id], spec, stage=self.stage, ttl=authorizer_ttl)
         self.routes: list[Route] = []
+        # Local-only control plane actions beyond the authorizer cache: name → callable(argument).
+        self.controls: dict[str, Any] = {}
         for logical_id, fn in template.functions.items():
             for event in fn.api_events:
                 _check_integration(logical_id, fn, event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import string
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -127,9 +128,14 @@ class _Handler(BaseHTTPRequestHandler):
         return line
 
     def _control(self, action: str) -> None:
+        name, _, argument = action.partition("/")
         if action == "authorizer-cache" and self.command == "DELETE":
             self.gateway.flush_authorizer_cache()
             self._send(HttpResponse(204, [], b""))
+        elif name in self.gateway.controls and self.command == "POST":
+            result = self.gateway.controls[name](argument)      # e.g. schedules/<FunctionId>: run it now
+            self._send(HttpResponse(200, [("Content-Type", "application/json")],
+                                    json.dumps(result, default=str).encode()))
         else:
             self._send(HttpResponse(404, [("Content-Type", "application/json")], b'{"error": "unknown control"}'))
 

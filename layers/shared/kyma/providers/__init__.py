@@ -1,7 +1,11 @@
-"""Voice providers: the real MiniMax client and the local sandbox.
+"""The voice provider: MiniMax, through `kyma.providers.minimax.MiniMaxClient`.
 
-Both implement `VoiceProvider`.  Service code depends only on this protocol;
-`kyma.providers.select.provider()` picks one from configuration.
+There is one implementation: locally the same client talks to the MiniMax
+sandbox (an HTTP server in `tools/kyma_local/sandbox`, never shipped in the
+layer).  `kyma.providers.select.provider()` builds it from configuration.
+
+`VoiceProvider` only remains because `kyma.speech` and `kyma.voice_clone`
+annotate their `provider` parameter with it; `MiniMaxClient` satisfies it.
 """
 
 from __future__ import annotations
@@ -37,15 +41,19 @@ class SynthesisResult:
 
 
 class VoiceProvider(Protocol):
+    """The part of `MiniMaxClient` that `kyma.speech` and `kyma.voice_clone` use."""
+
     name: str
 
     def clone_voice(self, audio: bytes, filename: str, voice_id: str, *, deadline: float) -> None:
         """Upload `audio` as a clone reference and register it under `voice_id`.
 
-        `deadline` is a `time.monotonic()` instant; the provider must give up
-        (raising `kyma.errors.ProviderError`) before it.  Any failure raises
-        `ProviderError`.
+        `deadline` is a `time.monotonic()` instant; failures raise a
+        `kyma.errors.UpstreamError` subclass.
         """
 
     def synthesize(self, request: SynthesisRequest, *, deadline: float) -> SynthesisResult:
-        """Render `request` to audio bytes, or raise `ProviderError`."""
+        """Render `request` to audio bytes, or raise a `kyma.errors.UpstreamError` subclass."""
+
+    def check_key(self) -> None:
+        """Look the API key up now (before anything is charged), or raise an UpstreamError."""

@@ -1,0 +1,139 @@
+"""Keeping the promise "reusable in unlimited TTS calls": activation, expiry (with refund), deletion.
+
+MiniMax deletes a cloned voice that no real T2A synthesis used within 7 days
+(the preview inside voice_clone does not count).  So every new voice is used
+once upstream, at our cost (included in the $2.10), soon after its clone:
+
+- the Voices table's stream invokes the activation function for each new row
+  (retried with backoff, then an on-failure queue: template.yaml);
+- a scheduled sweep retries whatever is still activating, paced to stay well
+  inside MiniMax's shared rate limit, and reports how many voices have been
+  activating for over a day (an operator alarm);
+- a customer's own successful synthesis also activates it (kyma.speech).
+
+A voice MiniMax no longer has (20132 on synthesis, or still not activated when
+its window has passed) becomes `expired`.  If it was never activated, that is
+our fault: the clone's price comes back as a `refund` ledger entry, in the same
+transaction as the state change, so exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+from kyma import errors
+from kyma.config import Config
+from kyma.ledger import Ledger
+from kyma.observability import MetricUnit, logger, metrics, upstream_failure
+from kyma.providers import SynthesisRequest
+from kyma.voice_store import Voices
+from kyma.voices import ACTIVATING, ACTIVE, DELETED, EXPIRED, expiry_check, status_of
+
+# The smallest real synthesis MiniMax counts as use: a few characters on the cheaper model.
+ACTIVATION_TEXT = "Hello."
+ACTIVATION_MODEL = "speech-2.8-turbo"
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    voices: Voices
+    ledger: Ledger
+    cfg: Config
+
+    # ── activation ───────────────────────────────────────────────────────
+    def activate(self, voice_id: str, provider, *, deadline: float) -> str:
+        """Use the voice upstream once.  Returns what happened: "activated", "expired" (MiniMax no
+        longer has it: refunded), or "skipped" (not activating).  Any other upstream failure is
+        recorded on the row, logged with MiniMax's trace_id, and raised (so the caller retries)."""
+        row = self.voices.get(voice_id)
+        if row is None or status_of(row) != ACTIVATING:
+            return "skipped"
+        request = SynthesisRequest(model=ACTIVATION_MODEL, text=ACTIVATION_TEXT, voice_id=voice_id,
+                                   audio_format="mp3", sample_rate=16000, bitrate=32000)
+        now = int(time.time())
+        try:
+            provider.synthesize(request, deadline=deadline)
+        except errors.UpstreamVoiceMissing:
+            self.expire(voice_id, reason="lost_upstream_before_activation")
+            return "expired"
+        except errors.UpstreamError as exc:
+            self.voices.record_attempt(voice_id, error=f"{exc.code} {exc.provider_code}: {exc.message}", now=now)
+            metrics.add_metric(name="VoiceActivationFailures", unit=MetricUnit.Count, value=1)
+            upstream_failure(exc, "voice activation", voice_id=voice_id, retryable=exc.retryable)
+            raise
+        if self.voices.mark_active(voice_id, now):
+            metrics.add_metric(name="VoicesActivated", unit=MetricUnit.Count, value=1)
+            logger.info("voice activated", extra={"voice_id": voice_id, "after_s": now - int(row["created_at"])})
+            return "activated"
+        return "skipped"
+
+    # ── expiry ───────────────────────────────────────────────────────────
+    def expire(self, voice_id: str, *, reason: str) -> str:
+        """MiniMax no longer has the voice.  "refunded" (it was never activated: the clone's price is
+        back in the balance), "expired" (it had been active), or "unchanged" (already expired,
+        deleted or unknown).  Safe to call from anywhere, any number of times."""
+        row = self.voices.get(voice_id)
+        if row is None or status_of(row) in (EXPIRED, DELETED):
+            return "unchanged"
+        now = int(time.time())
+        if status_of(row) == ACTIVATING:
+            price = int(row.get("price_micros") or self.cfg.voice_clone_price_micros)
+            if self.ledger.refund(row["owner_id"], price, reason="voice_expired_before_activation",
+                                  reference={"voice_id": voice_id},
+                                  because=expiry_check(self.cfg, voice_id, was_active=False, now=now,
+                                                       reason=reason)):
+                metrics.add_metric(name="VoicesRefunded", unit=MetricUnit.Count, value=1)
+                metrics.add_metric(name="RefundedMicroUSD", unit=MetricUnit.Count, value=price)
+                logger.warning("voice expired before activation: refunded",
+                               extra={"voice_id": voice_id, "account_id": row["owner_id"], "reason": reason})
+                return "refunded"
+            row = self.voices.get(voice_id) or {}       # activated (or expired) meanwhile
+        if status_of(row) == ACTIVE and self.voices.apply(
+                expiry_check(self.cfg, voice_id, was_active=True, now=now, reason=reason).item["Update"]):
+            logger.warning("voice expired upstream", extra={"voice_id": voice_id, "reason": reason})
+            return "expired"
+        return "unchanged"
+
+    # ── deletion ─────────────────────────────────────────────────────────
+    def delete(self, voice_id: str, owner_id: str, provider, *, deadline: float) -> None:
+        """The owner deletes their voice: upstream first (`/v1/delete_voice`), then the tombstone.
+        Another account's, unknown or already deleted → 404 (nothing is disclosed)."""
+        row = self.voices.get(voice_id)
+        if row is None or row.get("owner_id") != owner_id or status_of(row) == DELETED:
+            raise errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
+        with contextlib.suppress(errors.UpstreamVoiceMissing):   # already gone upstream (expired)
+            provider.delete_voice(voice_id, deadline=deadline)
+        if not self.voices.tombstone(voice_id, owner_id, int(time.time())):
+            raise errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
+        logger.info("voice deleted", extra={"voice_id": voice_id, "account_id": owner_id})
+
+    # ── the sweep ────────────────────────────────────────────────────────
+    def sweep(self, provider, *, deadline: float, limit: int) -> dict[str, int]:
+        """Retry activation of what is still activating (oldest first, at most `limit`, one upstream
+        call per pace); expire (and refund) what passed its window unactivated."""
+        now = int(time.time())
+        min_age_seconds, pace_seconds = self.cfg.voice_sweep_min_age_seconds, self.cfg.voice_sweep_pace_seconds
+        outcome = {"activated": 0, "expired": 0, "failed": 0, "skipped": 0}
+        for row in self.voices.activating(limit=limit):
+            voice_id, age = row["voice_id"], now - int(row["created_at"])
+            if age >= self.cfg.voice_unused_window_seconds:
+                outcome["expired" if self.expire(voice_id, reason="window_passed") != "unchanged" else "skipped"] += 1
+                continue
+            if age < min_age_seconds or time.monotonic() + pace_seconds >= deadline:
+                outcome["skipped"] += 1               # the stream's turn first / no time left this run
+                continue
+            started = time.monotonic()
+            try:
+                result = self.activate(voice_id, provider, deadline=deadline)
+                outcome["activated" if result == "activated" else "expired" if result == "expired"
+                        else "skipped"] += 1
+            except errors.UpstreamError:
+                outcome["failed"] += 1
+            time.sleep(max(0.0, pace_seconds - (time.monotonic() - started)))
+        stuck = self.voices.count_activating_since(now - self.cfg.voice_activation_alarm_seconds)
+        metrics.add_metric(name="VoicesActivatingOverOneDay", unit=MetricUnit.Count, value=stuck)
+        if stuck:
+            logger.error("voices still activating after the alarm threshold", extra={"count": stuck})
+        return {**outcome, "stuck": stuck}
