@@ -19,6 +19,7 @@ mapping (and a grant) before it ships.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -107,11 +108,13 @@ class Statement:
 
 
 def statements_of(cfn: Cfn, function_id: str) -> list[Statement]:
+    """The role's inline statements.  Those of the function's own Policies translate to the
+    policies <function>RolePolicy<n>; every other inline policy is one SAM adds for Lambda itself
+    (an on-failure destination of an EventInvokeConfig or of an event source): not the code's."""
     out = []
+    own = re.compile(rf"{re.escape(function_id)}RolePolicy\d+")
     for n, (policy, body) in enumerate(cfn.policy_statements(function_id)):
-        # SAM's own policy for an EventInvokeConfig destination: Lambda sends the failed event.
-        service_side = "EventInvokeConfig" in policy
-        out.append(Statement(body.get("Sid") or f"{policy}#{n}", body, service_side))
+        out.append(Statement(body.get("Sid") or f"{policy}#{n}", body, service_side=not own.fullmatch(policy)))
     return out
 
 

@@ -47,7 +47,25 @@ def fresh_environment() -> None:
     is cached for it (in Lambda each function runs in processes of its own)."""
     from aws_lambda_powertools.utilities import parameters
 
+    from kyma.providers import select
+
     parameters.clear_caches()
+    for cached in vars(select).values():      # the provider, its SSM parameter store, ...
+        if callable(getattr(cached, "cache_clear", None)):
+            cached.cache_clear()
+
+
+def stream_event(voice_id: str) -> dict:
+    """The Voices table's stream delivering a new row (the event source mapping's batch)."""
+    from kyma.dynamo import to_item
+
+    item = boto3.client("dynamodb").get_item(TableName=os.environ["VOICES_TABLE"],
+                                             Key=to_item({"voice_id": voice_id}))["Item"]
+    return {"Records": [{"eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
+                         "eventVersion": "1.1", "awsRegion": "us-east-1",
+                         "dynamodb": {"Keys": {"voice_id": item["voice_id"]}, "NewImage": item,
+                                      "SequenceNumber": "100", "StreamViewType": "NEW_IMAGE"},
+                         "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/v/stream/x"}]}
 
 
 def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
@@ -94,14 +112,15 @@ def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
         "headers"]["Idempotent-Replayed"] == "true"
     # A refused request with a key: Powertools deletes its record.
     assert clone_call(clone_event(poor.account_id, WAV, headers={"Idempotency-Key": "iam-402"}))["statusCode"] == 402
-    # MiniMax fails: the hold is released.
-    minimax.fail_next("/v1/voice_clone", "http_500")
+    # MiniMax fails (every retry): the hold is released.
+    minimax.fail_when("/v1/voice_clone", "http_500")
     assert clone_call(clone_event(acct, WAV))["statusCode"] == 502
+    minimax.clear_failures()
     # A settle that applied but lost its answer: the hold's status is read back.
     real_settle = Ledger.settle
 
-    def settle_then_lose_the_answer(self, hold, *, puts=()):
-        real_settle(self, hold, puts=puts)
+    def settle_then_lose_the_answer(self, hold, **kwargs):
+        real_settle(self, hold, **kwargs)
         raise ClientError({"Error": {"Code": "RequestTimeout", "Message": "injected"}}, "TransactWriteItems")
 
     with monkeypatch.context() as lossy:
@@ -135,14 +154,46 @@ def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
     speak({"input": "Hello", "voice": SYSTEM_VOICE}, keyed)
     assert speak({"input": "Mine", "voice_id": voice_id})["statusCode"] == 200          # ownership gate
     # MiniMax fails for a keyed request: the hold is released and Powertools deletes the record.
-    minimax.fail_next("/v1/t2a_v2", "http_500")
+    minimax.fail_when("/v1/t2a_v2", "http_500")
     assert speak({"input": "Fails", "voice": SYSTEM_VOICE}, {"Idempotency-Key": "iam-502"})["statusCode"] == 502
+    minimax.clear_failures()
     with monkeypatch.context() as lossy:
         lossy.setattr(Ledger, "settle", settle_then_lose_the_answer)
         assert speak({"input": "Lost answer", "voice": SYSTEM_VOICE})["statusCode"] == 200
     minimax.audio_size(6_000_000)
     assert speak({"input": "Long", "voice": SYSTEM_VOICE, "response_format": "wav"})["statusCode"] == 303
     minimax.audio_size(None)
+    # MiniMax lost an active voice (20132): speech expires it.
+    lost = body_of(clone_call(clone_event(acct, WAV)))["voice_id"]
+    assert speak({"input": "Activate", "voice_id": lost})["statusCode"] == 200
+    minimax.fail_when("/v1/t2a_v2", 20132, times=1)
+    assert speak({"input": "Gone", "voice_id": lost})["statusCode"] == 410
+
+    # VoicesFunction: list, get, delete (upstream too).
+    fresh_environment()
+    voices = load_handler("VoicesFunction")
+
+    def voices_call(method, path, resource, voice=None):
+        event = api_event(method, path, resource=resource, account_id=acct)
+        event["pathParameters"] = {"voice_id": voice} if voice else None
+        return voices(event, context("VoicesFunction"))
+
+    assert voices_call("GET", "/v1/audio/voices", "/v1/audio/voices")["statusCode"] == 200
+    one = "/v1/audio/voices/{voice_id}"
+    assert voices_call("GET", f"/v1/audio/voices/{voice_id}", one, voice_id)["statusCode"] == 200
+    assert voices_call("DELETE", f"/v1/audio/voices/{voice_id}", one, voice_id)["statusCode"] == 200
+
+    # VoiceActivationFunction: the stream activates a new voice; one MiniMax lost before
+    # activation is expired and refunded; the schedule sweeps what is still activating.
+    doomed = body_of(clone_call(clone_event(acct, WAV)))["voice_id"]
+    minimax.advance_clock(8 * 86_400)          # MiniMax's 7-day rule: the unused clone is gone
+    fresh = body_of(clone_call(clone_event(acct, WAV)))["voice_id"]
+    fresh_environment()
+    activation = load_handler("VoiceActivationFunction")
+    assert activation(stream_event(fresh), context("VoiceActivationFunction", 120)) == {"batchItemFailures": []}
+    assert activation(stream_event(doomed), context("VoiceActivationFunction", 120)) == {"batchItemFailures": []}
+    activation({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}},
+               context("VoiceActivationFunction", 120))
 
 
 @pytest.fixture

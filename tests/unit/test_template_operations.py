@@ -158,11 +158,34 @@ def test_the_reconciler_never_runs_twice_at_once_and_its_failed_runs_land_in_a_q
                for _, s in cfn.policy_statements("ReconcilerFunction"))
     # Someone hears about it.
     depth = alarms_on(cfn, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
-    assert [a["Dimensions"] for a in depth.values()] == [[{"Name": "QueueName",
-                                                           "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]]
+    assert [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}] in [
+        a["Dimensions"] for a in depth.values()]
     errors = alarms_on(cfn, "AWS/Lambda", "Errors")
     assert any(a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "ReconcilerFunction"}}]
                for a in errors.values())
+
+
+def test_every_failure_queue_is_writable_by_lambda_and_alarmed_on():
+    """Each on-failure destination (asynchronous invocations, event source mappings) is a queue
+    the function's role may send to (Lambda sends with it), and every queue's depth is alarmed."""
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+    cfn = translated()
+    destinations = []
+    for kind, function_of in (("AWS::Lambda::EventInvokeConfig", lambda p: p["FunctionName"]["Ref"]),
+                              ("AWS::Lambda::EventSourceMapping", lambda p: p["FunctionName"]["Ref"])):
+        for resource in cfn.of_type(kind).values():
+            props = resource["Properties"]
+            on_failure = (props.get("DestinationConfig") or {}).get("OnFailure")
+            if on_failure:
+                destinations.append((function_of(props), on_failure["Destination"]["Fn::GetAtt"][0]))
+    assert {"ReconcilerFunction", "VoiceActivationFunction"} <= {f for f, _ in destinations}
+    for function, queue in destinations:
+        assert any(IAMPolicyStatement(s).is_action_permitted("sqs:SendMessage", cfn.arn_of(queue))
+                   == PermissionResult.PERMITTED for _, s in cfn.policy_statements(function)), (function, queue)
+    alarmed = {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+               for a in alarms_on(cfn, "AWS/SQS", "ApproximateNumberOfMessagesVisible").values()}
+    assert alarmed == set(cfn.of_type("AWS::SQS::Queue"))
 
 
 # ── 6. alarms ────────────────────────────────────────────────────────────
