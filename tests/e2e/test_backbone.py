@@ -46,7 +46,7 @@ def test_curl_gets_the_published_openapi_document_without_a_key(stack, curl):
 
 def test_missing_wrong_and_revoked_keys_are_401_auth_error(stack):
     url = f"{stack.api_url}/v1/credits/balance"
-    account, key = stack.new_account("3")
+    _account, key = stack.new_account("3")
     assert requests.get(url, headers={"Authorization": f"Bearer {key}"}).json() == {"balance_usd": 3.0}
     stack.admin("revoke-key", "--key", key)
     for headers in ({}, {"Authorization": "Bearer sk-kyma-wrong"}, {"Authorization": f"Bearer {key}"},

@@ -41,7 +41,7 @@ def test_the_seed_pages_curl_command_works(stack, curl, tmp_path):
 
 
 def test_bad_uploads_over_http_are_4xx_envelopes_and_free(stack):
-    account, key = stack.new_account("10")
+    _account, key = stack.new_account("10")
     url = f"{stack.api_url}/v1/audio/voice-clone"
     auth = {"Authorization": f"Bearer {key}"}
     cases = [

@@ -38,7 +38,7 @@ def test_a_valid_key_is_allowed_on_every_route_of_the_stage_with_the_account_in_
                                     "Bearer sk-kyma-not-a-real-key", "sk-kyma-no-scheme"])
 def test_missing_malformed_or_unknown_keys_are_unauthorized(authorizer, accounts, header):
     accounts.create(5_000_000)
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer(event_with(header), context())
 
 
@@ -46,7 +46,7 @@ def test_a_revoked_key_is_unauthorized_and_other_keys_of_the_account_still_work(
     new = accounts.create(5_000_000)
     second = accounts.issue_key(new.account_id)
     assert accounts.revoke_key(new.api_key) is True
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer(event_with(f"Bearer {new.api_key}"), context())
     assert authorizer(event_with(f"Bearer {second}"), context())["principalId"] == new.account_id
 

@@ -106,7 +106,7 @@ def test_settle_and_release_racing_on_one_hold_apply_exactly_once(accounts, book
         results: dict[str, object] = {}
         barrier = threading.Barrier(2)
 
-        def settle() -> None:
+        def settle(hold=hold, barrier=barrier, results=results) -> None:
             barrier.wait()
             try:
                 ledger.settle(hold)
@@ -114,7 +114,7 @@ def test_settle_and_release_racing_on_one_hold_apply_exactly_once(accounts, book
             except HoldNotOpen:
                 results["settle"] = False
 
-        def release() -> None:
+        def release(hold=hold, barrier=barrier, results=results) -> None:
             barrier.wait()
             results["release"] = ledger.release(hold, reason="expired")
 

@@ -38,11 +38,11 @@ def assert_refused_and_free(response, books, minimax, acct, status=400, code="in
 
 @pytest.mark.parametrize("raw", [
     DEEP,
-    '{"input": "\\ud800", "voice": "%s"}' % SYSTEM_VOICE,                 # lone surrogate in the text
-    '{"input": "hi", "voice": "%s", "speed": NaN}' % SYSTEM_VOICE,      # non-finite numbers pass min/max
-    '{"input": "hi", "voice": "%s", "voice_settings": {"vol": NaN}}' % SYSTEM_VOICE,
-    '{"input": "hi", "voice": "%s", "speed": Infinity}' % SYSTEM_VOICE,
-    '{"input": "hi", "voice": "%s", "voice_settings": {"vol": 1e400}}' % SYSTEM_VOICE,
+    f'{{"input": "\\ud800", "voice": "{SYSTEM_VOICE}"}}',                 # lone surrogate in the text
+    f'{{"input": "hi", "voice": "{SYSTEM_VOICE}", "speed": NaN}}',      # non-finite numbers pass min/max
+    f'{{"input": "hi", "voice": "{SYSTEM_VOICE}", "voice_settings": {{"vol": NaN}}}}',
+    f'{{"input": "hi", "voice": "{SYSTEM_VOICE}", "speed": Infinity}}',
+    f'{{"input": "hi", "voice": "{SYSTEM_VOICE}", "voice_settings": {{"vol": 1e400}}}}',
 ])
 def test_speech_refuses_hostile_json_before_charging(speech, accounts, books, minimax, raw):
     acct = accounts.create(START).account_id
@@ -60,7 +60,7 @@ def test_a_clone_name_with_a_lone_surrogate_is_refused_before_minimax(clone, acc
     acct = accounts.create(START).account_id
     upload = json.loads(post(clone, "/v1/audio/voice-clone/uploads", acct, "{}")["body"])
     boto3.client("s3").put_object(Bucket=cfg.uploads_bucket, Key=upload["fields"]["key"], Body=fx.wav(12.0))
-    raw = '{"upload_id": "%s", "name": "narrator \\ud83d"}' % upload["upload_id"]
+    raw = f'{{"upload_id": "{upload["upload_id"]}", "name": "narrator \\ud83d"}}'
     # Then it is a 400 and MiniMax never sees a clone it could not be charged for
     assert_refused_and_free(post(clone, "/v1/audio/voice-clone", acct, raw), books, minimax, acct)
 

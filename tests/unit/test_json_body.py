@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -61,7 +62,5 @@ def test_valid_json_round_trips_and_mutations_never_escape_the_contract(value, d
     cut = data.draw(st.integers(0, len(raw)))
     splice = data.draw(st.sampled_from([b"NaN", b"1e999", b'"\\udc00"', b"[" * 100, b"\xff", b"-"]))
     for mutated in (raw[:cut], raw[:cut] + splice + raw[cut:]):
-        try:
+        with contextlib.suppress(InvalidRequest):
             parse(mutated)
-        except InvalidRequest:
-            pass

@@ -307,7 +307,8 @@ def test_base_resp_codes_and_retryability(fake, client, code, retryable):
         call_step(client, fake, PATH_T2A, soon())
     assert (info.value.provider_code, info.value.retryable) == (code, retryable)
     if code in minimax.OPERATOR_CODES:          # 2038: our account's problem, not explained
-        assert info.value.message.startswith("MiniMax speech synthesis failed:") and "problem on our side" in info.value.message
+        assert info.value.message.startswith("MiniMax speech synthesis failed:")
+        assert "problem on our side" in info.value.message
     else:
         assert info.value.message == f"MiniMax speech synthesis failed: upstream said no ({code})"
 
