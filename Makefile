@@ -10,7 +10,7 @@ SAM_PYENV := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2
 
 .PHONY: run test lint build deploy deploy-prod invoke sample bench clean lock openapi
 
-$(VENV)/.installed: pyproject.toml layers/shared/requirements.txt requirements-lock.txt
+$(VENV)/.installed: pyproject.toml layers/shared/requirements.in requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c requirements-lock.txt -e '.[dev]'
@@ -48,8 +48,13 @@ openapi: $(VENV)/.installed
 	$(PY) -m kyma_openapi
 
 ## build: sam build without Docker (needs python3.13 on PATH)
+# sam build's `pip download -r layers/shared/requirements.txt` checks every file against the lock's
+# hashes.  Aimed at the Lambda platform, it fetches the arm64 wheels themselves; otherwise
+# lambda-builders re-fetches platform wheels (charset-normalizer's) by name, outside hash checking.
+LAYER_PIP_ENV := PIP_PLATFORM=manylinux2014_aarch64 PIP_ONLY_BINARY=:all: PIP_IMPLEMENTATION=cp \
+	PIP_PYTHON_VERSION=3.13 PIP_ABI=cp313
 build: $(SAM_VENV)/.installed
-	$(if $(SAM_PYENV),PYENV_VERSION=$(shell $(PYTHON) -c 'import platform;print(platform.python_version())'):$(SAM_PYENV)) $(SAM) build
+	$(LAYER_PIP_ENV) $(if $(SAM_PYENV),PYENV_VERSION=$(shell $(PYTHON) -c 'import platform;print(platform.python_version())'):$(SAM_PYENV)) $(SAM) build
 
 deploy: build
 	$(SAM) deploy
@@ -61,10 +66,19 @@ deploy-prod: build
 bench: $(VENV)/.installed
 	$(PY) bench/run.py $(if $(QUICK),--quick)
 
-## lock: refresh requirements-lock.txt from a clean resolve
+## lock: both locks from a clean resolve.  layers/shared/requirements.txt: requirements.in with every
+## indirect dependency, pinned with hashes for the Lambda runtime (python3.13, arm64; uv resolves for
+## that platform).  requirements-lock.txt: the dev .venv (pyproject's dev extras), at the layer's versions.
+UV_VERSION := 0.13.8
+LAYER_LOCK := layers/shared/requirements.txt
 lock:
-	rm -rf /tmp/kyma-lock && $(PYTHON) -m venv /tmp/kyma-lock
-	/tmp/kyma-lock/bin/pip install --quiet '.[dev]'
+	rm -rf /tmp/kyma-lock /tmp/kyma-uv && $(PYTHON) -m venv /tmp/kyma-uv && $(PYTHON) -m venv /tmp/kyma-lock
+	/tmp/kyma-uv/bin/pip install --quiet uv==$(UV_VERSION)
+	/tmp/kyma-uv/bin/uv pip compile --quiet layers/shared/requirements.in --upgrade --generate-hashes \
+	  --python-platform aarch64-manylinux2014 --python-version 3.13 \
+	  --custom-compile-command 'make lock' --output-file $(LAYER_LOCK)
+	sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' $(LAYER_LOCK) > /tmp/kyma-lock/layer-pins.txt
+	/tmp/kyma-lock/bin/pip install --quiet -c /tmp/kyma-lock/layer-pins.txt '.[dev]'
 	/tmp/kyma-lock/bin/pip freeze --exclude kyma-voice-api | grep -v '^-e' > requirements-lock.txt
 
 clean:

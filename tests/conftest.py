@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import pytest
+
+from kyma_local import aws_calls
 
 RATE_LIMITED_ENDPOINTS = ("speech", "voice-clone", "uploads", "voices", "account")
 
@@ -23,6 +26,24 @@ os.environ.update({
     "POWERTOOLS_SERVICE_NAME": "kyma", "POWERTOOLS_METRICS_NAMESPACE": "Kyma",
     "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true",
 })
+
+# Every AWS call a function makes in this session is recorded, with the function that made it:
+# here (installed before any boto3 client exists), and in each local stack a test starts in a
+# subprocess, which appends to AWS_CALLS_FILE.  The IAM grant check runs after every other test
+# (tests/integration/test_iam_grants.py) and checks them all against the template's policies.
+aws_calls.install()
+AWS_CALLS_FILE = os.path.join(tempfile.gettempdir(), f"kyma-aws-calls-{os.getpid()}.jsonl")
+os.environ[aws_calls.CALLS_FILE_ENV] = AWS_CALLS_FILE
+
+
+def pytest_collection_modifyitems(items):
+    """The IAM grant check last: it checks the calls every other test recorded."""
+    items.sort(key=lambda item: item.get_closest_marker("aws_grants") is not None)
+
+
+def pytest_unconfigure(config):
+    if os.path.exists(AWS_CALLS_FILE):
+        os.remove(AWS_CALLS_FILE)
 
 
 @pytest.fixture
@@ -110,7 +131,8 @@ def load_handler(aws):
         handler = FunctionPool(aws.functions[logical_id]).environment()
 
         def checked(event, context):
-            response = handler(event, context)
+            with aws_calls.invoking(logical_id):   # its AWS calls are this function's
+                response = handler(event, context)
             if isinstance(event, dict) and "httpMethod" in event and "statusCode" in (response or {}):
                 contract.check(event["httpMethod"], event["resource"], response)
             return response

@@ -161,3 +161,25 @@ def test_a_top_up_never_takes_the_balance_over_the_maximum(accounts, ledger, boo
     assert books.balance(acct) == MAX_BALANCE_MICROS - 5 and books.audit(acct)["consistent"]
     ledger.top_up(acct, 5)
     assert books.balance(acct) == MAX_BALANCE_MICROS
+
+
+def test_the_reconciler_reports_release_failures_and_money_still_locked(accounts, ledger, ddb, cfg, load_handler,
+                                                                        monkeypatch, metrics_seen):
+    import time
+
+    from helpers import context, raising
+
+    from kyma.audit import GRACE_SECONDS
+    from kyma.ledger import Ledger
+
+    acct = accounts.create(10_000_000).account_id
+    hold = ledger.reserve(acct, PRICE, kind="speech", request_id="r")
+    # A hold whose request died long ago, and a release that keeps failing (DynamoDB throttled)
+    ddb.update_item(TableName=cfg.ledger_table, Key=to_item({"account_id": acct, "entry_id": hold.entry_id}),
+                    UpdateExpression="SET expires_at = :t",
+                    ExpressionAttributeValues={":t": {"N": str(int(time.time()) - GRACE_SECONDS - 60)}})
+    reconciler = load_handler("ReconcilerFunction")
+    monkeypatch.setattr(Ledger, "release", raising(RuntimeError("throttled")))
+    result = reconciler({}, context("ReconcilerFunction"))
+    assert (result["released"], result["failed"], result["stuck"]) == (0, 1, 1)
+    assert metrics_seen["ReleaseFailures"] == 1 and metrics_seen["OpenHoldsPastWindow"] == 1

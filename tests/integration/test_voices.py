@@ -277,3 +277,37 @@ def test_deleting_a_system_voice_is_400_and_getting_one_works(fns, accounts, min
     voice = body_of(get(fns, acct, f"/v1/audio/voices/{SYSTEM_VOICE}"))
     assert voice["voice_id"] == SYSTEM_VOICE and voice["type"] == "system" and voice["created_at"] is None
     assert error_of(get(fns, acct, "/v1/audio/voices/Nobody_here")).code == "voice_not_found"
+
+
+def test_an_activation_racing_a_deletion_never_refunds(fns, accounts, books, ddb, cfg, minimax, monkeypatch):
+    from kyma.providers.minimax import MiniMaxClient
+
+    acct = accounts.create(START).account_id
+    voice = clone(fns, acct)
+    event = stream_event(ddb, cfg, voice)
+    real_delete = MiniMaxClient.delete_voice
+
+    def delete_then_the_stream_arrives(self, voice_id, *, deadline):
+        deleted = real_delete(self, voice_id, deadline=deadline)
+        # The stream's activation runs between the upstream deletion and the tombstone: MiniMax
+        # answers 20132 for the voice, and nothing may be refunded for a voice its owner deleted.
+        fns["activation"](event, context("VoiceActivationFunction", 120))
+        return deleted
+
+    monkeypatch.setattr(MiniMaxClient, "delete_voice", delete_then_the_stream_arrives)
+    assert delete(fns, acct, voice)["statusCode"] == 200
+    assert row(ddb, cfg, voice)["status"] == "deleted"
+    assert books.balance(acct) == START - CLONE and books.audit(acct)["refunds"] == 0
+
+
+def test_a_deletion_minimax_refuses_leaves_the_voice_as_it_was(fns, accounts, books, ddb, cfg, minimax):
+    acct = accounts.create(START).account_id
+    voice = clone(fns, acct)
+    minimax.fail_when("/v1/delete_voice", 1004, times=None)          # our account's problem upstream
+    error = error_of(delete(fns, acct, voice))
+    assert error.status == 503
+    voice_row = row(ddb, cfg, voice)
+    assert voice_row["status"] == "activating" and voice_row["activating"] == "1"   # back in the sweep's list
+    assert body_of(get(fns, acct, f"/v1/audio/voices/{voice}"))["status"] == "activating"
+    minimax.clear_failures()
+    assert delete(fns, acct, voice)["statusCode"] == 200

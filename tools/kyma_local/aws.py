@@ -11,6 +11,10 @@ moto is a stand-in, not DynamoDB.  Two differences matter here:
   updates that real DynamoDB would never produce.
 - moto does not enforce S3 presigned-POST policy conditions; the code re-checks
   sizes server-side (see the upload tests).
+
+moto's server answers every CORS request with "allow this origin" by default, which would let
+any web page a developer opens read and write the local tables through the loopback port.
+`EmbeddedAws` turns that off: like AWS, only a bucket's own CORS rules answer a browser.
 """
 
 from __future__ import annotations
@@ -50,13 +54,25 @@ def serialize_dynamodb() -> None:
     _patched = True
 
 
+def disable_global_cors() -> None:
+    """No flask-cors on moto's server apps (MOTO_DISABLE_GLOBAL_CORS, which moto reads once, at
+    import: werkzeug_app keeps its own copy, read each time it builds a service's app)."""
+    import moto.settings
+    from moto.moto_server import werkzeug_app
+
+    os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"
+    moto.settings.DISABLE_GLOBAL_CORS = True
+    werkzeug_app.DISABLE_GLOBAL_CORS = True
+
+
 class EmbeddedAws:
-    """moto's threaded server on 127.0.0.1 (port 0 = any free port)."""
+    """moto's threaded server on 127.0.0.1 (port 0 = any free port), without global CORS."""
 
     def __init__(self, port: int = 0) -> None:
         from moto.server import ThreadedMotoServer
 
         serialize_dynamodb()
+        disable_global_cors()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per AWS call
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint = ""

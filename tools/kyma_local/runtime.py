@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from kyma_local.aws_calls import invoking
 from kyma_local.template import Function
 
 _module_counter = itertools.count()
@@ -73,7 +74,8 @@ class FunctionPool:
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load {self.function.module_path}")
         module: ModuleType = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # the INIT phase
+        with invoking(self.function.logical_id):   # its AWS calls are this function's (aws_calls)
+            spec.loader.exec_module(module)  # the INIT phase
         return getattr(module, self.function.handler_name)
 
     def invoke(self, event: Any) -> InvokeResult:
@@ -90,7 +92,8 @@ class FunctionPool:
 
             def run() -> None:
                 try:
-                    outcome["payload"] = handler(event, context)
+                    with invoking(self.function.logical_id):
+                        outcome["payload"] = handler(event, context)
                 except Exception as exc:  # the runtime reports it; API Gateway answers 502
                     outcome["error"] = f"{type(exc).__name__}: {exc}"
                     outcome["trace"] = traceback.format_exc()

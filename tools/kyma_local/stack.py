@@ -19,6 +19,7 @@ import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from kyma_local import aws_calls
 from kyma_local.aws import (
     REGION,
     EmbeddedAws,
@@ -61,6 +62,9 @@ class LocalStack:
         self.triggers: Triggers | None = None
 
     def start(self) -> LocalStack:
+        if os.environ.get(aws_calls.CALLS_FILE_ENV):
+            # every function's AWS calls, appended to that file (tests/integration/test_iam_grants.py)
+            aws_calls.install(os.environ[aws_calls.CALLS_FILE_ENV])
         self.aws.start()
         env = local_environment(self.template, self.aws)
         if real_minimax_key():

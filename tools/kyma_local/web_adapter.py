@@ -35,6 +35,7 @@ from http.server import HTTPServer
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from kyma_local.aws_calls import invoking
 from kyma_local.runtime import InvokeResult, LambdaContext
 from kyma_local.template import Function
 
@@ -64,8 +65,16 @@ class AppEnvironment:
         if spec is None or spec.loader is None:
             raise InvocationFailed(f"cannot load {function.app_path}")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        self.server: HTTPServer = module.make_server("127.0.0.1", 0)
+        with invoking(function.logical_id):   # its AWS calls are this function's (aws_calls)
+            spec.loader.exec_module(module)
+            self.server: HTTPServer = module.make_server("127.0.0.1", 0)
+        handle = self.server.finish_request    # each request, in the thread serving it
+
+        def finish_request(request: Any, client_address: Any) -> None:
+            with invoking(function.logical_id):
+                handle(request, client_address)
+
+        self.server.finish_request = finish_request
         self.port: int = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True,
                          name=f"lwa-app-{function.logical_id}").start()

@@ -15,8 +15,8 @@ from kyma.idempotency import MAX_KEY_LENGTH
 from kyma.speech_request import ALIASES, EMOTIONS, FORMAT_PATTERN, LANGUAGE_BOOSTS, MAX_INPUT_CHARS, SKUS
 from kyma.uploads import MAX_CONTENT_TYPE_CHARS, MAX_FILENAME_CHARS
 from kyma.voice_catalog import DEFAULT_LIMIT, MAX_LIMIT, TYPES
-from kyma.voices import SYSTEM_VOICE_PATTERN
 from kyma.voice_clone import CLONE_MODEL, MAX_NAME_CHARS
+from kyma.voices import SYSTEM_VOICE_PATTERN
 
 VERSION = "2.0.0"
 JSON = "application/json"

@@ -6,7 +6,10 @@ settle both require the hold to be open, so exactly one of them applies.
 
 from __future__ import annotations
 
+import time
+
 from kyma.accounting import Books
+from kyma.audit import GRACE_SECONDS
 from kyma.ledger import Ledger
 from kyma.observability import MetricUnit, logger, metrics
 
@@ -24,5 +27,9 @@ def release_expired_holds(books: Books, ledger: Ledger) -> dict[str, int]:
         except Exception:  # one bad hold must not stop the others; it is retried next run
             failed += 1
             logger.exception("could not release an expired hold", extra={"entry_id": hold.entry_id})
+    # Money still locked after this run, well past its window: what the operator is paged about.
+    stuck = sum(1 for _ in books.expired_holds(time.time() - GRACE_SECONDS))
     metrics.add_metric(name="HoldsReleasedByReconciler", unit=MetricUnit.Count, value=released)
-    return {"released": released, "already_closed": already_closed, "failed": failed}
+    metrics.add_metric(name="ReleaseFailures", unit=MetricUnit.Count, value=failed)
+    metrics.add_metric(name="OpenHoldsPastWindow", unit=MetricUnit.Count, value=stuck)
+    return {"released": released, "already_closed": already_closed, "failed": failed, "stuck": stuck}

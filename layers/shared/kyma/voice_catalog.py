@@ -21,7 +21,7 @@ from typing import Any
 
 from kyma import errors
 from kyma.voice_store import Voices
-from kyma.voices import DELETED, VOICE_ID_PATTERN, is_cloned_voice_id, status_of
+from kyma.voices import GONE, VOICE_ID_PATTERN, is_cloned_voice_id, status_of
 
 CATALOG_TTL_SECONDS = 600
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
@@ -97,7 +97,7 @@ def get_one(owner_id: str, voice_id: str, *, voices: Voices, catalog: SystemCata
             deadline: float) -> dict:
     if is_cloned_voice_id(voice_id):
         row = voices.get(voice_id)
-        if row is None or row.get("owner_id") != owner_id or status_of(row) == DELETED:
+        if row is None or row.get("owner_id") != owner_id or status_of(row) in GONE:
             raise errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
         return cloned_view(row)
     for voice in catalog.voices(provider, deadline=deadline):

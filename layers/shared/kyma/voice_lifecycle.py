@@ -19,7 +19,6 @@ transaction as the state change, so exactly once.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -29,7 +28,7 @@ from kyma.ledger import Ledger
 from kyma.observability import MetricUnit, logger, metrics, upstream_failure
 from kyma.providers import SynthesisRequest
 from kyma.voice_store import Voices
-from kyma.voices import ACTIVATING, ACTIVE, DELETED, EXPIRED, expiry_check, status_of
+from kyma.voices import ACTIVATING, ACTIVE, EXPIRED, GONE, expiry_check, status_of
 
 # The smallest real synthesis MiniMax counts as use: a few characters on the cheaper model.
 ACTIVATION_TEXT = "Hello."
@@ -75,7 +74,7 @@ class Lifecycle:
         back in the balance), "expired" (it had been active), or "unchanged" (already expired,
         deleted or unknown).  Safe to call from anywhere, any number of times."""
         row = self.voices.get(voice_id)
-        if row is None or status_of(row) in (EXPIRED, DELETED):
+        if row is None or status_of(row) in (EXPIRED, *GONE):
             return "unchanged"
         now = int(time.time())
         if status_of(row) == ACTIVATING:
@@ -98,15 +97,19 @@ class Lifecycle:
 
     # ── deletion ─────────────────────────────────────────────────────────
     def delete(self, voice_id: str, owner_id: str, provider, *, deadline: float) -> None:
-        """The owner deletes their voice: upstream first (`/v1/delete_voice`), then the tombstone.
-        Another account's, unknown or already deleted → 404 (nothing is disclosed)."""
-        row = self.voices.get(voice_id)
-        if row is None or row.get("owner_id") != owner_id or status_of(row) == DELETED:
+        """The owner deletes their voice: `deleting` here (so no activation or refund can race it),
+        then upstream (`/v1/delete_voice`), then the tombstone.  If MiniMax fails, the voice is put
+        back as it was and the error propagates.  Another account's, unknown or already deleted:
+        404 (nothing is disclosed).  No refund."""
+        was = self.voices.begin_delete(voice_id, owner_id, int(time.time()))
+        if was is None:
             raise errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
-        with contextlib.suppress(errors.UpstreamVoiceMissing):   # already gone upstream (expired)
-            provider.delete_voice(voice_id, deadline=deadline)
-        if not self.voices.tombstone(voice_id, owner_id, int(time.time())):
-            raise errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
+        try:
+            provider.delete_voice(voice_id, deadline=deadline)    # an id MiniMax no longer has: fine
+        except Exception:
+            self.voices.undo_delete(voice_id, was)
+            raise
+        self.voices.finish_delete(voice_id, int(time.time()))
         logger.info("voice deleted", extra={"voice_id": voice_id, "account_id": owner_id})
 
     # ── the sweep ────────────────────────────────────────────────────────

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from kyma.config import Config
 from kyma.dynamo import from_item, to_item, values
-from kyma.voices import ACTIVATING_INDEX, BY_OWNER_INDEX, DELETED, activation_update
+from kyma.voices import ACTIVATING, ACTIVATING_INDEX, BY_OWNER_INDEX, DELETED, DELETING, activation_update
 
 
 class Voices:
@@ -27,10 +27,10 @@ class Voices:
         """The owner's voices, newest first, tombstones left out; (rows, key to continue from)."""
         kwargs: dict[str, Any] = {
             "TableName": self.cfg.voices_table, "IndexName": BY_OWNER_INDEX, "ScanIndexForward": False,
-            "KeyConditionExpression": "owner_id = :o", "FilterExpression": "attribute_not_exists(#status) OR "
-                                                                             "#status <> :deleted",
+            "KeyConditionExpression": "owner_id = :o",
+            "FilterExpression": "attribute_not_exists(#status) OR NOT (#status IN (:deleted, :deleting))",
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": values(o=owner_id, deleted=DELETED), "Limit": limit}
+            "ExpressionAttributeValues": values(o=owner_id, deleted=DELETED, deleting=DELETING), "Limit": limit}
         rows: list[dict] = []
         while len(rows) < limit:
             if start:
@@ -77,14 +77,45 @@ class Voices:
             "ConditionExpression": "attribute_exists(activating)",
             "ExpressionAttributeValues": values(e=error[:500], now=now, one=1)})
 
-    def tombstone(self, voice_id: str, owner_id: str, now: int) -> bool:
-        """The owner deleted it: kept as a tombstone (ids are never reused), never listed again."""
-        return self.apply({
+    def begin_delete(self, voice_id: str, owner_id: str, now: int) -> dict | None:
+        """The owner's voice becomes `deleting` (out of reach of activation and expiry) while it is
+        deleted upstream.  Returns the row as it was, or None if it is not theirs or already gone."""
+        try:
+            old = self.ddb.update_item(
+                TableName=self.cfg.voices_table, Key=to_item({"voice_id": voice_id}),
+                UpdateExpression="SET #status = :deleting, deleting_since = :now REMOVE activating",
+                ConditionExpression="owner_id = :me AND (attribute_not_exists(#status) OR "
+                                    "NOT (#status IN (:deleting, :deleted)))",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values(deleting=DELETING, deleted=DELETED, now=now, me=owner_id),
+                ReturnValues="ALL_OLD")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        return from_item(old.get("Attributes"))
+
+    def finish_delete(self, voice_id: str, now: int) -> None:
+        """Deleted upstream: the tombstone (ids are never reused; never listed again)."""
+        self.apply({
             "TableName": self.cfg.voices_table, "Key": to_item({"voice_id": voice_id}),
-            "UpdateExpression": "SET #status = :deleted, deleted_at = :now REMOVE activating",
-            "ConditionExpression": "owner_id = :me AND (attribute_not_exists(#status) OR #status <> :deleted)",
+            "UpdateExpression": "SET #status = :deleted, deleted_at = :now REMOVE deleting_since",
+            "ConditionExpression": "#status = :deleting",
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": values(deleted=DELETED, now=now, me=owner_id)})
+            "ExpressionAttributeValues": values(deleted=DELETED, deleting=DELETING, now=now)})
+
+    def undo_delete(self, voice_id: str, was: dict) -> None:
+        """MiniMax could not delete it: the voice is as it was (activating ones back in the sweep's index)."""
+        status = was.get("status") or ACTIVATING
+        update = "SET #status = :was REMOVE deleting_since"
+        if status == ACTIVATING:
+            update = "SET #status = :was, activating = :one REMOVE deleting_since"
+        self.apply({
+            "TableName": self.cfg.voices_table, "Key": to_item({"voice_id": voice_id}),
+            "UpdateExpression": update, "ConditionExpression": "#status = :deleting",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": values(was=status, deleting=DELETING,
+                                                **({"one": "1"} if status == ACTIVATING else {}))})
 
     def apply(self, update: dict) -> bool:
         """One conditional UpdateItem; False if its condition does not hold."""

@@ -7,7 +7,8 @@ inside the settle transaction (kyma.ledger.Ledger.settle).  Its life
     activating ──(a real synthesis upstream succeeded)──> active
         │                                                   │
         └──(lost upstream: 20132, or the window passed)──> expired  (refunded if never active)
-    any ──(the owner deleted it)──> deleted  (a tombstone: never listed, speech 404)
+    any ──(the owner deletes it)──> deleting ──(deleted upstream)──> deleted  (a tombstone: never
+                                         listed, speech 404); back to where it was if MiniMax fails
 
 MiniMax deletes a clone that no real synthesis used within 7 days, so every
 new voice is activated soon after its clone (kyma.voice_lifecycle).  While a
@@ -36,6 +37,10 @@ BY_OWNER_INDEX = "ByOwner"
 ACTIVATING_INDEX = "Activating"
 
 ACTIVATING, ACTIVE, EXPIRED, DELETED = "activating", "active", "expired", "deleted"
+# While its owner deletes it (upstream first, then the tombstone) a voice is `deleting`: gone for
+# speech and listings, and out of reach of activation and expiry (no refund races the deletion).
+DELETING = "deleting"
+GONE = (DELETING, DELETED)
 
 
 def new_voice_id() -> str:
@@ -100,7 +105,7 @@ def ownership_check(cfg: Config, voice_id: str, account_id: str, *, activating: 
     successful synthesis is the use MiniMax counts.  So an active voice costs no extra write.
     """
     def refusal(voice: dict | None) -> Exception:
-        if voice is None or voice.get("owner_id") is None or status_of(voice) == DELETED:
+        if voice is None or voice.get("owner_id") is None or status_of(voice) in GONE:
             return errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
         if voice["owner_id"] != account_id:
             return errors.VoiceNotOwned(f"Voice {voice_id} belongs to another account.")

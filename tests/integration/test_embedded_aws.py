@@ -1,0 +1,51 @@
+"""The local stack's embedded AWS (moto server on loopback) is not a door for web pages: a
+browser's cross-origin request gets no CORS grant, except where a bucket's own CORS rules give
+one, as in S3."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from kyma_local.aws import EmbeddedAws, create_resources
+from kyma_local.template import Template
+
+EVIL = "https://any-page.example"
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    aws = EmbeddedAws()
+    endpoint = aws.start()
+    template = Template(name_prefix="kyma-cors")
+    create_resources(template, endpoint_url=endpoint)
+    yield endpoint, template
+    aws.stop()
+
+
+def preflight(url: str, method: str = "POST", headers: str = "content-type,x-amz-target") -> requests.Response:
+    return requests.options(url, timeout=10, headers={
+        "Origin": EVIL, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers})
+
+
+def test_a_cross_origin_preflight_gets_a_grant_only_from_a_bucket_cors_rule_as_in_s3(embedded):
+    endpoint, template = embedded
+    # DynamoDB and SSM are JSON POSTs to the root; S3 is per bucket (AudioBucket has no CORS rule).
+    for url in (endpoint + "/", f"{endpoint}/{template.physical_name('AudioBucket')}"):
+        response = preflight(url)
+        assert "Access-Control-Allow-Origin" not in response.headers, (url, dict(response.headers))
+        assert "Access-Control-Allow-Methods" not in response.headers
+    # The browser upload flow: UploadsBucket's own rule (POST from any origin) still answers.
+    response = preflight(f"{endpoint}/{template.physical_name('UploadsBucket')}", headers="content-type")
+    assert response.headers.get("Access-Control-Allow-Origin") in ("*", EVIL)
+    assert response.headers.get("Access-Control-Allow-Methods") == "POST"
+
+
+def test_a_cross_origin_read_of_a_table_gets_no_grant(embedded):
+    endpoint, template = embedded
+    response = requests.post(endpoint + "/", timeout=10, json={"TableName": template.physical_name("ApiKeysTable")},
+                             headers={"Origin": EVIL, "X-Amz-Target": "DynamoDB_20120810.Scan",
+                                      "Content-Type": "application/x-amz-json-1.0",
+                                      "Authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/"
+                                                       "dynamodb/aws4_request, SignedHeaders=host, Signature=0"})
+    assert "Access-Control-Allow-Origin" not in response.headers

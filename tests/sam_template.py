@@ -1,0 +1,179 @@
+"""template.yaml as CloudFormation receives it: translated by aws-sam-translator (the library
+`sam validate`, `sam deploy` and CloudFormation's own AWS::Serverless transform run), for given
+parameter values, with the intrinsics that only depend on parameters resolved.
+
+    cfn = translated(Stage="prod")
+    cfn.of_type("AWS::ApiGateway::Stage")       # {logical id: resource}
+    cfn.resolve(props["StageName"])             # "prod"
+
+`resolve` evaluates Ref to a parameter or pseudo parameter, Fn::If on the template's
+Conditions, Fn::Sub / Fn::Join over parameters, Fn::Equals/Not/And/Or, and drops
+AWS::NoValue.  A Ref or Fn::GetAtt to a resource stays as it is, unless `arn` is given: then
+Ref / GetAtt .Arn of a DynamoDB table, S3 bucket or SQS queue become the ARN of the local name
+the tests use (kyma_local.template.Template.physical_name).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import boto3
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+from kyma_local.template import Template
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"    # moto's default account: the ARNs of the resources the tests create
+STACK_NAME = "kyma-test"
+NO_VALUE = object()
+logging.getLogger("samtranslator").setLevel(logging.ERROR)   # its usage metrics are never published here
+
+
+class Cfn:
+    def __init__(self, doc: dict, parameters: dict[str, str]) -> None:
+        self.doc = doc
+        self.parameters = parameters
+        self.local = Template()   # local physical names (what the tests' AWS calls name)
+
+    @property
+    def resources(self) -> dict[str, dict]:
+        return self.doc["Resources"]
+
+    def of_type(self, cfn_type: str) -> dict[str, dict]:
+        """Resources of a type, those whose Condition is false left out."""
+        return {k: v for k, v in self.resources.items()
+                if v["Type"] == cfn_type and ("Condition" not in v or self.condition(v["Condition"]))}
+
+    def props(self, logical_id: str) -> dict:
+        return self.resources[logical_id].get("Properties", {})
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.doc.get("Conditions", {})[name]))
+
+    # ── intrinsics ──
+    def resolve(self, value: Any, *, arn: bool = False) -> Any:
+        out = self._resolve(value, arn)
+        return None if out is NO_VALUE else out
+
+    def _resolve(self, value: Any, arn: bool) -> Any:
+        if isinstance(value, list):
+            items = [self._resolve(v, arn) for v in value]
+            return [v for v in items if v is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                if arg == "AWS::NoValue":
+                    return NO_VALUE
+                if arg in self.parameters:
+                    return self.parameters[arg]
+                return self.arn_of(arg) if arn else value
+            if key == "Fn::GetAtt":
+                logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                if arn and attr == "Arn":
+                    return self.arn_of(logical)
+                if arn and attr == "QueueName":
+                    return self.local.physical_name(logical)
+                return value
+            if key == "Fn::If":
+                name, yes, no = arg
+                return self._resolve(yes if self.condition(name) else no, arn)
+            if key == "Fn::Equals":
+                a, b = (self._resolve(x, arn) for x in arg)
+                return str(a) == str(b)
+            if key == "Fn::Not":
+                return not self._resolve(arg[0], arn)
+            if key == "Fn::And":
+                return all(self._resolve(x, arn) for x in arg)
+            if key == "Fn::Or":
+                return any(self._resolve(x, arn) for x in arg)
+            if key == "Condition":
+                return self.condition(arg)
+            if key == "Fn::Join":
+                sep, parts = arg
+                resolved = [self._resolve(p, arn) for p in parts]
+                if all(isinstance(p, str) for p in resolved):
+                    return sep.join(resolved)
+                return {key: [sep, resolved]}
+            if key == "Fn::Sub":
+                return self._sub(arg, arn)
+        resolved = {k: self._resolve(v, arn) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+
+    def _sub(self, arg: Any, arn: bool) -> Any:
+        text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+
+        def one(m: re.Match) -> str:
+            name = m.group(1)
+            if name in extra:
+                got = self._resolve(extra[name], arn)
+            elif "." in name:
+                got = self._resolve({"Fn::GetAtt": name.split(".", 1)}, arn)
+            else:
+                got = self._resolve({"Ref": name}, arn)
+            return got if isinstance(got, str) else m.group(0)
+
+        out = re.sub(r"\$\{([^}!]+)\}", one, text)
+        return out if "${" not in re.sub(r"\$\{!", "", out) else {"Fn::Sub": out if not extra else [out, extra]}
+
+    def arn_of(self, logical_id: str) -> str:
+        """The ARN of a table, bucket or queue under the name the local stack and tests give it."""
+        kind = self.resources[logical_id]["Type"]
+        name = self.local.physical_name(logical_id)
+        arns: dict[str, Callable[[], str]] = {
+            "AWS::DynamoDB::Table": lambda: f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}",
+            "AWS::S3::Bucket": lambda: f"arn:aws:s3:::{name}",
+            "AWS::SQS::Queue": lambda: f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}",
+            "AWS::Lambda::Function": lambda: f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}",
+        }
+        if kind not in arns:
+            raise KeyError(f"no local ARN for {logical_id} ({kind})")
+        return arns[kind]()
+
+    def policy_statements(self, function_id: str) -> list[tuple[str, dict]]:
+        """(policy name, statement) of every inline policy of a function's execution role,
+        with ARNs resolved to the local names."""
+        role = self.props(function_id)["Role"]["Fn::GetAtt"][0]
+        out = []
+        for policy in self.props(role).get("Policies", []):
+            statements = policy["PolicyDocument"]["Statement"]
+            out.extend((policy["PolicyName"], self.resolve(statement, arn=True))
+                       for statement in (statements if isinstance(statements, list) else [statements]))
+        return out
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def translated(**parameters: str) -> Cfn:
+    """template.yaml translated for these parameter values (the template's defaults for the rest)."""
+    return _translated(tuple(sorted(parameters.items())))
+
+
+@cache
+def _translated(overrides: tuple[tuple[str, str], ...]) -> Cfn:
+    source = Template()
+    doc = copy.deepcopy(source.doc)
+    # As `sam validate` / `sam build` do: code locations become S3 URIs before translation.
+    for resource in doc["Resources"].values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            props["CodeUri"] = "s3://kyma-artifacts/code.zip"
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            props["ContentUri"] = "s3://kyma-artifacts/layer.zip"
+    defaults = {k: str(v["Default"]) for k, v in doc.get("Parameters", {}).items() if "Default" in v}
+    values = {**defaults, **dict(overrides)}
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=REGION))
+    out = translator.translate(doc, parameter_values=dict(values), get_managed_policy_map=_NoManagedPolicies().load)
+    pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME,
+              "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+    return Cfn(out, {**values, **pseudo})
