@@ -128,6 +128,29 @@ def test_the_charge_settles_only_after_the_last_byte_was_handed_on(handler, acco
     assert books.audit(acct)["consistent"]
 
 
+def test_a_cloned_voice_streams_for_its_owner_only_and_its_first_stream_activates_it(minimax, load_handler,
+                                                                                      accounts, books, ddb, cfg):
+    import audio_fixtures as fx
+    from helpers import clone_event
+
+    from kyma.dynamo import from_item, to_item
+
+    clone, handler = load_handler("VoiceCloneFunction"), load_handler("SpeechFunction")
+    owner, other = accounts.create(START).account_id, accounts.create(START).account_id
+    voice = body_of(clone(clone_event(owner, fx.mp3_cbr(12.0)), context()))["voice_id"]
+
+    def status():
+        return from_item(ddb.get_item(TableName=cfg.voices_table, Key=to_item({"voice_id": voice}),
+                                      ConsistentRead=True)["Item"])["status"]
+
+    assert status() == "activating"
+    error = error_of(speak(handler, other, {"input": TEXT, "voice": voice, **SSE}))
+    assert (error.status, error.code) == (403, "voice_not_owned") and books.balance(other) == START
+    response = speak(handler, owner, {"input": TEXT, "voice": voice, **SSE})
+    assert sse_events(response)[-1]["type"] == "speech.audio.done" and status() == "active"
+    assert books.audit(owner)["consistent"]
+
+
 # ── failures: partial audio is free, and the client can tell ─────────────
 @pytest.mark.parametrize("mode", ["stream_error", "stream_drop"])
 def test_minimax_failing_mid_stream_cuts_a_raw_stream_and_charges_nothing(handler, accounts, books, minimax,
@@ -238,6 +261,19 @@ def test_a_stream_that_outlives_the_hold_timeout_is_charged_once_with_the_reconc
     from kyma.paid_call import HOLD_GRACE_SECONDS
 
     assert 20 < hold["expires_at"] - hold["created_at"] <= 20 + HOLD_GRACE_SECONDS + 1
+
+
+@pytest.mark.parametrize("flag", [RAW, SSE])
+def test_minimax_silent_past_the_gateways_idle_timeout_is_a_502_before_the_gateway_gives_up(
+        configure, minimax, load_handler, accounts, books, flag):
+    configure(STREAM_IDLE_TIMEOUT_SECONDS=3)                 # 30 s on the edge-optimized API; 1 s to spare here
+    handler = load_handler("SpeechFunction")
+    minimax.first_chunk_ms = 2500
+    acct = accounts.create(START).account_id
+    started = time.monotonic()
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, **flag}))
+    assert (error.status, error.code) == (502, "provider_error") and time.monotonic() - started < 2
+    assert_free(books, acct)
 
 
 @pytest.mark.parametrize("limit", ["integration timeout", "function timeout"])

@@ -14,9 +14,8 @@ Audio that an Idempotency-Key may replay is kept in S3 *before* the charge settl
 audio that cannot be replayed is never charged.
 
 Clocks: a streamed request may run until its deadline (the function's timeout and the
-streaming integration's, up to 15 minutes); a whole file must start within API
-Gateway's idle timeout (nothing flows until it is complete), so it gets the earlier of
-the two.  The hold outlives the request's deadline (`kyma.paid_call.hold_lifetime`), so
+streaming integration's, up to 15 minutes), but its first chunk must come within API
+Gateway's idle timeout; a whole file must be complete within it (nothing flows before).  The hold outlives the request's deadline (`kyma.paid_call.hold_lifetime`), so
 the reconciler never releases a hold whose stream is still being delivered.
 """
 
@@ -53,8 +52,11 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     cloned = is_cloned_voice_id(inp.voice_id)
     if cloned and not VOICE_ID_PATTERN.match(inp.voice_id):
         raise errors.VoiceNotFound(f"Voice {inp.voice_id} does not exist.")   # could never have been issued
-    if not inp.streamed:        # nothing reaches the client until the whole file is ready
-        deadline = min(deadline, time.monotonic() + cfg.stream_idle_timeout_seconds - SAFETY_MARGIN_SECONDS)
+    # Nothing reaches the client before MiniMax's first chunk (a whole file: before its last one),
+    # and API Gateway closes a response that stays silent for its idle timeout.
+    silent_until = time.monotonic() + cfg.stream_idle_timeout_seconds - SAFETY_MARGIN_SECONDS
+    if not inp.streamed:
+        deadline = min(deadline, silent_until)
     billing = Billing(inp.sku, inp.chars, price_micros(inp, cfg), inp.content_type, provider.name)
     hold, activating = _reserve(inp, account_id, request_id, billing.cost_micros, cloned, svc, guard,
                                 hold_lifetime(deadline, cfg.hold_timeout_seconds))
@@ -67,7 +69,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     def work() -> int:
         kept: list[bytes] = []
         size = 0
-        with _upstream(provider, request, deadline) as source:      # the first chunk is in
+        with _upstream(provider, request, deadline, silent_until) as source:      # the first chunk is in
             delivery.begin(billing)
             for chunk in source:
                 delivery.audio(chunk)       # handed on before the next one is read
@@ -139,15 +141,16 @@ class _WholeAnswer:
         return iter([audio] if audio else [])
 
 
-def _upstream(provider: VoiceProvider, request: SynthesisRequest, deadline: float) -> Any:
+def _upstream(provider: VoiceProvider, request: SynthesisRequest, deadline: float, start_by: float) -> Any:
     """MiniMax's audio as a context-managed iterable of chunks, returned once the first chunk
-    has arrived: any failure before it raises here, before anything was sent to the client."""
+    has arrived (by `start_by`): any failure before it raises here, before anything was sent
+    to the client."""
     if request.audio_format not in STREAMABLE_FORMATS:
         result = provider.synthesize(request, deadline=deadline)
         if not result.audio:
             raise errors.ProviderError("MiniMax speech synthesis returned no audio.", trace_id=result.trace_id)
         return _WholeAnswer(result.audio)
-    stream = provider.synthesize_stream(request, deadline=deadline)
+    stream = provider.synthesize_stream(request, deadline=deadline, start_by=start_by)
     if not stream.chunks_received:
         stream.close()
         raise errors.ProviderError("MiniMax speech synthesis returned no audio.", trace_id=stream.trace_id)

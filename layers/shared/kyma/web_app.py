@@ -258,6 +258,7 @@ def _context(raw: dict) -> AdapterContext | None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"      # keep-alive and chunked responses
+    server_version, sys_version = "kyma", ""      # no Python version in a Server header
     app: WebApp
 
     def _serve(self) -> None:

@@ -71,6 +71,7 @@ class VoiceProvider(Protocol):
     def synthesize(self, request: SynthesisRequest, *, deadline: float) -> SynthesisResult:
         """Render `request` to audio bytes, or raise a `kyma.errors.UpstreamError` subclass."""
 
-    def synthesize_stream(self, request: SynthesisRequest, *, deadline: float) -> StreamedSynthesis:
-        """Start a streamed synthesis; returns once the first audio chunk has arrived (a failure
-        before it raises here), then yields the audio chunk by chunk."""
+    def synthesize_stream(self, request: SynthesisRequest, *, deadline: float,
+                          start_by: float | None = None) -> StreamedSynthesis:
+        """Start a streamed synthesis; returns once the first audio chunk has arrived (by
+        `start_by`; a failure before it raises here), then yields the audio chunk by chunk."""
