@@ -15,8 +15,9 @@ audio that cannot be replayed is never charged.
 
 Clocks: a streamed request may run until its deadline (the function's timeout and the
 streaming integration's, up to 15 minutes), but its first chunk must come within API
-Gateway's idle timeout; a whole file must be complete within it (nothing flows before).  The hold outlives the request's deadline (`kyma.paid_call.hold_lifetime`), so
-the reconciler never releases a hold whose stream is still being delivered.
+Gateway's idle timeout; a whole file must be complete within it (nothing flows before).
+The hold outlives the request's deadline (`kyma.paid_call.hold_lifetime`), so the
+reconciler never releases a hold whose stream is still being delivered.
 """
 
 from __future__ import annotations
