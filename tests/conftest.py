@@ -122,13 +122,25 @@ def accounts(ddb, cfg):
 @pytest.fixture
 def load_handler(aws):
     """load_handler("AccountFunction") → a freshly imported handler (a cold Lambda environment)
-    whose API responses are checked against the published contract (tests/contract.py)."""
+    whose API responses are checked against the published contract (tests/contract.py).
+    A Lambda Web Adapter function (SpeechFunction) runs its app in a warm environment, each
+    event an HTTP request to it (helpers.lwa_call: the response read as a stream)."""
     import contract
+    from helpers import lwa_call
 
     from kyma_local.runtime import FunctionPool
+    from kyma_local.web_adapter import WebAdapterPool
+
+    pools: list[WebAdapterPool] = []
 
     def load(logical_id: str):
-        handler = FunctionPool(aws.functions[logical_id]).environment()
+        function = aws.functions[logical_id]
+        if function.web_adapter:
+            pool = WebAdapterPool(function)
+            pools.append(pool)
+            handler = lambda event, context: lwa_call(pool, event)  # noqa: E731
+        else:
+            handler = FunctionPool(function).environment()
 
         def checked(event, context):
             with aws_calls.invoking(logical_id):   # its AWS calls are this function's
@@ -140,7 +152,9 @@ def load_handler(aws):
         checked.routes = getattr(handler, "routes", None)
         return checked
 
-    return load
+    yield load
+    for pool in pools:
+        pool.close()
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ that every money test asserts."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import time
 from types import SimpleNamespace
 
 from requests_toolbelt.multipart.encoder import MultipartEncoder
@@ -27,6 +29,37 @@ def api_event(method: str, path: str, *, resource: str | None = None, body: byte
 
 def context(name: str = "TestFunction", timeout: int = 29) -> LambdaContext:
     return LambdaContext(name, 512, timeout)
+
+
+def lwa_call(pool, event: dict, *, wait: float = 60.0) -> dict:
+    """An event through a Lambda Web Adapter function (kyma_local.web_adapter.WebAdapterPool), its
+    response read to the end as API Gateway's streaming integration reads it, returned in the
+    proxy-response shape the other helpers read, plus what only a stream has:
+    `chunks` [(arrival, bytes)] and `complete` (False: the body ended without its last chunk).
+    Text (JSON, events) comes as text, anything else base64-encoded (isBase64Encoded)."""
+    app = pool.invoke_stream(event, wait=wait)
+    chunks: list[tuple[float, bytes]] = []
+    complete = False
+    try:
+        while data := app.read(wait):
+            chunks.append((time.monotonic(), data))
+        complete = True
+    except (OSError, http.client.HTTPException):
+        pass                                    # cut: the connection closed before the last chunk
+    finally:
+        app.close(reusable=complete)
+    headers = dict(app.headers)
+    body = b"".join(c for _, c in chunks)
+    textual = headers.get("Content-Type", "").startswith(("application/json", "text/"))
+    return {"statusCode": app.status, "headers": headers, "isBase64Encoded": not textual,
+            "body": body.decode() if textual else base64.b64encode(body).decode(),
+            "chunks": chunks, "complete": complete}
+
+
+def sse_events(response: dict) -> list[dict]:
+    """The `data:` events of a text/event-stream response, parsed."""
+    return [json.loads(line[len("data: "):]) for line in response["body"].split("\n")
+            if line.startswith("data: ")]
 
 
 def body_of(response: dict):
@@ -112,7 +145,8 @@ def assert_books_balance(books, ddb, cfg, account: str) -> dict:
 
 
 class Recorder:
-    """Stands in for a FunctionPool: records events, answers what the test says."""
+    """Stands in for a FunctionPool (or a WebAdapterPool, for streamed routes): records events,
+    answers what the test says."""
 
     def __init__(self, answer=None, error=None, error_message=""):
         self.events: list[dict] = []
@@ -123,6 +157,33 @@ class Recorder:
         self.events.append(event)
         answer = self.answer(event) if callable(self.answer) else self.answer
         return InvokeResult(answer, self.error, self.error_message)
+
+    def invoke_stream(self, event, *, wait):
+        from kyma_local.web_adapter import InvocationFailed
+
+        self.events.append(event)
+        if self.error:
+            raise InvocationFailed(self.error_message)
+        return _Streamed(self.answer(event) if callable(self.answer) else self.answer)
+
+
+class _Streamed:
+    """A recorded proxy answer as a streaming app's response (what kyma_local's gateway reads of
+    kyma_local.web_adapter.AppResponse)."""
+
+    def __init__(self, answer: dict) -> None:
+        self.status = answer["statusCode"]
+        self.headers = list((answer.get("headers") or {}).items())
+        body = answer.get("body") or ""
+        self._body = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
+        self.deadline = time.monotonic() + 30
+
+    def read(self, timeout: float) -> bytes:
+        data, self._body = self._body, b""
+        return data
+
+    def close(self, *, reusable: bool) -> None:
+        pass
 
 
 def allow(account_id="acct_1"):

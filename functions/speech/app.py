@@ -1,51 +1,50 @@
-"""POST /v1/audio/speech: text in, audio bytes out, billed per character.
+"""POST /v1/audio/speech: text in, audio out, billed per character.
 
-Large audio (over a Lambda response's 6 MB with base64) is answered with
-`303 See Other` to a short-lived presigned URL, which `curl -L` and the OpenAI
-SDK follow without extra code.
+The audio comes as one file, as raw chunks (`stream_format: "audio"` or `stream: true`)
+or as Server-Sent Events (`stream_format: "sse"`), as MiniMax produces it.  The function
+runs behind the AWS Lambda Web Adapter with response streaming (run.sh, template.yaml):
+`kyma.web_app` is the HTTP app, `kyma.speech` the paid work, `kyma.speech_delivery` the
+forms the audio takes.  With an Idempotency-Key the work runs once; a replay is answered
+from the first request's audio, in the form the replay asks for.
 """
 
 from kyma import init_phase
 
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
 
-from kyma import speech, speech_request
-from kyma.audio_store import URL_TTL_SECONDS
-from kyma.http import Request, Response, api_handler, json_response, replay_marked
+from kyma import speech, speech_delivery, speech_request
 from kyma.idempotency import key_from
-from kyma.observability import instrument
 from kyma.providers.select import provider
 from kyma.rate_limits import check, limit_for
 from kyma.services import services
+from kyma.web_app import Output, Request, WebApp
 
 svc = services()
 provider()  # INIT: build the MiniMax client now (its imports), not on the first request
 
 
-def speak(request: Request) -> Response:
+def speak(request: Request, out: Output) -> None:
     speech_input = speech_request.parse(request.json())
-    fresh: dict = {}
 
     def work(guard: str | None) -> dict:
-        result = speech.synthesize(
+        return speech.synthesize(
             speech_input, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
-            svc=svc, provider=provider(), keep=key_from(request.headers) is not None, guard=guard,
+            svc=svc, provider=provider(), delivery=speech_delivery.for_request(speech_input.delivery, out),
+            keep=key_from(request.headers) is not None, guard=guard,
             rate_limit=check(svc.cfg, request.account_id,
                              limit_for("speech", svc.cfg, request.authorizer.get("rate_limits"))))
-        fresh["audio"] = result.audio
-        return speech.record(result, provider().name)
 
     record, replayed = svc.idempotency.for_request(
         request, scope="speech", request_fingerprint=speech_request.fingerprint(speech_input), work=work)
-    delivery = speech.deliver(record, fresh.get("audio"), svc.audio)
-    if delivery.url is not None:
-        response = json_response(303, {"url": delivery.url, "expires_in": URL_TTL_SECONDS},
-                                 {**delivery.headers, "Location": delivery.url, "Content-Type": "application/json"})
-    else:
-        response = Response(200, delivery.audio or b"", delivery.headers, binary=True)
-    return replay_marked(response, replayed)
+    if replayed:
+        speech_delivery.replay(record, speech_delivery.for_request(speech_input.delivery, out, replayed=True),
+                               svc.audio)
 
 
-lambda_handler = instrument(api_handler({("POST", "/v1/audio/speech"): speak}))
+app = WebApp({("POST", "/v1/audio/speech"): speak}, api_timeout=svc.cfg.stream_api_timeout_seconds)
+make_server = app.make_server       # what the Lambda Web Adapter stand-in (make run) starts
 
 init_phase.end()
+
+if __name__ == "__main__":          # run.sh, in Lambda
+    app.serve_forever()

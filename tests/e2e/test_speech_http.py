@@ -1,10 +1,15 @@
-"""Speech over HTTP against the local stack: the official OpenAI SDK unchanged, curl,
-large audio through the redirect, byte integrity, and the MiniMax sandbox (the
+"""Speech over HTTP against the local stack (the speech function streamed through the local API
+Gateway and Lambda Web Adapter stand-ins, the sandbox at MiniMax's pace): the official OpenAI SDK
+unchanged, streamed (SSE and raw audio) and whole; curl --no-buffer; no Accept header; large audio
+without any redirect; a stream cut mid-way or abandoned; byte integrity, and the MiniMax sandbox (the
 stack's stand-in for MiniMax, over HTTP) driven from outside the `make run` process."""
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
+import time
 
 import openai
 import pytest
@@ -87,28 +92,125 @@ def test_curl_readme_example_writes_an_mp3(stack, curl, tmp_path):
     assert inspect_audio(out.read_bytes()).format == "mp3"
 
 
-def test_large_audio_follows_the_redirect_with_curl_and_the_sdk(stack, curl, tmp_path):
+def test_large_audio_comes_whole_without_a_redirect_with_curl_and_the_sdk(stack, curl, tmp_path):
     _, key = stack.new_account("5")
-    text = "This sentence is long enough to need a redirect. " * 50      # 2,450 chars: ~147 s of WAV
-    body = f'{{"model": "minimax-speech-turbo", "input": "{text}", "voice": "{SYSTEM_VOICE}", ' \
-           '"response_format": "wav"}'
-    # curl -L: POST → 303 → GET the presigned URL (the Authorization header is not forwarded)
+    text = "This sentence is long enough for a large file. " * 50           # 2,400 chars: ~144 s of WAV
+    body = json.dumps({"model": "minimax-speech-turbo", "input": text, "voice": SYSTEM_VOICE,
+                       "response_format": "wav"})
     out = tmp_path / "long.wav"
     result = subprocess.run([curl, "-sS", "-f", "-L", f"{stack.api_url}/v1/audio/speech",
                              "-H", f"Authorization: Bearer {key}", "-H", "Content-Type: application/json",
                              "-d", body, "--output", str(out), "-w", "%{num_redirects} %{http_code}"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "1 200"
+    assert result.stdout == "0 200"                                    # no 303, no S3 detour
     audio = out.read_bytes()
-    # The sandbox renders 300 ms + 60 ms per character: 147.3 s, 9.4 MB of 32 kHz WAV
-    assert len(audio) > 4_400_000
+    # The sandbox renders 300 ms + 60 ms per character: 144.3 s, 9.2 MB of 32 kHz WAV (over 6 MB)
+    assert len(audio) > 6 * 1024 * 1024
     assert inspect_audio(audio).duration_seconds == pytest.approx(0.3 + 0.06 * len(text), abs=0.01)
-    # The OpenAI SDK follows the same redirect without extra code
     sdk_audio = sdk(stack, key).audio.speech.create(model="minimax-speech-turbo", voice=SYSTEM_VOICE, input=text,
                                                     response_format="wav").content
     assert sdk_audio == audio                                          # the sandbox is deterministic
     assert stack.balance(key) == pytest.approx(5 - 2 * len(text) * 0.00006, abs=1e-9)
+
+
+# ── streamed: the OpenAI SDK unchanged, curl, plain HTTP ─────────────────
+STORY = "A voice agent needs its first audio in a few hundred milliseconds, not just seconds."   # 84 chars
+
+
+def test_the_openai_sdk_streams_sse_deltas_then_done_with_the_billing_facts(stack):
+    _, key = stack.new_account("5")
+    with sdk(stack, key).audio.speech.with_streaming_response.create(
+            model="minimax-speech-hd", voice=SYSTEM_VOICE, input=STORY, stream_format="sse") as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        assert response.headers["x-kyma-chars-billed"] == "84" and response.headers["x-kyma-cost-usd"] == "0.0084"
+        events = [json.loads(line[len("data: "):]) for line in response.iter_lines() if line.startswith("data: ")]
+    deltas, done = events[:-1], events[-1]
+    assert len(deltas) >= 10 and {e["type"] for e in deltas} == {"speech.audio.delta"}
+    audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    assert inspect_audio(audio).format == "mp3"                          # the deltas make one valid MP3,
+    whole = sdk(stack, key).audio.speech.create(model="minimax-speech-hd", voice=SYSTEM_VOICE, input=STORY)
+    assert audio == whole.content                                        # the very file (the sandbox is deterministic)
+    assert done["type"] == "speech.audio.done"
+    assert done["usage"] == {"input_tokens": 84, "output_tokens": 0, "total_tokens": 84,
+                             "characters_billed": 84, "cost_usd": 0.0084, "balance_usd": 4.9916}
+    assert whole.response.headers["x-kyma-balance-usd"] == "4.9832" and stack.balance(key) == 4.9832
+
+
+def test_the_openai_sdk_streams_raw_audio_in_chunks_the_first_well_before_the_last(stack):
+    _, key = stack.new_account("5")
+    started = time.monotonic()
+    with sdk(stack, key).audio.speech.with_streaming_response.create(
+            model="minimax-speech-hd", voice=SYSTEM_VOICE, input=STORY, stream_format="audio") as response:
+        assert response.headers["content-type"] == "audio/mpeg"
+        chunks = [(time.monotonic(), chunk) for chunk in response.iter_bytes()]
+    first_at, last_at = chunks[0][0], chunks[-1][0]
+    # The sandbox's pace: 300 ms to the first chunk, then 33 more 40 ms apart
+    assert len(chunks) >= 10 and first_at - started < 1.0 and last_at - first_at > 0.8
+    assert inspect_audio(b"".join(c for _, c in chunks)).format == "mp3"
+    assert stack.balance(key) == 4.9916
+
+
+def test_curl_no_buffer_shows_the_same_events_as_they_come(stack, curl):
+    _, key = stack.new_account("5")
+    body = json.dumps({"model": "minimax-speech-hd", "input": STORY, "voice": SYSTEM_VOICE, "stream_format": "sse"})
+    proc = subprocess.Popen([curl, "-sS", "--no-buffer", "-X", "POST", f"{stack.api_url}/v1/audio/speech",
+                             "-H", f"Authorization: Bearer {key}", "-H", "Content-Type: application/json",
+                             "-d", body], stdout=subprocess.PIPE)
+    arrivals = [(time.monotonic(), line) for line in proc.stdout if line.startswith(b"data: ")]
+    assert proc.wait(30) == 0
+    events = [json.loads(line[len(b"data: "):]) for _, line in arrivals]
+    assert events[-1]["type"] == "speech.audio.done" and events[-1]["usage"]["characters_billed"] == 84
+    assert len(events) >= 10 and arrivals[-1][0] - arrivals[0][0] > 0.8     # as they came, not at the end
+
+
+@pytest.mark.parametrize("flag", [{}, {"stream": True}], ids=["whole", "streamed"])
+def test_a_request_without_accept_gets_raw_audio_bytes(stack, flag):
+    _, key = stack.new_account("5")
+    response = requests.post(f"{stack.api_url}/v1/audio/speech", timeout=60,
+                             headers={"Authorization": f"Bearer {key}", "Accept": None},   # no Accept at all
+                             json={"input": "No Accept header.", "voice": SYSTEM_VOICE, **flag})
+    assert "accept" not in {k.lower() for k in response.request.headers}
+    assert response.status_code == 200 and response.headers["content-type"] == "audio/mpeg"
+    assert inspect_audio(response.content).format == "mp3"           # bytes, not base64 text
+
+
+@pytest.fixture
+def control(stack):
+    from kyma_local.sandbox.control import SandboxControl
+
+    sandbox = SandboxControl(stack.sandbox_url)
+    yield sandbox
+    sandbox.clear_failures()
+
+
+def test_a_stream_minimax_breaks_off_is_a_cut_body_for_curl_and_an_error_event_for_sse(stack, curl, control):
+    _, key = stack.new_account("5")
+    control.fail_when("/v1/t2a_v2", "stream_drop", match="marker e2e-cut", after_chunks=5)
+    text = "Cut short mid-way, marker e2e-cut."
+    raw = subprocess.run([curl, "-sS", "--no-buffer", "-o", "/dev/null", "-X", "POST",
+                          f"{stack.api_url}/v1/audio/speech", "-H", f"Authorization: Bearer {key}",
+                          "-d", json.dumps({"input": text, "voice": SYSTEM_VOICE, "stream": True})],
+                         capture_output=True, text=True, timeout=60)
+    assert raw.returncode == 18, raw.stderr                            # curl: "transfer closed ... partial file"
+    with requests.post(f"{stack.api_url}/v1/audio/speech", headers={"Authorization": f"Bearer {key}"}, stream=True,
+                       json={"input": text, "voice": SYSTEM_VOICE, "stream_format": "sse"}, timeout=60) as sse:
+        events = [json.loads(line[6:]) for line in sse.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+    assert [e["type"] for e in events] == ["speech.audio.delta"] * 5 + ["error"]
+    assert events[-1]["error"]["code"] == "provider_error"
+    assert stack.balance(key) == 5.0                                   # partial audio is free
+
+
+def test_a_client_that_hangs_up_mid_stream_pays_nothing(stack):
+    _, key = stack.new_account("5")
+    response = requests.post(f"{stack.api_url}/v1/audio/speech", headers={"Authorization": f"Bearer {key}"},
+                             json={"input": STORY * 3, "voice": SYSTEM_VOICE, "stream": True}, stream=True, timeout=60)
+    assert next(response.iter_content(4096))
+    response.close()                                                    # gone after the first audio
+    deadline = time.monotonic() + 15
+    while stack.balance(key) != 5.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stack.balance(key) == 5.0
 
 
 # ── a developer's MINIMAX_API_KEY: the stack calls "MiniMax" (here a sandbox run by the test) ──
@@ -142,4 +244,7 @@ def test_clone_then_speak_through_the_real_client(minimax_stack, fake_upstream):
     assert voice in fake_upstream.voices
     audio = sdk(minimax_stack, key).audio.speech.create(model="minimax-speech-turbo", voice=voice,
                                                         input="Cloned, for real.").content
-    assert audio == fake_upstream.last_audio
+    # (the voice's activation also calls t2a, at any moment: last_audio may be its audio)
+    assert inspect_audio(audio).format == "mp3"
+    assert any(c.json["voice_setting"]["voice_id"] == voice and c.json["text"] == "Cloned, for real."
+               for c in fake_upstream.calls_to("/v1/t2a_v2"))

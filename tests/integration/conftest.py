@@ -11,6 +11,9 @@ from kyma_local.sandbox import MiniMaxSandbox
 
 MINIMAX_KEY = "test-minimax-key-4f2a"
 PARAMETER = "/kyma/test/minimax-api-key"
+# Streams paced fast: most tests are about what arrives, not when.  Tests about timing set
+# the sandbox's first_chunk_ms / chunk_interval_ms themselves (make run keeps MiniMax's pace).
+FAST = {"first_chunk_ms": 5, "chunk_interval_ms": 1}
 
 
 @pytest.fixture
@@ -19,7 +22,7 @@ def minimax(aws, monkeypatch):
     from kyma.config import config
     from kyma.providers.select import provider
 
-    with MiniMaxSandbox(api_key=MINIMAX_KEY) as sandbox:
+    with MiniMaxSandbox(api_key=MINIMAX_KEY, **FAST) as sandbox:
         boto3.client("ssm").put_parameter(Name=PARAMETER, Value=MINIMAX_KEY, Type="SecureString")
         monkeypatch.setenv("MINIMAX_API_KEY_PARAMETER", PARAMETER)
         monkeypatch.setenv("MINIMAX_BASE_URL", sandbox.base_url)
@@ -39,7 +42,7 @@ def local_sandbox(aws, monkeypatch):
     from kyma_local.aws import upstream_environment
 
     monkeypatch.delenv("MINIMAX_API_KEY", raising=False)
-    with MiniMaxSandbox(api_key="sandbox-local-key") as sandbox:
+    with MiniMaxSandbox(api_key="sandbox-local-key", **FAST) as sandbox:
         for name, value in upstream_environment(sandbox.base_url, sandbox.api_key).items():
             monkeypatch.setenv(name, value)
         config.cache_clear()

@@ -34,7 +34,18 @@ def test_the_document_has_exactly_the_template_routes_and_each_function_serves_i
             declared.setdefault(path, set()).add(method)
         if served and fn.handler.startswith("app."):
             assert set(load_handler(logical_id).routes) == served, logical_id
+        elif served and fn.web_adapter:                  # a web app (run.sh): its WebApp's routes
+            assert set(_web_app(fn).routes) == served, logical_id
     assert declared == {path: set(methods) for path, methods in openapi.routes().items()}
+
+
+def _web_app(fn):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"contract_{fn.logical_id}", fn.app_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
 
 
 def test_every_error_code_in_the_document_and_the_gateway_responses_is_in_the_vocabulary(aws):

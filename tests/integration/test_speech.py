@@ -1,4 +1,6 @@
-"""POST /v1/audio/speech: the contract on the real handler, moto and the MiniMax sandbox (over loopback HTTP)."""
+"""POST /v1/audio/speech: the contract on the real function (its app run as the Lambda Web Adapter runs
+it), moto and the MiniMax sandbox (over loopback HTTP).  The whole-file response (no stream flag) here;
+streamed responses in test_speech_streaming.py."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from helpers import (
     clone_event,
     context,
     error_of,
+    lwa_call,
     powertools_records,
     raising,
 )
@@ -64,8 +67,11 @@ def test_a_system_voice_speaks_and_is_billed_per_character(handler, accounts, bo
     assert headers["X-Kyma-Cost-USD"] == "0.0029"                      # 29 × $0.10 / 1000
     assert headers["X-Kyma-Balance-USD"] == "49.9971"
     assert headers["X-Request-Id"]
+    assert response["complete"] and "Idempotent-Replayed" not in headers
     sent = upstream(minimax)
-    assert sent["model"] == "speech-2.8-hd" and sent["text"] == TEXT and sent["stream"] is False
+    # MiniMax streams (it recommends it above 3,000 characters); the whole file is sent once settled
+    assert sent["model"] == "speech-2.8-hd" and sent["text"] == TEXT and sent["stream"] is True
+    assert sent["stream_options"] == {"exclude_aggregated_audio": True}
     assert sent["voice_setting"]["voice_id"] == SYSTEM_VOICE and sent["output_format"] == "hex"
     assert sent["audio_setting"] == {"sample_rate": 32000, "bitrate": 128000, "format": "mp3", "channel": 1}
     assert books.balance(acct) == START - 2_900 and books.audit(acct)["consistent"]
@@ -106,7 +112,7 @@ def test_every_sku_and_alias(handler, accounts, minimax, model, sku, upstream_mo
     {"text": TEXT, "voice_id": SYSTEM_VOICE},                 # text for input
     {"input": TEXT, "voice": SYSTEM_VOICE},                   # voice for voice_id (OpenAI SDK)
     {"input": TEXT, "voice": {"id": SYSTEM_VOICE}},           # the SDK's custom-voice object
-    {"input": TEXT, "voice": SYSTEM_VOICE, "instructions": "cheerful", "stream_format": "audio", "x": [1]},
+    {"input": TEXT, "voice": SYSTEM_VOICE, "instructions": "cheerful", "x": [1]},
 ])
 def test_field_aliases_and_unknown_fields(handler, accounts, minimax, body):
     acct = accounts.create(START).account_id
@@ -150,6 +156,7 @@ def test_wav_bytes_are_byte_identical_and_playable(handler, accounts, minimax):
     acct = accounts.create(START).account_id
     audio = body_of(speak(handler, acct, {"input": TEXT * 3, "voice": SYSTEM_VOICE, "response_format": "wav"}))
     assert audio == minimax.last_audio
+    assert upstream(minimax)["stream"] is False                        # MiniMax streams no wav
     import io
     import wave
     with wave.open(io.BytesIO(audio)) as w:
@@ -163,8 +170,8 @@ def test_wav_bytes_are_byte_identical_and_playable(handler, accounts, minimax):
     ({"input": TEXT, "voice": SYSTEM_VOICE, "model": 7}, 400, "not_a_tts_model"),
     ({"input": TEXT}, 400, "voice_required"),
     ({"input": TEXT, "voice": ""}, 400, "voice_required"),
-    ({"input": "x" * 5001, "voice": SYSTEM_VOICE}, 400, "input_too_long"),
-    ({"input": "👋" * 5001, "voice": SYSTEM_VOICE}, 400, "input_too_long"),
+    ({"input": "x" * 10_000, "voice": SYSTEM_VOICE}, 400, "input_too_long"),
+    ({"input": "👋" * 10_000, "voice": SYSTEM_VOICE}, 400, "input_too_long"),
     ({"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "opus"}, 400, "unsupported_format"),
     ({"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "aac"}, 400, "unsupported_format"),
     ({"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "mp3_12345"}, 400, "unsupported_format"),
@@ -185,6 +192,13 @@ def test_wav_bytes_are_byte_identical_and_playable(handler, accounts, minimax):
     ({"input": TEXT, "voice": "bad\nvoice"}, 400, "invalid_request"),
     ({"input": TEXT, "voice": ["a"]}, 400, "invalid_request"),
     ({"input": TEXT, "voice": SYSTEM_VOICE, "language_boost": ""}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "stream": "yes"}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "stream_format": "json"}, 400, "invalid_request"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "stream": True, "response_format": "wav"}, 400, "unsupported_format"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "stream_format": "sse", "response_format": "wav_8000"}, 400,
+     "unsupported_format"),
+    ({"input": TEXT, "voice": SYSTEM_VOICE, "stream_format": "audio", "response_format": "wav"}, 400,
+     "unsupported_format"),
     ("{not json", 400, "invalid_request"),
     ("[1, 2]", 400, "invalid_request"),
     (b"\xff\xfe\x00garbage", 400, "invalid_request"),
@@ -203,11 +217,24 @@ def test_refused_requests_are_free_and_never_sent_upstream(handler, accounts, bo
     assert_free(books, minimax, acct)
 
 
-def test_exactly_5000_characters_are_accepted(handler, accounts):
+def test_9999_characters_the_most_minimax_takes_are_accepted(handler, accounts, minimax):
     acct = accounts.create(START).account_id
-    response = speak(handler, acct, {"input": "👋" * 5000, "voice": SYSTEM_VOICE,
-                                     "response_format": "mp3_16000_32"})   # ~1.2 MB: inline
-    assert response["statusCode"] == 200 and response["headers"]["X-Kyma-Chars-Billed"] == "5000"
+    response = speak(handler, acct, {"input": "👋" * 9999, "voice": SYSTEM_VOICE, "stream": True,
+                                     "response_format": "pcm_8000"})   # 10 min of audio: 9.6 MB, streamed
+    assert response["statusCode"] == 200 and response["headers"]["X-Kyma-Chars-Billed"] == "9999"
+    assert response["complete"] and body_of(response) == minimax.last_audio
+
+
+def test_an_8000_character_input_is_synthesized_and_billed_for_8000_characters(handler, accounts, books,
+                                                                               minimax):
+    acct = accounts.create(START).account_id
+    text = ("The quick brown fox jumps over the lazy dog. " * 200)[:8000]
+    response = speak(handler, acct, {"input": text, "voice": SYSTEM_VOICE, "response_format": "mp3_16000_32"})
+    assert response["statusCode"] == 200 and response["complete"]
+    assert response["headers"]["X-Kyma-Chars-Billed"] == "8000"
+    assert response["headers"]["X-Kyma-Cost-USD"] == "0.80"                   # 8,000 × $0.10 / 1000
+    assert body_of(response) == minimax.last_audio and upstream(minimax)["text"] == text
+    assert books.balance(acct) == START - 800_000 and books.audit(acct)["consistent"]
 
 
 def test_insufficient_credits_is_402_and_nothing_goes_upstream(handler, accounts, books, minimax):
@@ -267,7 +294,7 @@ def test_an_upstream_timeout_is_502_before_the_gateway_gives_up(configure, minim
                                                                  books):
     import time
 
-    configure(API_TIMEOUT_SECONDS=6)
+    configure(STREAM_IDLE_TIMEOUT_SECONDS=6)      # a whole file must be ready before API Gateway's idle timeout
     handler = load_handler("SpeechFunction")
     acct = accounts.create(START).account_id
     minimax.set_delay("/v1/t2a_v2", 8)
@@ -277,49 +304,29 @@ def test_an_upstream_timeout_is_502_before_the_gateway_gives_up(configure, minim
     assert_free(books, minimax, acct)
 
 
-# ── large audio: S3 + 303 to a presigned URL, billed once ────────────────
-def s3_key_of(url: str, bucket: str) -> str:
-    """The object key of a presigned URL, virtual-hosted or path-style."""
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(url)
-    path = unquote(parsed.path).lstrip("/")
-    return path if parsed.hostname.startswith(bucket + ".") else path.split("/", 1)[1]
-
-
-def test_audio_too_large_for_a_lambda_response_is_delivered_by_redirect(handler, accounts, books, minimax, cfg):
+# ── no Accept dependence, no size wall ───────────────────────────────────
+def test_a_request_without_accept_gets_the_raw_bytes(handler, accounts, minimax):
     acct = accounts.create(START).account_id
-    minimax.audio_size(6_000_000)
-    response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "wav"})
-    assert response["statusCode"] == 303
-    location = response["headers"]["Location"]
-    assert "X-Amz-Signature=" in location and "X-Amz-Expires=900" in location
-    assert response["headers"]["X-Kyma-Cost-USD"] == "0.0029"           # billing headers on the 303 too
-    key = s3_key_of(location, cfg.audio_bucket)
-    stored = boto3.client("s3").get_object(Bucket=cfg.audio_bucket, Key=key)
-    assert stored["Body"].read() == minimax.last_audio and stored["ContentType"] == "audio/wav"
-    assert key.startswith(f"speech/{acct}/")
-    assert len(json.dumps(response)) < 6 * 1024 * 1024
-    assert books.balance(acct) == START - 2_900                         # billed once
-
-
-def test_audio_just_under_the_inline_limit_comes_inline(handler, accounts, minimax):
-    acct = accounts.create(START).account_id
-    minimax.audio_size(4_400_000)
-    response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "pcm"})
+    event = speech_event(acct, {"input": TEXT, "voice": SYSTEM_VOICE})
+    assert "Accept" not in event["headers"]
+    response = handler(event, context("SpeechFunction"))
     assert response["statusCode"] == 200 and body_of(response) == minimax.last_audio
-    assert len(json.dumps(response)) < 6 * 1024 * 1024                    # fits a Lambda response
 
 
-def test_if_large_audio_cannot_be_stored_nothing_is_charged(handler, accounts, books, minimax, monkeypatch):
-    from kyma.audio_store import AudioStore
-
+def test_audio_over_6_mb_comes_in_the_response_itself(handler, accounts, books, minimax):
     acct = accounts.create(START).account_id
-    minimax.audio_size(6_000_000)
-    monkeypatch.setattr(AudioStore, "put", raising(RuntimeError("S3 down")))
-    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
-    assert error.status == 500
-    assert_free(books, minimax, acct)
+    minimax.audio_size(7_000_000)
+    response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "response_format": "pcm"})
+    assert response["statusCode"] == 200 and response["complete"]
+    assert body_of(response) == minimax.last_audio and len(minimax.last_audio) == 7_000_000
+    assert books.balance(acct) == START - 2_900                         # billed once
+    assert boto3.client("s3").list_objects_v2(Bucket=aws_bucket(), Prefix="speech/").get("KeyCount") == 0
+
+
+def aws_bucket() -> str:
+    from kyma.config import config
+
+    return config().audio_bucket
 
 
 # ── idempotency: one charge per key, never audio in DynamoDB ─────────────
@@ -339,27 +346,33 @@ def test_idempotent_speech_replays_the_same_bytes_and_charges_once(handler, acco
     assert (conflict.status, conflict.code) == (409, "idempotency_conflict")
 
 
-def test_idempotent_large_audio_replays_as_a_fresh_redirect(handler, accounts, books, minimax):
+def test_if_the_audio_cannot_be_kept_for_replays_nothing_is_charged(handler, accounts, books, minimax,
+                                                                     monkeypatch):
+    from kyma.audio_store import AudioStore
+
     acct = accounts.create(START).account_id
-    minimax.audio_size(6_000_000)
-    headers = {"Idempotency-Key": "speech-big"}
-    first = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)
-    again = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)
-    assert first["statusCode"] == again["statusCode"] == 303
-    assert books.balance(acct) == START - 2_900 and len(minimax.calls_to("/v1/t2a_v2")) == 1
+    monkeypatch.setattr(AudioStore, "put", raising(RuntimeError("S3 down")))
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, {"Idempotency-Key": "k-s3"}))
+    assert error.status == 500
+    assert_free(books, minimax, acct)
 
 
 # ── concurrency: never below zero ────────────────────────────────────────
-def test_parallel_speech_never_overdraws(minimax, aws, accounts, books):
-    from kyma_local.runtime import FunctionPool
+@pytest.mark.parametrize("delivery", [{}, {"stream_format": "audio"}, {"stream_format": "sse"}])
+def test_parallel_speech_never_overdraws(minimax, aws, accounts, books, delivery):
+    from kyma_local.web_adapter import WebAdapterPool
 
     # Given money for exactly 5 requests of 29 characters on hd (5 × 2,900 µ$) plus change
     acct = accounts.create(5 * 2_900 + 2_899).account_id
-    pool = FunctionPool(aws.functions["SpeechFunction"], max_environments=20)
-    with ThreadPoolExecutor(20) as executor:
-        responses = list(executor.map(lambda _: pool.invoke(
-            speech_event(acct, {"input": TEXT, "voice": SYSTEM_VOICE})).payload, range(20)))
+    pool = WebAdapterPool(aws.functions["SpeechFunction"], max_environments=20)
+    try:
+        with ThreadPoolExecutor(20) as executor:
+            responses = list(executor.map(lambda _: lwa_call(
+                pool, speech_event(acct, {"input": TEXT, "voice": SYSTEM_VOICE, **delivery})), range(20)))
+    finally:
+        pool.close()
     assert sorted(r["statusCode"] for r in responses) == [200] * 5 + [402] * 15
+    assert all(r["complete"] for r in responses)
     assert books.balance(acct) == 2_899 and len(minimax.calls_to("/v1/t2a_v2")) == 5
     audit = books.audit(acct)
     assert audit["consistent"] and audit["charged"] == 5 * 2_900 and audit["open"] == 0
@@ -391,20 +404,34 @@ def test_a_failed_speech_settle_is_500_and_free(handler, accounts, books, minima
     assert_free(books, minimax, acct)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")   # the "crash", in the app
 def test_a_crashed_speech_request_is_released_by_the_reconciler(configure, minimax, load_handler, accounts,
                                                                 books, monkeypatch):
-    from kyma.providers.minimax import MiniMaxClient
+    import time
 
-    configure(HOLD_TIMEOUT_SECONDS=0)
+    from kyma.accounting import Books
+    from kyma.paid_call import HOLD_GRACE_SECONDS
+    from kyma.providers.minimax import MiniMaxClient
+    from kyma_local.web_adapter import InvocationFailed
+
+    configure(HOLD_TIMEOUT_SECONDS=0, STREAM_IDLE_TIMEOUT_SECONDS=5)
     handler = load_handler("SpeechFunction")
     acct = accounts.create(START).account_id
 
-    with monkeypatch.context() as crash:
-        crash.setattr(MiniMaxClient, "synthesize", raising(ProcessDied()))
-        with pytest.raises(ProcessDied):
+    with monkeypatch.context() as crash:               # the process dies mid-request: no answer at all
+        crash.setattr(MiniMaxClient, "synthesize_stream", raising(ProcessDied()))
+        with pytest.raises(InvocationFailed):
             speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
     assert books.balance(acct) == START - 2_900
-    assert load_handler("ReconcilerFunction")({}, context())["released"] == 1
+    (hold,) = [e for e in books.entries(acct) if e["type"] == "hold"]
+    # The hold lives as long as the request could (a whole file: the 5 s idle timeout), plus the grace
+    assert hold["expires_at"] - hold["created_at"] <= 5 + HOLD_GRACE_SECONDS + 1
+    reconciler = load_handler("ReconcilerFunction")
+    assert reconciler({}, context())["released"] == 0                    # not before its time
+    with monkeypatch.context() as later:                   # the reconciler's run a minute and more later
+        future, expired_holds = time.time() + 5 + HOLD_GRACE_SECONDS + 2, Books.expired_holds
+        later.setattr(Books, "expired_holds", lambda self, now=None: expired_holds(self, future))
+        assert reconciler({}, context())["released"] == 1
     assert books.balance(acct) == START and books.audit(acct)["consistent"]
 
 

@@ -58,3 +58,37 @@ def test_the_minimax_key_is_referenced_by_parameter_name_never_a_literal(aws):
     env = aws.doc["Globals"]["Function"]["Environment"]["Variables"]
     assert env["MINIMAX_API_KEY_PARAMETER"] == {"Ref": "MiniMaxApiKeyParameterName"}
     assert "MINIMAX_API_KEY" not in env
+
+
+def test_the_speech_route_streams_from_a_web_adapter_function_and_its_clocks_agree(aws, monkeypatch):
+    """Translated as `sam` translates it: a streaming integration to the function's
+    response-streaming-invocations, the adapter's layer and settings, and one maximum duration."""
+    from samtranslator.translator.transform import transform
+
+    from kyma_local.template import _CfnLoader
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import yaml
+
+    doc = yaml.load(aws.path.read_text(), Loader=_CfnLoader)  # noqa: S506 (_CfnLoader is a SafeLoader)
+    for resource in doc["Resources"].values():            # what `sam package` would have uploaded
+        for uri in ("CodeUri", "ContentUri"):
+            if uri in resource.get("Properties", {}):
+                resource["Properties"][uri] = "s3://bucket/key"
+    out = transform(doc, {"Stage": "dev"}, type("NoManagedPolicies", (), {"load": lambda self: {}})())["Resources"]
+    (api,) = [r for r in out.values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    integration = api["Properties"]["Body"]["paths"]["/v1/audio/speech"]["post"]["x-amazon-apigateway-integration"]
+    assert integration["responseTransferMode"] == "STREAM"
+    assert integration["uri"]["Fn::Sub"].endswith("/2021-11-15/functions/${SpeechFunction.Arn}"
+                                                  "/response-streaming-invocations")
+    speech = out["SpeechFunction"]["Properties"]
+    assert speech["Handler"] == "run.sh"
+    assert speech["Layers"][1] == {"Fn::Sub": "arn:aws:lambda:${AWS::Region}:753240598075:layer:"
+                                              "LambdaAdapterLayerArm64:26"}
+    env = speech["Environment"]["Variables"]
+    assert (env["AWS_LAMBDA_EXEC_WRAPPER"], env["AWS_LWA_INVOKE_MODE"]) == ("/opt/bootstrap", "response_stream")
+    # One maximum duration: the integration's, the function's and the one the app stops before
+    assert integration["timeoutInMillis"] == speech["Timeout"] * 1000 == int(env["STREAM_API_TIMEOUT_SECONDS"]) * 1000
+    assert speech["Timeout"] <= 900                       # Lambda's maximum, and the streaming integration's
+    run_sh = (ROOT / "functions" / "speech" / "run.sh")
+    assert run_sh.stat().st_mode & 0o111 and "/opt/python" in run_sh.read_text()

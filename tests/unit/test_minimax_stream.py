@@ -224,6 +224,19 @@ def test_the_deadline_bounds_the_whole_stream(sandbox):
         assert time.monotonic() - started < 2.0
 
 
+def test_start_by_bounds_the_wait_for_the_first_chunk_and_not_the_stream():
+    with MiniMaxSandbox(api_key=KEY, first_chunk_ms=1500, chunk_interval_ms=60) as slow:
+        client = MiniMaxClient(slow.base_url, lambda: KEY, retry=FAST)
+        started = time.monotonic()
+        with pytest.raises(errors.ProviderError):              # silent past start_by: given up, retries included
+            client.synthesize_stream(speech(), deadline=soon(), start_by=time.monotonic() + 0.8)
+        assert time.monotonic() - started < 1.3
+        slow.first_chunk_ms = 100
+        started = time.monotonic()
+        stream = client.synthesize_stream(speech(), deadline=soon(), start_by=time.monotonic() + 0.8)
+        assert b"".join(stream) == slow.last_audio and time.monotonic() - started > 1.0   # the stream ran on
+
+
 def test_one_consumer_per_stream_in_parallel(sandbox, client):
     results: dict[int, bytes] = {}
 

@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"KYMA_API_KEY={stack.demo_api_key}")
     print("Try:")
     print(f'  curl -H "Authorization: Bearer {stack.demo_api_key}" {stack.api_url}/v1/credits/balance')
+    print(f'  curl --no-buffer -H "Authorization: Bearer {stack.demo_api_key}" {stack.api_url}/v1/audio/speech '
+          '-d \'{"input": "Hello, streaming world.", "voice": "English_expressive_narrator", '
+          '"stream_format": "sse"}\'')
+    if stack.sandbox is not None:
+        print(f"  (speech streams as MiniMax would: the sandbox sends its first chunk after "
+              f"{stack.sandbox.first_chunk_ms:.0f} ms, then one every {stack.sandbox.chunk_interval_ms:.0f} ms; "
+              "KYMA_SANDBOX_FIRST_CHUNK_MS and KYMA_SANDBOX_CHUNK_INTERVAL_MS change that)")
     print("kyma-admin (in .venv/bin) reaches this stack while it runs. Ctrl-C stops it.", flush=True)
 
     done = threading.Event()

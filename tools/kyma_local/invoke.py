@@ -8,6 +8,10 @@ with the demo account (acct_demo, $50.00) the events refer to.
 `{{KYMA_API_KEY}}` in an event is replaced by $KYMA_API_KEY, or by the
 ephemeral demo account's key.
 
+A Lambda Web Adapter function (SpeechFunction) gets the event as the adapter would
+pass it to its app; its (streamed) response is printed in the proxy-response shape
+once complete, a binary body base64-encoded.
+
 MiniMax: with MINIMAX_API_KEY set, the real one; otherwise the running stack's
 MiniMax sandbox (so voices cloned through `make run` are known), or an
 ephemeral sandbox for this one call.
@@ -16,6 +20,8 @@ ephemeral sandbox for this one call.
 from __future__ import annotations
 
 import argparse
+import base64
+import http.client
 import json
 import os
 import secrets
@@ -27,7 +33,8 @@ from kyma_local.aws import EmbeddedAws, create_resources, local_environment, rea
 from kyma_local.runtime import FunctionPool
 from kyma_local.sandbox import MiniMaxSandbox
 from kyma_local.stack import DEMO_ACCOUNT_ID, DEMO_BALANCE_MICROS, STATE_FILE
-from kyma_local.template import Template
+from kyma_local.template import Function, Template
+from kyma_local.web_adapter import WebAdapterPool
 
 
 def _running_stack() -> dict | None:
@@ -86,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     provider.cache_clear()
 
     event = json.loads(args.event.read_text().replace("{{KYMA_API_KEY}}", api_key))
+    function = template.functions[args.function]
     try:
-        result = FunctionPool(template.functions[args.function]).invoke(event)
+        if function.web_adapter:
+            print(json.dumps(_invoke_web_app(function, event), indent=2))
+            return 0
+        result = FunctionPool(function).invoke(event)
     finally:
         if sandbox is not None:
             sandbox.stop()
@@ -96,6 +107,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(result.payload, indent=2))
     return 0
+
+
+def _invoke_web_app(function: Function, event: dict) -> dict:
+    pool = WebAdapterPool(function)
+    try:
+        app = pool.invoke_stream(event, wait=function.timeout)
+        body, complete = b"", False
+        try:
+            while data := app.read(function.timeout):
+                body += data
+            complete = True
+        except (OSError, http.client.HTTPException):
+            pass                    # the stream was cut: printed as far as it came
+        finally:
+            app.close(reusable=False)
+    finally:
+        pool.close()
+    headers = dict(app.headers)
+    text = headers.get("Content-Type", "").startswith(("application/json", "text/"))
+    return {"statusCode": app.status, "headers": headers, "isBase64Encoded": not text,
+            "body": body.decode() if text else base64.b64encode(body).decode(), "complete": complete}
 
 
 if __name__ == "__main__":

@@ -12,7 +12,16 @@ from typing import Any
 from kyma import errors
 from kyma.idempotency import HEADER as IDEMPOTENCY_HEADER
 from kyma.idempotency import MAX_KEY_LENGTH
-from kyma.speech_request import ALIASES, EMOTIONS, FORMAT_PATTERN, LANGUAGE_BOOSTS, MAX_INPUT_CHARS, SKUS
+from kyma.speech_request import (
+    ALIASES,
+    EMOTIONS,
+    FORMAT_PATTERN,
+    LANGUAGE_BOOSTS,
+    MAX_INPUT_CHARS,
+    SKUS,
+    STREAM_FORMATS,
+    STREAMABLE_FORMATS,
+)
 from kyma.uploads import MAX_CONTENT_TYPE_CHARS, MAX_FILENAME_CHARS
 from kyma.voice_catalog import DEFAULT_LIMIT, MAX_LIMIT, TYPES
 from kyma.voice_clone import CLONE_MODEL, MAX_NAME_CHARS
@@ -151,22 +160,58 @@ def uploads() -> dict:
 
 def speech() -> dict:
     audio = {"type": "string", "contentMediaType": "application/octet-stream"}
+    headers = {
+        "X-Request-Id": _header("XRequestId"),
+        "X-Kyma-Model": PAID_HEADERS["X-Kyma-Model"],
+        "X-Kyma-Chars-Billed": {"description": "Characters billed (code points of input).",
+                                "schema": {"type": "string"}},
+        "X-Kyma-Cost-USD": PAID_HEADERS["X-Kyma-Cost-USD"],
+        "X-Kyma-Balance-USD": {
+            "description": "Balance after the charge, USD decimal string. Only on the whole-file response "
+                           "(no stream flag), which is sent once the charge settled; absent on streamed "
+                           "responses (their headers leave before the charge; SSE carries it in "
+                           "speech.audio.done), and if it could not be read.",
+            "schema": {"type": "string"}},
+        "X-Kyma-Provider": PAID_HEADERS["X-Kyma-Provider"],
+        "Idempotent-Replayed": PAID_HEADERS["Idempotent-Replayed"],
+    }
+    events = {
+        "type": "string",
+        "description": "Server-Sent Events (stream_format: sse), one JSON object per `data:` line: "
+                       '`{"type": "speech.audio.delta", "audio": "<base64 of the next bytes>"}` per chunk, then '
+                       '`{"type": "speech.audio.done", "usage": {"input_tokens": n, "output_tokens": 0, '
+                       '"total_tokens": n, "characters_billed": n, "cost_usd": 0.0029, "balance_usd": 49.99}}` '
+                       "once the charge settled (OpenAI's usage fields; n = characters billed; balance_usd null "
+                       "if it could not be read). A failure after the first event ends the stream with "
+                       '`{"type": "error", "error": {"code": "...", "message": "..."}}` and nothing is charged.',
+        "example": 'data: {"type":"speech.audio.delta","audio":"SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjYx"}\n\n'
+                   'data: {"type":"speech.audio.done","usage":{"input_tokens":13,"output_tokens":0,'
+                   '"total_tokens":13,"characters_billed":13,"cost_usd":0.0013,"balance_usd":49.9987}}\n\n',
+    }
+    responses = {
+        "200": {"description": "The audio: one whole file (no stream flag; sent once the charge settled), raw "
+                               "audio sent as MiniMax produces it (stream_format: audio, or stream: true), or "
+                               "Server-Sent Events (stream_format: sse). Always bytes, never base64, whatever "
+                               "the Accept header. The charge settles after the last byte; if the stream fails "
+                               "or stops early nothing is charged: a raw stream then ends without its last "
+                               "chunk (a truncated body), an event stream with an error event.",
+                "headers": headers,
+                "content": {**{media: {"schema": audio}
+                               for media in ("audio/mpeg", "audio/wav", "audio/flac", "audio/pcm")},
+                            "text/event-stream": {"schema": events}}},
+        **_errors(400, 402, 403, 404, 409, 410, 502),
+    }
+    responses["410"]["description"] = ("Gone: voice_expired (MiniMax no longer has this cloned voice; nothing "
+                                       "charged, the clone refunded if it was never used), or idempotency_expired.")
+    responses["503"]["description"] = ("service_unavailable: MiniMax is at capacity or unavailable to us; nothing "
+                                       "charged. See Retry-After when present.")
     return {"post": {
         "operationId": "createSpeech", "summary": "Text to speech on MiniMax voices, billed per character",
+        "description": "Streams with stream_format (audio or sse) or stream: true; an Idempotency-Key replay "
+                       "returns the first request's audio in the form the replay asks for, charged once.",
         "tags": ["speech"], "parameters": [IDEMPOTENCY_PARAMETER],
         "requestBody": {"required": True, "content": {JSON: {"schema": _ref("SpeechRequest")}}},
-        "responses": {
-            "200": {"description": "The audio.",
-                    "headers": {"X-Request-Id": _header("XRequestId"), **PAID_HEADERS,
-                                "X-Kyma-Chars-Billed": {"schema": {"type": "string"}}},
-                    "content": {media: {"schema": audio}
-                                for media in ("audio/mpeg", "audio/wav", "audio/flac", "audio/pcm")}},
-            "303": {"description": "Large audio: a short-lived URL to it (Location).",
-                    "headers": {"X-Request-Id": _header("XRequestId"), **PAID_HEADERS,
-                                "Location": {"schema": {"type": "string"}}},
-                    "content": {JSON: {"schema": _ref("Redirect")}}},
-            **_errors(400, 402, 403, 404, 409, 410, 502),
-        },
+        "responses": responses,
     }}
 
 
@@ -257,8 +302,6 @@ def schemas() -> dict:
             "voices": {"type": "array", "items": _ref("Voice")}, "next_cursor": {"type": ["string", "null"]}}},
         "DeletedVoice": {"type": "object", "required": ["voice_id", "deleted"], "properties": {
             "voice_id": {"type": "string"}, "deleted": {"const": True}}},
-        "Redirect": {"type": "object", "required": ["url", "expires_in"],
-                     "properties": {"url": {"type": "string"}, "expires_in": {"type": "integer"}}},
         "SpeechRequest": {
             "type": "object", "description": "OpenAI audio.speech shape; unknown fields are ignored.",
             "properties": {
@@ -278,6 +321,13 @@ def schemas() -> dict:
                     "pitch": {"type": "integer", "minimum": -12, "maximum": 12},
                     "emotion": {"type": "string", "enum": list(EMOTIONS)}}},
                 "language_boost": {"type": "string", "enum": list(LANGUAGE_BOOSTS)},
+                "stream_format": {"type": "string", "enum": list(STREAM_FORMATS),
+                                  "description": "Stream the audio as MiniMax produces it: audio (raw bytes) "
+                                                 "or sse (Server-Sent Events). Formats: "
+                                                 f"{', '.join(STREAMABLE_FORMATS)} (not wav)."},
+                "stream": {"type": "boolean", "default": False,
+                           "description": "true: the same as stream_format audio (stream_format wins if "
+                                          "both are given)."},
             },
         },
     }

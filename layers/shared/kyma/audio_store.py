@@ -1,8 +1,8 @@
 """Rendered audio in S3 (bucket AudioBucket, prefix speech/, 1-day lifecycle).
 
-Used when audio must outlive the response: too large for a Lambda response
-(delivered by a short-lived presigned URL), or kept for Idempotency-Key
-replays (the idempotency record holds only the key, never audio).
+Used only when audio must outlive the response: kept for Idempotency-Key replays
+(the idempotency record holds only the key, never audio).  Fresh audio of any size
+goes straight to the client (the speech route streams).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-URL_TTL_SECONDS = 900
-
 
 def speech_key(account_id: str, request_id: str, audio_format: str) -> str:
     return f"speech/{account_id}/{request_id}.{audio_format}"
@@ -22,7 +20,7 @@ def speech_key(account_id: str, request_id: str, audio_format: str) -> str:
 class AudioStore:
     def __init__(self, s3: Callable[[], Any], bucket: str) -> None:
         """`s3` returns the client: it is created on first use, since most requests
-        (small audio, no Idempotency-Key) never touch S3 (cold start, bench/results.md)."""
+        (no Idempotency-Key) never touch S3 (cold start, bench/results.md)."""
         self._s3 = s3
         self.bucket = bucket
 
@@ -40,8 +38,3 @@ class AudioStore:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 return None
             raise
-
-    def url(self, key: str) -> str:
-        """A presigned GET, valid URL_TTL_SECONDS; signing is local (no network call)."""
-        return self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
-                                              ExpiresIn=URL_TTL_SECONDS)

@@ -64,6 +64,11 @@ class Config:
     voice_sweep_pace_seconds: float
     # API Gateway's integration timeout; handlers finish (and release) before it.
     api_timeout_seconds: float
+    # The same for a streamed (RESPONSE_STREAM) route: its TimeoutInMillis / 1000, up to 900.
+    stream_api_timeout_seconds: float
+    # How long a streamed response may send nothing before API Gateway closes it (5 min
+    # regional, 30 s edge-optimized): a whole file must be ready within it.
+    stream_idle_timeout_seconds: float
     # How long a request waits for an in-flight twin with the same Idempotency-Key.
     idempotency_wait_seconds: float
     idempotency_ttl_seconds: int
@@ -110,6 +115,8 @@ class Config:
             voice_sweep_min_age_seconds=integer("VOICE_SWEEP_MIN_AGE_SECONDS", 300),
             voice_sweep_pace_seconds=num("VOICE_SWEEP_PACE_SECONDS", 1.0),
             api_timeout_seconds=num("API_TIMEOUT_SECONDS", 29.0),
+            stream_api_timeout_seconds=num("STREAM_API_TIMEOUT_SECONDS", 900.0),
+            stream_idle_timeout_seconds=num("STREAM_IDLE_TIMEOUT_SECONDS", 30.0),
             idempotency_wait_seconds=num("IDEMPOTENCY_WAIT_SECONDS", 8.0),
             idempotency_ttl_seconds=integer("IDEMPOTENCY_TTL_SECONDS", 86_400),
         )

@@ -83,7 +83,7 @@ class Request:
             request_id=ctx.get("requestId") or getattr(context, "aws_request_id", "") or "",
             account_id=str((ctx.get("authorizer") or {}).get("account_id") or ""),
             authorizer=dict(ctx.get("authorizer") or {}),
-            deadline=_deadline(ctx, context, api_timeout),
+            deadline=request_deadline(ctx, context, api_timeout),
             lambda_context=context,
         )
 
@@ -92,10 +92,10 @@ class Request:
         return json_body.parse_object(self.body)
 
 
-def _deadline(request_context: Mapping[str, Any], context: Any, api_timeout: float) -> float:
-    """When this request must stop working: the earlier of Lambda's own timeout and
-    API Gateway's integration timeout (measured from when the gateway got the request),
-    less a margin to release any hold and answer."""
+def request_deadline(request_context: Mapping[str, Any], context: Any, api_timeout: float) -> float:
+    """When this request must stop working: the earlier of Lambda's own timeout (`context`'s
+    remaining time) and API Gateway's integration timeout (measured from `requestTimeEpoch`,
+    when the gateway got the request), less a margin to release any hold and answer."""
     now_mono, now_wall = time.monotonic(), time.time()
     budget = api_timeout
     started_ms = request_context.get("requestTimeEpoch")

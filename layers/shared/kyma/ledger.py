@@ -92,8 +92,12 @@ class Ledger:
     # ── reserve ──────────────────────────────────────────────────────────
     def reserve(self, account_id: str, amount_micros: int, *, kind: str, request_id: str,
                 reference: dict | None = None, voice_id_owned: str | None = None, voice_activating: bool = False,
-                upload_id: str | None = None, guard: str | None = None, rate_limit: Check | None = None) -> Hold:
+                upload_id: str | None = None, guard: str | None = None, rate_limit: Check | None = None,
+                expires_in: int | None = None) -> Hold:
         """Debit `amount_micros` into an open hold, or raise the reason it cannot be.
+
+        `expires_in`: seconds until the reconciler may release the hold (default: the
+        configured hold timeout); a request that may outlive that timeout passes its own.
 
         `voice_id_owned`: also require that this cloned voice is the caller's and usable: active, or
         with `voice_activating` still activating (kyma.voices.ownership_check).
@@ -127,7 +131,8 @@ class Ledger:
                 "account_id": account_id, "entry_id": hold.entry_id, "type": HOLD,
                 "kind": kind, "status": OPEN, "open_hold": OPEN,
                 "amount_micros": amount_micros, "request_id": request_id,
-                "created_at": int(now), "expires_at": int(now) + self.cfg.hold_timeout_seconds,
+                "created_at": int(now),
+                "expires_at": int(now) + (self.cfg.hold_timeout_seconds if expires_in is None else expires_in),
                 "upload_id": upload_id, **reference,
             }),
             "ConditionExpression": "attribute_not_exists(entry_id)",

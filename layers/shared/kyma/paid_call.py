@@ -12,6 +12,11 @@ something fails, so that no failure after a reserve loses or takes money:
 - the reconciler released the hold first (the request outlived it) → `settle_failed()`;
 - a release that itself fails leaves the hold open for the reconciler.
 
+A hold must outlive the request that holds it: `hold_lifetime(deadline, ...)` is how long
+the reconciler must leave it alone (the request's deadline, plus the margin in which it
+may still settle or release, plus HOLD_GRACE_SECONDS), and never less than the configured
+hold timeout.
+
 After the settle nothing may fail the request: the balance shown in the response
 is read best-effort (`balance_or_none`).
 """
@@ -19,6 +24,7 @@ is read best-effort (`balance_or_none`).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -29,6 +35,15 @@ from kyma.ledger import CHARGED, Hold, HoldNotOpen, Ledger
 
 T = TypeVar("T")
 log = logging.getLogger("kyma.paid_call")
+# After a request's deadline its handler has SAFETY_MARGIN_SECONDS (kyma.http) to release or
+# settle before Lambda stops it; this covers that margin and clock skew between Lambda hosts.
+HOLD_GRACE_SECONDS = 60
+
+
+def hold_lifetime(deadline: float, minimum: int) -> int:
+    """Seconds from now until the reconciler may release a hold taken for a request that
+    ends by `deadline` (a time.monotonic() instant); at least `minimum`."""
+    return max(minimum, math.ceil(deadline - time.monotonic()) + HOLD_GRACE_SECONDS)
 
 
 class PaidCalls:
@@ -42,7 +57,9 @@ class PaidCalls:
         try:
             result = work()
         except Exception as exc:
-            self.release_safely(hold, "provider_error" if isinstance(exc, errors.UpstreamError) else "error")
+            reason = "provider_error" if isinstance(exc, errors.UpstreamError) else getattr(
+                exc, "release_reason", "error")         # e.g. "client_gone" (kyma.web_app.ClientGone)
+            self.release_safely(hold, reason)
             raise
         if deadline is not None and time.monotonic() > deadline:
             self.release_safely(hold, "deadline")

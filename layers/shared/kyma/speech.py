@@ -1,93 +1,94 @@
-"""Text-to-speech: reserve → synthesize → settle, and how the audio reaches the client.
+"""Text-to-speech: reserve → synthesize while delivering → settle, or release.
 
 The request was read and priced by `kyma.speech_request`.  Ownership of a cloned
 (`kyma_`) voice is decided in the same transaction as the debit, so a voice
 that is not yours is never charged and never sent upstream.
 
-Audio up to INLINE_AUDIO_MAX_BYTES comes back in the response body.  Larger
-audio (a Lambda response is capped at 6 MB including base64) and audio that an
-Idempotency-Key may replay are stored in S3 *before* the charge settles: audio
-that cannot be delivered is never charged.
+The cost is known before the first byte, so the reserve comes first.  The audio
+then goes to the client as MiniMax produces it (`kyma.speech_delivery`: one whole
+file, raw chunks or Server-Sent Events), and the charge settles only after the last
+chunk has been handed on.  If MiniMax fails or stops early, or the client goes away,
+the hold is released: partial audio is free.  A whole file is sent after the settle.
+
+Audio that an Idempotency-Key may replay is kept in S3 *before* the charge settles:
+audio that cannot be replayed is never charged.
+
+Clocks: a streamed request may run until its deadline (the function's timeout and the
+streaming integration's, up to 15 minutes), but its first chunk must come within API
+Gateway's idle timeout; a whole file must be complete within it (nothing flows before).
+The hold outlives the request's deadline (`kyma.paid_call.hold_lifetime`), so the
+reconciler never releases a hold whose stream is still being delivered.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from kyma import errors, voices
-from kyma.audio_store import AudioStore, speech_key
+from kyma.audio_store import speech_key
 from kyma.dynamo import Check
+from kyma.http import SAFETY_MARGIN_SECONDS
 from kyma.ledger import Hold
-from kyma.money import micros_to_header
 from kyma.observability import MetricUnit, logger, metrics, upstream_failure
+from kyma.paid_call import hold_lifetime
 from kyma.providers import SynthesisRequest, VoiceProvider
-from kyma.speech_request import SKUS, SpeechInput, price_micros
+from kyma.speech_delivery import Billing, Delivery
+from kyma.speech_request import SKUS, STREAMABLE_FORMATS, SpeechInput, price_micros
 from kyma.voices import VOICE_ID_PATTERN, is_cloned_voice_id
+from kyma.web_app import ClientGone
 
 if TYPE_CHECKING:
     from kyma.services import Services
 
-# 4.4 MB of audio is 5.87 MB as base64: under Lambda's 6 MB response limit with room for headers.
-INLINE_AUDIO_MAX_BYTES = 4_400_000
-
-
-@dataclass(frozen=True)
-class SpeechResult:
-    audio: bytes
-    sku: str
-    chars: int
-    cost_micros: int
-    balance_micros: int | None   # None only if the read after settle failed
-    content_type: str
-    audio_format: str
-    stored_key: str | None = None    # where the audio was put in S3, if it was
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What the client gets: the audio itself, or (large audio) a short-lived URL to it."""
-
-    audio: bytes | None
-    url: str | None
-    headers: dict[str, str]
-
 
 def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: float, svc: Services,
-               provider: VoiceProvider, keep: bool = False, guard: str | None = None,
-               rate_limit: Check | None = None) -> SpeechResult:
-    """Reserve, synthesize, settle.  Audio that is large, or kept for an Idempotency-Key replay
-    (`keep`), goes to S3 before the charge settles: if that fails, the hold is released.
-    A cloned voice still activating is activated by this synthesis (in the settle); one that
-    MiniMax no longer has becomes expired (refunded if never used) and the answer is 410."""
-    cfg, paid, audio_store = svc.cfg, svc.paid, svc.audio
+               provider: VoiceProvider, delivery: Delivery, keep: bool = False, guard: str | None = None,
+               rate_limit: Check | None = None) -> dict:
+    """Reserve, synthesize into `delivery`, settle; return the Idempotency-Key record (small JSON).
+
+    `keep`: store the audio in S3 for a replay, before the settle (if that fails, the hold is
+    released).  A cloned voice still activating is activated by this synthesis (in the
+    settle); one that MiniMax no longer has becomes expired (refunded if never used): 410."""
+    cfg, paid = svc.cfg, svc.paid
     cloned = is_cloned_voice_id(inp.voice_id)
     if cloned and not VOICE_ID_PATTERN.match(inp.voice_id):
         raise errors.VoiceNotFound(f"Voice {inp.voice_id} does not exist.")   # could never have been issued
-    cost = price_micros(inp, cfg)
+    # Nothing reaches the client before MiniMax's first chunk (a whole file: before its last one),
+    # and API Gateway closes a response that stays silent for its idle timeout.
+    silent_until = time.monotonic() + cfg.stream_idle_timeout_seconds - SAFETY_MARGIN_SECONDS
+    if not inp.streamed:
+        deadline = min(deadline, silent_until)
+    billing = Billing(inp.sku, inp.chars, price_micros(inp, cfg), inp.content_type, provider.name)
     provider.check_key()              # a failing secret store fails here, before anything is reserved
-    hold, activating = _reserve(inp, account_id, request_id, cost, cloned, svc, guard, rate_limit)
+    hold, activating = _reserve(inp, account_id, request_id, billing.cost_micros, cloned, svc, guard,
+                                hold_lifetime(deadline, cfg.hold_timeout_seconds), rate_limit)
     request = SynthesisRequest(model=SKUS[inp.sku][0], text=inp.text, voice_id=inp.voice_id,
                                audio_format=inp.audio_format, sample_rate=inp.sample_rate, bitrate=inp.bitrate,
                                speed=inp.speed, vol=inp.vol, pitch=inp.pitch, emotion=inp.emotion,
                                language_boost=inp.language_boost)
+    stored_key = speech_key(account_id, request_id, inp.audio_format) if keep else None
 
-    def work() -> tuple[bytes, str | None]:
-        result = provider.synthesize(request, deadline=deadline)
-        if not result.audio:
-            raise errors.ProviderError("MiniMax speech synthesis returned no audio.", trace_id=result.trace_id)
-        if not keep and len(result.audio) <= INLINE_AUDIO_MAX_BYTES:
-            return result.audio, None
-        key = speech_key(account_id, request_id, inp.audio_format)
-        audio_store.put(key, result.audio, inp.content_type)
-        return result.audio, key
+    def work() -> int:
+        kept: list[bytes] = []
+        size = 0
+        with _upstream(provider, request, deadline, silent_until) as source:      # the first chunk is in
+            delivery.begin(billing)
+            for chunk in source:
+                delivery.audio(chunk)       # handed on before the next one is read
+                size += len(chunk)
+                if keep:
+                    kept.append(chunk)
+        if stored_key is not None:
+            svc.audio.put(stored_key, b"".join(kept), inp.content_type)
+        return size
 
     activated = [voices.activated_item(cfg, inp.voice_id, int(time.time()))] if activating else []
     try:
-        audio, stored_key = paid.complete(
-            hold, work, items=lambda _: activated, deadline=deadline, settle_failed=lambda: errors.InternalError(
-                "The audio could not be billed, so it was not delivered; no charge was applied. Safe to retry."))
+        size = paid.complete(hold, work, items=lambda _: activated, deadline=deadline, settle_failed=lambda: (
+            errors.InternalError("The audio could not be billed, so its delivery was not completed; no charge "
+                                 "was applied. Safe to retry.")))
     except errors.UpstreamVoiceMissing as exc:
         if not cloned:
             raise
@@ -96,18 +97,23 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
                                   "charged" + (" and the clone's price was refunded." if outcome == "refunded"
                                                else ".")) from exc
     except errors.UpstreamError as exc:
-        upstream_failure(exc, "speech", model=inp.sku)
+        upstream_failure(exc, "speech", model=inp.sku, streamed=inp.streamed)
         raise
     metrics.add_metric(name="SpeechCharacters", unit=MetricUnit.Count, value=inp.chars)
-    metrics.add_metric(name="ChargedMicroUSD", unit=MetricUnit.Count, value=cost)
+    metrics.add_metric(name="ChargedMicroUSD", unit=MetricUnit.Count, value=billing.cost_micros)
     logger.info("speech delivered", extra={"account_id": account_id, "model": inp.sku, "chars": inp.chars,
-                                           "audio_bytes": len(audio), "cloned_voice": cloned})
-    return SpeechResult(audio, inp.sku, inp.chars, cost, paid.balance_or_none(account_id), inp.content_type,
-                        inp.audio_format, stored_key)
+                                           "audio_bytes": size, "cloned_voice": cloned, "delivery": inp.delivery})
+    if delivery.needs_balance or keep:
+        billing = replace(billing, balance_micros=paid.balance_or_none(account_id))
+    try:
+        delivery.end(billing)
+    except ClientGone:      # charged, and every audio byte was handed on; a replay can resend it
+        logger.info("the client went away after the charge", extra={"delivery": inp.delivery})
+    return billing.record(stored_key)
 
 
 def _reserve(inp: SpeechInput, account_id: str, request_id: str, cost: int, cloned: bool, svc: Services,
-             guard: str | None, rate_limit: Check | None) -> tuple[Hold, bool]:
+             guard: str | None, expires_in: int, rate_limit: Check | None) -> tuple[Hold, bool]:
     """The reserve, gated on the voice for a cloned one: checked as active first (the common case),
     then as activating (then this synthesis activates it).  Returns (hold, activating)."""
     activating = False
@@ -116,33 +122,41 @@ def _reserve(inp: SpeechInput, account_id: str, request_id: str, cost: int, clon
             return svc.ledger.reserve(account_id, cost, kind="speech", request_id=request_id,
                                       reference={"model": inp.sku, "chars": inp.chars, "voice_id": inp.voice_id},
                                       voice_id_owned=inp.voice_id if cloned else None,
-                                      voice_activating=activating, guard=guard, rate_limit=rate_limit), activating
+                                      voice_activating=activating, guard=guard, expires_in=expires_in,
+                                      rate_limit=rate_limit), activating
         except voices.UsableInOtherState as state:
             activating = state.status == voices.ACTIVATING
     raise errors.ServiceUnavailable("The voice is changing state; retry in a moment.")
 
 
-def record(result: SpeechResult, provider_name: str) -> dict:
-    """What an Idempotency-Key record keeps of a delivered request: headers and where the audio is."""
-    headers = {
-        "Content-Type": result.content_type,
-        "X-Kyma-Model": result.sku,
-        "X-Kyma-Chars-Billed": str(result.chars),
-        "X-Kyma-Cost-USD": micros_to_header(result.cost_micros),
-        **({"X-Kyma-Balance-USD": micros_to_header(result.balance_micros)}
-           if result.balance_micros is not None else {}),   # unknown only if the read after the charge failed
-        "X-Kyma-Provider": provider_name,
-    }
-    return {"headers": headers, "audio_key": result.stored_key,
-            "inline": len(result.audio) <= INLINE_AUDIO_MAX_BYTES}
+class _WholeAnswer:
+    """MiniMax's non-streamed answer (wav, which it does not stream) as a one-chunk source."""
+
+    def __init__(self, audio: bytes) -> None:
+        self._audio: bytes | None = audio
+
+    def __enter__(self) -> _WholeAnswer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._audio = None
+
+    def __iter__(self) -> Any:
+        audio, self._audio = self._audio, None
+        return iter([audio] if audio else [])
 
 
-def deliver(rec: dict, audio: bytes | None, audio_store: AudioStore) -> Delivery:
-    """The audio of a fresh request (in memory) or of a replay (from S3), or a URL to large audio."""
-    if not rec["inline"]:
-        return Delivery(None, audio_store.url(rec["audio_key"]), dict(rec["headers"]))
-    if audio is None:  # a replay: the audio was kept in S3 for exactly this
-        audio = audio_store.get(rec["audio_key"])
-        if audio is None:
-            raise errors.IdempotencyExpired("The audio of this Idempotency-Key has expired; send a new request.")
-    return Delivery(audio, None, dict(rec["headers"]))
+def _upstream(provider: VoiceProvider, request: SynthesisRequest, deadline: float, start_by: float) -> Any:
+    """MiniMax's audio as a context-managed iterable of chunks, returned once the first chunk
+    has arrived (by `start_by`): any failure before it raises here, before anything was sent
+    to the client."""
+    if request.audio_format not in STREAMABLE_FORMATS:
+        result = provider.synthesize(request, deadline=deadline)
+        if not result.audio:
+            raise errors.ProviderError("MiniMax speech synthesis returned no audio.", trace_id=result.trace_id)
+        return _WholeAnswer(result.audio)
+    stream = provider.synthesize_stream(request, deadline=deadline, start_by=start_by)
+    if not stream.chunks_received:
+        stream.close()
+        raise errors.ProviderError("MiniMax speech synthesis returned no audio.", trace_id=stream.trace_id)
+    return stream

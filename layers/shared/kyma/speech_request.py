@@ -1,10 +1,14 @@
 """A speech request: the JSON body read, validated and priced, before anything is charged.
 
-Contract: shared/reference/speech.md (OpenAI `audio.speech` request shape on
-MiniMax voices).  Validation is JSON Schema (Powertools `validate`), each failure
-mapped to the contract's error code.  Characters billed = code points of
-`input`; the price per 1,000 characters comes from configuration, rounded up to
-the micro-dollar.
+Contract: shared/reference/speech.md and speech-streaming.md (OpenAI `audio.speech`
+request shape on MiniMax voices).  Validation is JSON Schema (Powertools `validate`),
+each failure mapped to the contract's error code.  Characters billed = code points of
+`input` (fewer than 10,000, MiniMax's own limit); the price per 1,000 characters comes
+from configuration, rounded up to the micro-dollar.
+
+How the audio is delivered (`SpeechInput.delivery`): `stream_format` "audio" or "sse" as
+given, `stream: true` alone means "audio", neither means the whole audio at once
+("buffered").  MiniMax streams mp3, flac and pcm, not wav.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ SKUS: dict[str, tuple[str, str]] = {
 }
 # Aliases resolve to the newest SKU of their tier.
 ALIASES = {"minimax-speech-hd": "minimax-speech-2.8-hd", "minimax-speech-turbo": "minimax-speech-2.8-turbo"}
-MAX_INPUT_CHARS = 5000
+MAX_INPUT_CHARS = 9999           # MiniMax: text < 10,000 characters
+BUFFERED, AUDIO, SSE = "buffered", "audio", "sse"
+STREAM_FORMATS = (AUDIO, SSE)
+STREAMABLE_FORMATS = ("mp3", "flac", "pcm")
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100)
 MP3_KBPS = (32, 64, 128, 256)
@@ -72,6 +79,8 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "language_boost": {"type": "string", "enum": list(LANGUAGE_BOOSTS)},
+        "stream": {"type": "boolean"},
+        "stream_format": {"type": "string", "enum": list(STREAM_FORMATS)},
     },
 }
 
@@ -89,6 +98,11 @@ class SpeechInput:
     pitch: int
     emotion: str | None
     language_boost: str | None
+    delivery: str = BUFFERED     # BUFFERED, AUDIO (raw chunks) or SSE: how, not what (not in the fingerprint)
+
+    @property
+    def streamed(self) -> bool:
+        return self.delivery != BUFFERED
 
     @property
     def chars(self) -> int:
@@ -111,7 +125,7 @@ def parse(body: dict) -> SpeechInput:
         raise errors.VoiceRequired("voice_id (or voice) is required.")
     request = {"model": body.get("model") if body.get("model") is not None else DEFAULT_MODEL,
                "voice": voice, "input": text}
-    for field in ("response_format", "speed", "voice_settings", "language_boost"):
+    for field in ("response_format", "speed", "voice_settings", "language_boost", "stream", "stream_format"):
         if body.get(field) is not None:
             request[field] = body[field]
     if text is None:
@@ -129,15 +143,23 @@ def parse(body: dict) -> SpeechInput:
     if settings.get("emotion") in EMOTIONS_ONLY_ON_2_6 and not SKUS[sku][0].startswith("speech-2.6-"):
         raise errors.InvalidRequest(f"emotion '{settings['emotion']}' is only available on the "
                                     "minimax-speech-2.6 models.")
+    delivery = request.get("stream_format") or (AUDIO if request.get("stream") else BUFFERED)
+    if delivery != BUFFERED and codec not in STREAMABLE_FORMATS:
+        raise errors.UnsupportedFormat(f"response_format '{request['response_format']}' cannot be streamed "
+                                       f"(MiniMax streams {', '.join(STREAMABLE_FORMATS)}); choose one of those, "
+                                       "or ask for the whole file without stream or stream_format.")
     return SpeechInput(sku=sku, text=text, voice_id=voice, audio_format=codec, sample_rate=rate,
                        bitrate=kbps * 1000, speed=float(request.get("speed", 1.0)),
                        vol=float(settings.get("vol", 1.0)), pitch=int(settings.get("pitch", 0)),
-                       emotion=settings.get("emotion"), language_boost=request.get("language_boost"))
+                       emotion=settings.get("emotion"), language_boost=request.get("language_boost"),
+                       delivery=delivery)
 
 
 def fingerprint(inp: SpeechInput) -> str:
-    """What identifies the request for its Idempotency-Key: the request after aliases are resolved."""
-    return hash_parts({k: getattr(inp, k) for k in inp.__dataclass_fields__})
+    """What identifies the request for its Idempotency-Key: the request after aliases are resolved.
+    How the audio is delivered is not part of it: a retry may ask for the same audio as raw
+    bytes, events or one file, and is answered from the first request's audio."""
+    return hash_parts({k: getattr(inp, k) for k in inp.__dataclass_fields__ if k != "delivery"})
 
 
 def _format(value: str) -> tuple[str, int, int]:
@@ -167,6 +189,10 @@ def _contract_error(exc: Any) -> errors.ApiError:
     if field == "voice_settings":
         return errors.InvalidRequest("voice_settings: vol in (0, 10], pitch an integer in [-12, 12], "
                                      f"emotion one of {', '.join(EMOTIONS)}.")
+    if field == "stream":
+        return errors.InvalidRequest("stream must be true or false.")
+    if field == "stream_format":
+        return errors.InvalidRequest(f"stream_format must be one of {', '.join(STREAM_FORMATS)}.")
     if field == "language_boost":
         return errors.InvalidRequest(f"language_boost must be one of MiniMax's: {', '.join(LANGUAGE_BOOSTS)}.")
     return errors.InvalidRequest(f"Invalid request: {exc.validation_message}.")

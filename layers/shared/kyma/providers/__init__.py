@@ -10,6 +10,7 @@ annotate their `provider` parameter with it; `MiniMaxClient` satisfies it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,6 +41,21 @@ class SynthesisResult:
     extra_info: dict = field(default_factory=dict)
 
 
+class StreamedSynthesis(Protocol):
+    """The part of `kyma.providers.minimax.SpeechStream` that `kyma.speech` uses."""
+
+    trace_id: str | None
+    chunks_received: int
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def __enter__(self) -> StreamedSynthesis: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class VoiceProvider(Protocol):
     """The part of `MiniMaxClient` that `kyma.speech` and `kyma.voice_clone` use."""
 
@@ -54,6 +70,11 @@ class VoiceProvider(Protocol):
 
     def synthesize(self, request: SynthesisRequest, *, deadline: float) -> SynthesisResult:
         """Render `request` to audio bytes, or raise a `kyma.errors.UpstreamError` subclass."""
+
+    def synthesize_stream(self, request: SynthesisRequest, *, deadline: float,
+                          start_by: float | None = None) -> StreamedSynthesis:
+        """Start a streamed synthesis; returns once the first audio chunk has arrived (by
+        `start_by`; a failure before it raises here), then yields the audio chunk by chunk."""
 
     def check_key(self) -> None:
         """Look the API key up now (before anything is charged), or raise an UpstreamError."""

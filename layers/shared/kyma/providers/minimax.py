@@ -232,7 +232,7 @@ class MiniMaxClient:
 
         clone_voice(audio, filename, voice_id, *, deadline) -> None
         synthesize(request, *, deadline) -> SynthesisResult
-        synthesize_stream(request, *, deadline) -> SpeechStream
+        synthesize_stream(request, *, deadline, start_by=None) -> SpeechStream
         system_voices(*, deadline) -> list[{"voice_id", "name", "description"}]
         delete_voice(voice_id, *, deadline) -> bool
 
@@ -331,7 +331,8 @@ class MiniMaxClient:
             extra_info=extra if isinstance(extra, dict) else {},
         )
 
-    def synthesize_stream(self, request: SynthesisRequest, *, deadline: float) -> SpeechStream:
+    def synthesize_stream(self, request: SynthesisRequest, *, deadline: float,
+                          start_by: float | None = None) -> SpeechStream:
         """Start a streamed synthesis; returns once MiniMax has produced the first audio chunk.
 
         Upstream: ``stream: true`` with ``stream_options.exclude_aggregated_audio: true``.
@@ -340,12 +341,15 @@ class MiniMaxClient:
         anything to its own client); nothing is retried after it.  The returned
         `SpeechStream` yields the audio bytes chunk by chunk as they arrive and
         raises the classified error if MiniMax sends an error event or the
-        connection drops mid-stream.  ``deadline`` bounds the whole stream.
+        connection drops mid-stream.  ``deadline`` bounds the whole stream;
+        ``start_by`` (if earlier) bounds the wait for the first chunk, retries
+        included (a caller whose own client gives up on silence sooner).
         """
         payload = _t2a_payload(request, stream=True)
+        first_by = deadline if start_by is None else min(deadline, start_by)
 
         def attempt(key: str) -> SpeechStream:
-            response = self._send(STEP_STREAM, "/v1/t2a_v2", deadline, key, json=payload,
+            response = self._send(STEP_STREAM, "/v1/t2a_v2", first_by, key, json=payload,
                                   headers={"Accept": "text/event-stream"})
             content_type = response.headers.get("Content-Type", "")
             if not 200 <= response.status_code < 300 or "text/event-stream" not in content_type:
@@ -360,7 +364,7 @@ class MiniMaxClient:
                 raise
             return stream
 
-        return self._with_retries(STEP_STREAM, deadline, attempt)
+        return self._with_retries(STEP_STREAM, first_by, attempt)
 
     # ------------------------------------------------------------------
     # Voice management
