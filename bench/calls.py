@@ -75,8 +75,7 @@ def call_counts() -> list[dict]:
         handlers = {fid: FunctionPool(fn).environment() for fid, fn in template.functions.items()
                     if not fn.web_adapter}
         speech_pool = WebAdapterPool(template.functions["SpeechFunction"])
-        from aws_lambda_powertools.utilities import parameters
-        parameters.get_parameter(MINIMAX_KEY_PARAMETER, decrypt=True, max_age=300)  # the per-process cache
+        provider().check_key()        # the key's per-process cache, warm as in a warm Lambda
 
         mp3 = fx.mp3_cbr(12.0)
 
