@@ -31,7 +31,7 @@ def create_voice(request: Request) -> Response:
 
 
 def create_upload(request: Request) -> Response:
-    filename, content_type = uploads.parse_create(request.json() if request.body.strip() else {})
+    filename, content_type = uploads.parse_create(request.json() if request.body else {})   # no body: no options
     return json_response(201, svc.uploads.create(request.account_id, filename=filename, content_type=content_type))
 
 

@@ -49,7 +49,8 @@ def test_speech_refuses_hostile_json_before_charging(speech, accounts, books, mi
     assert_refused_and_free(post(speech, "/v1/audio/speech", acct, raw), books, minimax, acct)
 
 
-@pytest.mark.parametrize("raw", [DEEP, '{"filename": "\\udcff.wav"}', '{"filename": "x", "content_type": NaN}'])
+@pytest.mark.parametrize("raw", [DEEP, '{"filename": "\\udcff.wav"}', '{"filename": "x", "content_type": NaN}',
+                                 "\x0c", "   "])       # whitespace is not JSON (only an empty body means "no options")
 def test_the_uploads_endpoint_refuses_hostile_json(clone, accounts, books, minimax, raw):
     acct = accounts.create(START).account_id
     assert_refused_and_free(post(clone, "/v1/audio/voice-clone/uploads", acct, raw), books, minimax, acct)

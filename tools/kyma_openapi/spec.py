@@ -45,6 +45,11 @@ DESCRIPTIONS = {
 }
 
 
+def _nullable(schema: dict) -> dict:
+    """An optional field the API reads as absent when it is null (clients serialise unset fields so)."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -151,9 +156,9 @@ def uploads() -> dict:
         "operationId": "createUpload", "summary": "A presigned S3 upload for a reference up to 10 MB",
         "tags": ["voices"],
         "requestBody": {"required": False, "content": {JSON: {"schema": {"type": "object", "properties": {
-            "filename": {"type": "string", "maxLength": MAX_FILENAME_CHARS},
-            "content_type": {"type": "string", "maxLength": MAX_CONTENT_TYPE_CHARS,
-                             "pattern": "^(audio/|application/octet-stream)"}}}}}},
+            "filename": _nullable({"type": "string", "maxLength": MAX_FILENAME_CHARS}),
+            "content_type": _nullable({"type": "string", "maxLength": MAX_CONTENT_TYPE_CHARS,
+                                       "pattern": "^(audio/|application/octet-stream)"})}}}}},
         "responses": {**_ok("Where and how to upload the file.", _ref("Upload"), status=201), **_errors(400)},
     }}
 
@@ -303,8 +308,12 @@ def schemas() -> dict:
         "DeletedVoice": {"type": "object", "required": ["voice_id", "deleted"], "properties": {
             "voice_id": {"type": "string"}, "deleted": {"const": True}}},
         "SpeechRequest": {
-            "type": "object", "description": "OpenAI audio.speech shape; unknown fields are ignored.",
-            "properties": {
+            "type": "object",
+            "description": "OpenAI audio.speech shape; unknown fields are ignored, and a field given as null "
+                           "counts as absent.",
+            "allOf": [{"anyOf": [{"required": ["input"]}, {"required": ["text"]}]},
+                      {"anyOf": [{"required": ["voice_id"]}, {"required": ["voice"]}]}],
+            "properties": {name: _nullable(schema) for name, schema in {
                 "model": {"type": "string", "enum": [*ALIASES, *SKUS], "default": "minimax-speech-hd"},
                 "input": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS,
                           "description": "Billed per code point. Alias: text."},
@@ -313,7 +322,7 @@ def schemas() -> dict:
                              "description": "A cloned kyma_ id or a MiniMax system voice. Alias: voice."},
                 "voice": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 256},
                                     {"type": "object", "required": ["id"],
-                                     "properties": {"id": {"type": "string"}}}]},
+                                     "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 256}}}]},
                 "response_format": {"type": "string", "pattern": FORMAT_PATTERN, "default": "mp3"},
                 "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0},
                 "voice_settings": {"type": "object", "properties": {
@@ -328,7 +337,7 @@ def schemas() -> dict:
                 "stream": {"type": "boolean", "default": False,
                            "description": "true: the same as stream_format audio (stream_format wins if "
                                           "both are given)."},
-            },
+            }.items()},
         },
     }
 

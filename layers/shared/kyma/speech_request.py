@@ -116,7 +116,18 @@ class SpeechInput:
 
 def parse(body: dict) -> SpeechInput:
     """The JSON body → SpeechInput, or the contract's 400 for the first problem found."""
-    # An alias given as null counts as absent (some clients serialise unset fields as null).
+    # An alias given as null counts as absent (some clients serialise unset fields as null).  When both
+    # names are given, the one not used must still be valid: a request is valid as written, or refused.
+    shadowed = {}
+    if body.get("input") is not None and body.get("text") is not None:
+        shadowed["input"] = body["text"]
+    if body.get("voice_id") is not None and body.get("voice") is not None:
+        other = body["voice"]
+        shadowed["voice"] = other.get("id") if isinstance(other, dict) else other
+    try:
+        validate(event=shadowed, schema={**SCHEMA, "required": []})
+    except SchemaValidationError as exc:
+        raise _contract_error(exc) from exc
     text = body.get("input") if body.get("input") is not None else body.get("text")
     voice = body.get("voice_id") if body.get("voice_id") is not None else body.get("voice")
     if isinstance(voice, dict):          # the OpenAI SDK's custom-voice form: {"id": "..."}
