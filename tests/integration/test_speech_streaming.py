@@ -158,10 +158,13 @@ def test_minimax_failing_mid_stream_cuts_a_raw_stream_and_charges_nothing(handle
     acct = accounts.create(START).account_id
     minimax.fail_next(PATH_T2A, mode, code=1000, after_chunks=4)
     response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, **RAW})
-    assert response["statusCode"] == 200 and len(response["chunks"]) == 4
+    assert response["statusCode"] == 200 and response["chunks"]
     assert not response["complete"]                         # no last chunk: a truncated body, not a file
     assert_free(books, acct)
     assert len(minimax.calls_to(PATH_T2A)) == 1             # nothing is retried once audio went out
+    partial = body_of(response)                             # (how TCP cut it into reads is not ours)
+    speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, **RAW})
+    assert 0 < len(partial) < len(minimax.last_audio) and minimax.last_audio.startswith(partial)
 
 
 @pytest.mark.parametrize("mode", ["stream_error", "stream_drop"])

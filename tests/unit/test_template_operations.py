@@ -284,3 +284,15 @@ def test_one_dashboard_shows_what_on_call_needs_and_points_at_real_things():
     assert MONEY_ALARMS | {"ProviderErrors", "ChargedMicroUSD"} <= by_namespace["Kyma"]
     assert {"Api5xxRateAlarm"} | {f"{m}Alarm" for m in MONEY_ALARMS} <= {a.strip("<>").removesuffix(".Arn")
                                                                          for a in alarms}
+
+
+# ── 7. streamed speech fits the gateway's idle timeout ───────────────────
+def test_the_api_is_regional_so_a_silent_stream_may_wait_five_minutes_not_thirty_seconds():
+    """API Gateway cuts a streamed response silent for longer than its idle timeout: 30 s on an
+    edge-optimized endpoint, 5 minutes on a regional one.  A whole (unstreamed) file is silent
+    while MiniMax renders it, so the speech app's idle budget must match the endpoint type."""
+    api = SOURCE.resources["KymaApi"]["Properties"]
+    speech = SOURCE.resources["SpeechFunction"]["Properties"]["Environment"]["Variables"]
+    assert api["EndpointConfiguration"] == {"Type": "REGIONAL"}
+    assert int(speech["STREAM_IDLE_TIMEOUT_SECONDS"]) == 300
+    assert int(speech["STREAM_API_TIMEOUT_SECONDS"]) == 900

@@ -100,7 +100,7 @@ class Config:
             minimax_base_url=env.get("MINIMAX_BASE_URL", "https://api.minimax.io").rstrip("/"),
             minimax_api_key_parameter=env.get("MINIMAX_API_KEY_PARAMETER", ""),
             minimax_connect_timeout=num("MINIMAX_CONNECT_TIMEOUT", 3.05),
-            minimax_read_timeout=num("MINIMAX_READ_TIMEOUT", 25.0),
+            minimax_read_timeout=num("MINIMAX_READ_TIMEOUT", 120.0),   # capped by each request's deadline
             minimax_api_key_local=env.get("KYMA_LOCAL_MINIMAX_API_KEY", ""),
             provider_name=env.get("KYMA_PROVIDER_NAME", "minimax"),
             rate_limit_defaults=_limits(env.get("RATE_LIMIT_DEFAULTS", "")),
