@@ -173,6 +173,7 @@ def test_a_request_without_accept_gets_raw_audio_bytes(stack, flag):
     assert "accept" not in {k.lower() for k in response.request.headers}
     assert response.status_code == 200 and response.headers["content-type"] == "audio/mpeg"
     assert inspect_audio(response.content).format == "mp3"           # bytes, not base64 text
+    assert [len(response.raw.headers.getlist(h)) for h in ("Date", "Server")] == [1, 1]   # the gateway's only
 
 
 @pytest.fixture

@@ -131,7 +131,7 @@ class Output:
 
     def _head(self, status: int, headers: Mapping[str, str]) -> None:
         h = self._handler
-        h.send_response(status)
+        h.send_response_only(status)   # no Server or Date: the gateway in front sets its own
         for name, value in {**headers, "X-Request-Id": self.request_id}.items():
             h.send_header(name, value)
         h.end_headers()                # writes the buffered status line and headers
