@@ -116,7 +116,7 @@ class Config:
             voice_sweep_pace_seconds=num("VOICE_SWEEP_PACE_SECONDS", 1.0),
             api_timeout_seconds=num("API_TIMEOUT_SECONDS", 29.0),
             stream_api_timeout_seconds=num("STREAM_API_TIMEOUT_SECONDS", 900.0),
-            stream_idle_timeout_seconds=num("STREAM_IDLE_TIMEOUT_SECONDS", 30.0),
+            stream_idle_timeout_seconds=num("STREAM_IDLE_TIMEOUT_SECONDS", 300.0),
             idempotency_wait_seconds=num("IDEMPOTENCY_WAIT_SECONDS", 8.0),
             idempotency_ttl_seconds=integer("IDEMPOTENCY_TTL_SECONDS", 86_400),
         )

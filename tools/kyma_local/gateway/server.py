@@ -31,7 +31,7 @@ class _Incomplete(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "kyma-local"
+    server_version, sys_version = "kyma-local", ""
     gateway: LocalApiGateway
 
     def _serve(self) -> None:
