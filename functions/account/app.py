@@ -5,8 +5,8 @@ from kyma import init_phase
 
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
 
-from kyma import errors, usage
-from kyma.http import Request, Response, api_handler, json_response
+from kyma import usage
+from kyma.http import Request, Response, api_handler, json_response, query_limit
 from kyma.money import micros_to_json
 from kyma.observability import instrument
 from kyma.rate_limits import RateLimiter
@@ -22,10 +22,8 @@ def balance(request: Request) -> Response:
 
 
 def ledger(request: Request) -> Response:
-    raw_limit = request.query.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
-        raise errors.InvalidRequest("limit must be an integer from 1 to 100.")
-    return json_response(200, svc.books.page(request.account_id, limit=int(raw_limit),
+    return json_response(200, svc.books.page(request.account_id,
+                                             limit=query_limit(request.query, default=20, maximum=100),
                                              cursor=request.query.get("cursor")))
 
 

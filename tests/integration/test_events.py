@@ -49,7 +49,8 @@ def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, loa
     elif function == "ReconcilerFunction":
         assert result == {"released": 0, "already_closed": 0, "failed": 0, "stuck": 0}
     elif function == "VoiceActivationFunction" and expected == "sweep":
-        assert result == {"activated": 0, "expired": 0, "failed": 0, "skipped": 0, "stuck": 0}
+        assert result == {"activated": 0, "expired": 0, "failed": 0, "skipped": 0, "deleted": 0, "stuck": 0,
+                          "deletes_pending": 0}
     elif function == "VoiceActivationFunction":
         assert result == expected
     else:

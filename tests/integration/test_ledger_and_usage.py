@@ -65,7 +65,8 @@ def test_the_ledger_pages_with_limit_and_cursor(fns, accounts, ledger):
     assert [e["amount_usd"] for e in seen] == [4.0, 3.0, 2.0, 1.0, 50.0]
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=ten", "cursor=bm9wZQ", "cursor=%ff"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=ten", "cursor=bm9wZQ", "cursor=%ff",
+                                   "limit=%C2%B2", "limit=%D9%A3", "limit=" + "9" * 5000])   # ², Arabic-Indic 3
 def test_bad_ledger_parameters_are_400(fns, accounts, query):
     acct = accounts.create(START).account_id
     assert error_of(get(fns, acct, "/v1/credits/ledger", query)).status == 400
@@ -95,7 +96,8 @@ def test_usage_is_what_was_charged_today_per_endpoint_and_model(fns, accounts, m
 
 
 @pytest.mark.parametrize("query", ["start=2026-13-01", "start=yesterday", "start=2026-11-25&end=2026-11-01",
-                                   "start=2024-01-01&end=2026-01-01"])
+                                   "start=2024-01-01&end=2026-01-01", "end=0001-01-05", "start=20261101",
+                                   "start=2026-W44-1", "start=%D9%A2026-11-01"])
 def test_bad_usage_ranges_are_400(fns, accounts, query):
     acct = accounts.create(START).account_id
     assert error_of(get(fns, acct, "/v1/usage", query)).status == 400

@@ -237,7 +237,7 @@ def test_the_catalog_is_fetched_once_not_per_request(fns, accounts, minimax):
     assert len(minimax.calls_to("/v1/get_voice")) == 1
 
 
-@pytest.mark.parametrize("query", ["type=mine", "limit=0", "limit=101", "limit=x", "cursor=%%%",
+@pytest.mark.parametrize("query", ["type=mine", "limit=0", "limit=101", "limit=x", "cursor=%%%", "limit=%C2%B2",
                                    "cursor=eyJ0eXBlIjoiYWxsIn0", "type=cloned&cursor=eyJ0eXBlIjoiYWxsIn0"])
 def test_bad_list_parameters_are_400(fns, accounts, query):
     acct = accounts.create(START).account_id
@@ -300,14 +300,86 @@ def test_an_activation_racing_a_deletion_never_refunds(fns, accounts, books, ddb
     assert books.balance(acct) == START - CLONE and books.audit(acct)["refunds"] == 0
 
 
-def test_a_deletion_minimax_refuses_leaves_the_voice_as_it_was(fns, accounts, books, ddb, cfg, minimax):
+@pytest.mark.parametrize("failure", [
+    {"mode": 1004},                                   # MiniMax refuses (our account's problem upstream)
+    {"mode": "lost_answer", "then": "http_500"},      # MiniMax deletes it, the answer is lost, retries fail
+], ids=["refused", "answer_lost"])
+def test_a_deletion_minimax_does_not_confirm_is_final_here_and_finished_by_the_sweep(
+        configure, minimax, load_handler, accounts, books, ddb, cfg, metrics_seen, failure):
+    configure(VOICE_SWEEP_MIN_AGE_SECONDS=0, VOICE_SWEEP_PACE_SECONDS=0, VOICE_ACTIVATION_ALARM_SECONDS=60)
+    fns = {name: load_handler(fid) for name, fid in (
+        ("clone", "VoiceCloneFunction"), ("speech", "SpeechFunction"), ("voices", "VoicesFunction"),
+        ("activation", "VoiceActivationFunction"))}
     acct = accounts.create(START).account_id
     voice = clone(fns, acct)
-    minimax.fail_when("/v1/delete_voice", 1004, times=None)          # our account's problem upstream
-    error = error_of(delete(fns, acct, voice))
-    assert error.status == 503
-    voice_row = row(ddb, cfg, voice)
-    assert voice_row["status"] == "activating" and voice_row["activating"] == "1"   # back in the sweep's list
-    assert body_of(get(fns, acct, f"/v1/audio/voices/{voice}"))["status"] == "activating"
+    event = stream_event(ddb, cfg, voice)                   # its activation is still to come
+    if "then" in failure:
+        minimax.fail_next("/v1/delete_voice", failure["mode"])
+        minimax.fail_when("/v1/delete_voice", failure["then"], times=None)
+    else:
+        minimax.fail_when("/v1/delete_voice", failure["mode"], times=None)
+    response = delete(fns, acct, voice)
+    assert response["statusCode"] == 200 and body_of(response) == {"voice_id": voice, "deleted": True}
+    assert row(ddb, cfg, voice)["status"] == "deleting"      # MiniMax did not confirm: nothing is undone
+    # Gone for its owner at once, and never refunded, whatever MiniMax did
+    assert error_of(get(fns, acct, f"/v1/audio/voices/{voice}")).code == "voice_not_found"
+    assert body_of(get(fns, acct, "/v1/audio/voices", "type=cloned"))["voices"] == []
+    assert error_of(speak(fns, acct, voice)).code == "voice_not_found"
+    assert error_of(delete(fns, acct, voice)).status == 404
+    fns["activation"](event, context("VoiceActivationFunction", 120))       # the stream's activation: skipped
+    assert books.audit(acct)["refunds"] == 0
+    # A day on, still unconfirmed: the sweep retries and raises the alarm
+    ddb.update_item(TableName=cfg.voices_table, Key=to_item({"voice_id": voice}),
+                    UpdateExpression="SET deleting_since = :t",
+                    ExpressionAttributeValues={":t": {"N": str(int(time.time()) - 120)}})
+    swept = fns["activation"](sweep_event(), context("VoiceActivationFunction", 120))
+    assert (swept["deleted"], swept["failed"], swept["deletes_pending"]) == (0, 1, 1)
+    assert metrics_seen["VoiceDeletesPendingOverOneDay"] == 1
+    # MiniMax recovers: the sweep finishes the deletion (the voice there, or already gone)
     minimax.clear_failures()
-    assert delete(fns, acct, voice)["statusCode"] == 200
+    swept = fns["activation"](sweep_event(), context("VoiceActivationFunction", 120))
+    assert (swept["deleted"], swept["deletes_pending"]) == (1, 0)
+    assert row(ddb, cfg, voice)["status"] == "deleted" and "delete_pending" not in row(ddb, cfg, voice)
+    assert voice not in minimax.voices
+    assert books.balance(acct) == START - CLONE and books.audit(acct)["consistent"]
+
+
+@pytest.mark.parametrize("voice_id", ["kyma_" + "a" * 3000, "kyma_0123", "KYMA_ZZZZZZZZZZZZZZZZ"])
+def test_a_cloned_voice_id_that_could_never_have_been_issued_is_404_without_a_lookup(fns, accounts, minimax,
+                                                                                     voice_id):
+    acct = accounts.create(START).account_id
+    assert error_of(get(fns, acct, f"/v1/audio/voices/{voice_id}")).code == "voice_not_found"
+    assert error_of(delete(fns, acct, voice_id)).code == "voice_not_found"
+    assert minimax.calls_to("/v1/delete_voice") == []
+
+
+@pytest.mark.parametrize("stream_format", ["audio", "sse"])
+def test_a_voice_deleted_while_its_first_synthesis_streams_does_not_make_the_audio_free(
+        fns, accounts, books, ddb, cfg, minimax, monkeypatch, stream_format):
+    """The synthesis activates a voice still activating, but only after the charge: the owner
+    deleting the voice mid-stream cannot turn delivered audio into a release."""
+    from helpers import sse_events
+
+    from kyma.web_app import Output
+
+    acct = accounts.create(START).account_id
+    voice = clone(fns, acct)
+    real_write, deleted = Output.write, []
+
+    def write_then_delete(self, data):
+        real_write(self, data)
+        if not deleted:
+            deleted.append(delete(fns, acct, voice)["statusCode"])      # the owner deletes it mid-stream
+
+    monkeypatch.setattr(Output, "write", write_then_delete)
+    text = "Every byte of this is paid for. " * 4
+    response = fns["speech"](api_event("POST", "/v1/audio/speech", account_id=acct,
+                                       body=json.dumps({"input": text, "voice": voice,
+                                                        "stream_format": stream_format}),
+                                       headers={"Content-Type": "application/json"}), context())
+    assert deleted == [200] and response["statusCode"] == 200 and response["complete"]
+    if stream_format == "sse":
+        assert sse_events(response)[-1]["type"] == "speech.audio.done"
+    assert [e["status"] for e in books.entries(acct) if e["type"] == "hold"] == ["charged", "charged"]
+    assert books.balance(acct) == START - CLONE - len(text) * 100
+    assert row(ddb, cfg, voice)["status"] == "deleted" and books.audit(acct)["consistent"]

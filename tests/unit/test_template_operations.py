@@ -20,7 +20,7 @@ FUNCTIONS = sorted(SOURCE.of_type("AWS::Serverless::Function"))
 MONEY_TABLES = {"AccountsTable", "ApiKeysTable", "VoicesTable", "LedgerTable", "IdempotencyTable"}
 # Emitted by the integrator's code soon (issue 12); every other alarmed metric is emitted today.
 MONEY_ALARMS = {"HoldsReleasedByReconciler", "ReleaseFailures", "OpenHoldsPastWindow", "ProviderOperatorErrors",
-                "VoicesActivatingOverOneDay", "AuditMismatches"}
+                "VoicesActivatingOverOneDay", "VoiceDeletesPendingOverOneDay", "AuditMismatches"}
 
 
 def emitted_metrics() -> set[str]:

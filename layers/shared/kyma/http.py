@@ -131,6 +131,15 @@ def replay_marked(response: Response, replayed: bool) -> Response:
     return response
 
 
+def query_limit(query: Mapping[str, str], *, default: int, maximum: int) -> int:
+    """A page size from the query string (`limit`), 1..maximum, or 400.  ASCII digits only:
+    str.isdigit() alone also admits "²" and other digits int() refuses."""
+    raw = query.get("limit", str(default))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= maximum:
+        raise InvalidRequest(f"limit must be an integer from 1 to {maximum}.")
+    return int(raw)
+
+
 def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
     return Response(status, json.dumps(payload),
                     {"Content-Type": "application/json", **(headers or {})})

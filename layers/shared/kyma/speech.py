@@ -37,7 +37,6 @@ from kyma.providers import SynthesisRequest, VoiceProvider
 from kyma.speech_delivery import Billing, Delivery
 from kyma.speech_request import SKUS, STREAMABLE_FORMATS, SpeechInput, price_micros
 from kyma.voices import VOICE_ID_PATTERN, is_cloned_voice_id
-from kyma.web_app import ClientGone
 
 if TYPE_CHECKING:
     from kyma.services import Services
@@ -49,7 +48,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     """Reserve, synthesize into `delivery`, settle; return the Idempotency-Key record (small JSON).
 
     `keep`: store the audio in S3 for a replay, before the settle (if that fails, the hold is
-    released).  A cloned voice still activating is activated by this synthesis (in the
+    released).  A cloned voice still activating is activated by this synthesis (after the
     settle); one that MiniMax no longer has becomes expired (refunded if never used): 410."""
     cfg, paid = svc.cfg, svc.paid
     cloned = is_cloned_voice_id(inp.voice_id)
@@ -84,9 +83,10 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
             svc.audio.put(stored_key, b"".join(kept), inp.content_type)
         return size
 
-    activated = [voices.activated_item(cfg, inp.voice_id, int(time.time()))] if activating else []
     try:
-        size = paid.complete(hold, work, items=lambda _: activated, deadline=deadline, settle_failed=lambda: (
+        # A streamed response's last byte has been handed on when `work` returns: nothing is left
+        # to miss a deadline, so a slow reader that got everything is charged like any other.
+        size = paid.complete(hold, work, deadline=None if inp.streamed else deadline, settle_failed=lambda: (
             errors.InternalError("The audio could not be billed, so its delivery was not completed; no charge "
                                  "was applied. Safe to retry.")))
     except errors.UpstreamVoiceMissing as exc:
@@ -99,6 +99,10 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     except errors.UpstreamError as exc:
         upstream_failure(exc, "speech", model=inp.sku, streamed=inp.streamed)
         raise
+    if activating:
+        # Charged first, on its own: a voice deleted or expired meanwhile never makes delivered
+        # audio free.  The activation is best effort (the stream's activator and the sweep remain).
+        _mark_active(svc, inp.voice_id)
     metrics.add_metric(name="SpeechCharacters", unit=MetricUnit.Count, value=inp.chars)
     metrics.add_metric(name="ChargedMicroUSD", unit=MetricUnit.Count, value=billing.cost_micros)
     logger.info("speech delivered", extra={"account_id": account_id, "model": inp.sku, "chars": inp.chars,
@@ -107,9 +111,18 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
         billing = replace(billing, balance_micros=paid.balance_or_none(account_id))
     try:
         delivery.end(billing)
-    except ClientGone:      # charged, and every audio byte was handed on; a replay can resend it
-        logger.info("the client went away after the charge", extra={"delivery": inp.delivery})
+    except Exception as exc:    # charged: whatever happens now, the record is kept so a replay can resend it
+        logger.info("the response could not be completed after the charge",
+                    extra={"delivery": inp.delivery, "error": type(exc).__name__})
     return billing.record(stored_key)
+
+
+def _mark_active(svc: Services, voice_id: str) -> None:
+    try:
+        svc.voices.mark_active(voice_id, int(time.time()))
+    except Exception:
+        logger.exception("activating the voice after a charged synthesis failed; the sweep will",
+                         extra={"voice_id": voice_id})
 
 
 def _reserve(inp: SpeechInput, account_id: str, request_id: str, cost: int, cloned: bool, svc: Services,

@@ -8,6 +8,7 @@ what was charged).  `GET /v1/usage` reads at most 366 days of rows, newest first
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from kyma.config import Config
 from kyma.dynamo import from_item, to_item, values
 from kyma.money import micros_to_json
 
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ENDPOINT_OF_KIND = {"voice_clone": "voice-clone", "speech": "speech"}
 DEFAULT_DAYS, MAX_DAYS = 30, 366
 
@@ -45,15 +47,22 @@ def parse_range(query: dict[str, str], today: date | None = None) -> tuple[str, 
     """`start` and `end` (UTC days, inclusive; default the last 30), or 400."""
     today = today or datetime.now(UTC).date()
     try:
-        end = date.fromisoformat(query["end"]) if "end" in query else today
-        start = date.fromisoformat(query["start"]) if "start" in query else end - timedelta(days=DEFAULT_DAYS - 1)
-    except ValueError:
-        raise errors.InvalidRequest("start and end must be dates as YYYY-MM-DD.") from None
+        end = _day(query["end"]) if "end" in query else today
+        start = _day(query["start"]) if "start" in query else end - timedelta(days=DEFAULT_DAYS - 1)
+    except (ValueError, OverflowError):       # not a date, or the default start before year 1
+        raise errors.InvalidRequest("start and end must be dates as YYYY-MM-DD, from 0001-01-30.") from None
     if start > end:
         raise errors.InvalidRequest("start must not be after end.")
     if (end - start).days + 1 > MAX_DAYS:
         raise errors.InvalidRequest(f"At most {MAX_DAYS} days at a time.")
     return start.isoformat(), end.isoformat()
+
+
+def _day(text: str) -> date:
+    """YYYY-MM-DD only (date.fromisoformat also takes 20261125, 2026-W48-3 and non-ASCII digits)."""
+    if not _DAY.fullmatch(text):
+        raise ValueError(text)
+    return date.fromisoformat(text)
 
 
 class Usage:

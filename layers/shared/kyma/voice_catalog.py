@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kyma import errors
+from kyma.http import query_limit
 from kyma.voice_store import Voices
 from kyma.voices import GONE, VOICE_ID_PATTERN, is_cloned_voice_id, status_of
 
@@ -63,10 +64,8 @@ def parse_query(query: Mapping[str, str]) -> tuple[str, int, dict | None]:
     kind = query.get("type", "all")
     if kind not in TYPES:
         raise errors.InvalidRequest(f"type must be one of {', '.join(TYPES)}.")
-    raw_limit = query.get("limit", str(DEFAULT_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise errors.InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}.")
-    return kind, int(raw_limit), _decode_cursor(query["cursor"], kind) if "cursor" in query else None
+    limit = query_limit(query, default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
+    return kind, limit, _decode_cursor(query["cursor"], kind) if "cursor" in query else None
 
 
 def list_page(owner_id: str, *, kind: str, limit: int, cursor: dict | None, voices: Voices,
@@ -96,7 +95,7 @@ def list_page(owner_id: str, *, kind: str, limit: int, cursor: dict | None, voic
 def get_one(owner_id: str, voice_id: str, *, voices: Voices, catalog: SystemCatalog, provider: Any,
             deadline: float) -> dict:
     if is_cloned_voice_id(voice_id):
-        row = voices.get(voice_id)
+        row = voices.get(voice_id) if VOICE_ID_PATTERN.match(voice_id) else None   # never issued: no lookup
         if row is None or row.get("owner_id") != owner_id or status_of(row) in GONE:
             raise errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
         return cloned_view(row)

@@ -28,7 +28,7 @@ from kyma.ledger import Ledger
 from kyma.observability import MetricUnit, logger, metrics, upstream_failure
 from kyma.providers import SynthesisRequest
 from kyma.voice_store import Voices
-from kyma.voices import ACTIVATING, ACTIVE, EXPIRED, GONE, expiry_check, status_of
+from kyma.voices import ACTIVATING, ACTIVE, EXPIRED, GONE, VOICE_ID_PATTERN, expiry_check, status_of
 
 # The smallest real synthesis MiniMax counts as use: a few characters on the cheaper model.
 ACTIVATION_TEXT = "Hello."
@@ -96,29 +96,39 @@ class Lifecycle:
         return "unchanged"
 
     # ── deletion ─────────────────────────────────────────────────────────
-    def delete(self, voice_id: str, owner_id: str, provider, *, deadline: float) -> None:
-        """The owner deletes their voice: `deleting` here (so no activation or refund can race it),
-        then upstream (`/v1/delete_voice`), then the tombstone.  If MiniMax fails, the voice is put
-        back as it was and the error propagates.  Another account's, unknown or already deleted:
-        404 (nothing is disclosed).  No refund."""
-        was = self.voices.begin_delete(voice_id, owner_id, int(time.time()))
-        if was is None:
+    def delete(self, voice_id: str, owner_id: str, provider, *, deadline: float) -> bool:
+        """The owner deletes their voice.  It is `deleting` here first, which is final: gone for its
+        owner at once, and out of reach of activation and expiry, so never refunded.  Then MiniMax
+        (`/v1/delete_voice`; an id it no longer has is fine); once it confirms, the tombstone.  If
+        MiniMax fails or its answer is lost, the sweep retries until it confirms: an outcome we
+        cannot see is never undone (it may have deleted the voice).  Returns True if MiniMax
+        confirmed now.  Another account's, unknown or already deleted: 404.  No refund."""
+        if not VOICE_ID_PATTERN.match(voice_id) or not self.voices.begin_delete(voice_id, owner_id,
+                                                                                int(time.time())):
             raise errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
-        try:
-            provider.delete_voice(voice_id, deadline=deadline)    # an id MiniMax no longer has: fine
-        except Exception:
-            self.voices.undo_delete(voice_id, was)
-            raise
-        self.voices.finish_delete(voice_id, int(time.time()))
         logger.info("voice deleted", extra={"voice_id": voice_id, "account_id": owner_id})
+        return self._delete_upstream(voice_id, provider, deadline=deadline)
+
+    def _delete_upstream(self, voice_id: str, provider, *, deadline: float) -> bool:
+        try:
+            provider.delete_voice(voice_id, deadline=deadline)
+        except Exception as exc:
+            metrics.add_metric(name="VoiceDeleteRetries", unit=MetricUnit.Count, value=1)
+            logger.warning("MiniMax did not confirm a voice deletion; the sweep retries it",
+                           extra={"voice_id": voice_id, "error": type(exc).__name__,
+                                  "trace_id": getattr(exc, "trace_id", None)})
+            return False
+        self.voices.finish_delete(voice_id, int(time.time()))
+        return True
 
     # ── the sweep ────────────────────────────────────────────────────────
     def sweep(self, provider, *, deadline: float, limit: int) -> dict[str, int]:
         """Retry activation of what is still activating (oldest first, at most `limit`, one upstream
-        call per pace); expire (and refund) what passed its window unactivated."""
+        call per pace); expire (and refund) what passed its window unactivated; retry the upstream
+        deletion of voices their owners deleted that MiniMax has not confirmed."""
         now = int(time.time())
         min_age_seconds, pace_seconds = self.cfg.voice_sweep_min_age_seconds, self.cfg.voice_sweep_pace_seconds
-        outcome = {"activated": 0, "expired": 0, "failed": 0, "skipped": 0}
+        outcome = {"activated": 0, "expired": 0, "failed": 0, "skipped": 0, "deleted": 0}
         for row in self.voices.activating(limit=limit):
             voice_id, age = row["voice_id"], now - int(row["created_at"])
             if age >= self.cfg.voice_unused_window_seconds:
@@ -135,8 +145,18 @@ class Lifecycle:
             except errors.UpstreamError:
                 outcome["failed"] += 1
             time.sleep(max(0.0, pace_seconds - (time.monotonic() - started)))
-        stuck = self.voices.count_activating_since(now - self.cfg.voice_activation_alarm_seconds)
+        for voice_id in self.voices.pending_deletes(limit=limit, before=now - min_age_seconds):
+            if time.monotonic() + pace_seconds >= deadline:
+                break
+            started = time.monotonic()
+            outcome["deleted" if self._delete_upstream(voice_id, provider, deadline=deadline) else "failed"] += 1
+            time.sleep(max(0.0, pace_seconds - (time.monotonic() - started)))
+        threshold = now - self.cfg.voice_activation_alarm_seconds
+        stuck = self.voices.count_activating_since(threshold)
         metrics.add_metric(name="VoicesActivatingOverOneDay", unit=MetricUnit.Count, value=stuck)
-        if stuck:
-            logger.error("voices still activating after the alarm threshold", extra={"count": stuck})
-        return {**outcome, "stuck": stuck}
+        undeleted = len(self.voices.pending_deletes(limit=100, before=threshold))
+        metrics.add_metric(name="VoiceDeletesPendingOverOneDay", unit=MetricUnit.Count, value=undeleted)
+        if stuck or undeleted:
+            logger.error("voices still activating, or not deleted upstream, after the alarm threshold",
+                         extra={"activating": stuck, "deletes_pending": undeleted})
+        return {**outcome, "stuck": stuck, "deletes_pending": undeleted}

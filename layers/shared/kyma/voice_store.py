@@ -9,7 +9,14 @@ from botocore.exceptions import ClientError
 
 from kyma.config import Config
 from kyma.dynamo import from_item, to_item, values
-from kyma.voices import ACTIVATING, ACTIVATING_INDEX, BY_OWNER_INDEX, DELETED, DELETING, activation_update
+from kyma.voices import (
+    ACTIVATING_INDEX,
+    BY_OWNER_INDEX,
+    DELETED,
+    DELETING,
+    PENDING_DELETES_INDEX,
+    activation_update,
+)
 
 
 class Voices:
@@ -77,45 +84,37 @@ class Voices:
             "ConditionExpression": "attribute_exists(activating)",
             "ExpressionAttributeValues": values(e=error[:500], now=now, one=1)})
 
-    def begin_delete(self, voice_id: str, owner_id: str, now: int) -> dict | None:
-        """The owner's voice becomes `deleting` (out of reach of activation and expiry) while it is
-        deleted upstream.  Returns the row as it was, or None if it is not theirs or already gone."""
-        try:
-            old = self.ddb.update_item(
-                TableName=self.cfg.voices_table, Key=to_item({"voice_id": voice_id}),
-                UpdateExpression="SET #status = :deleting, deleting_since = :now REMOVE activating",
-                ConditionExpression="owner_id = :me AND (attribute_not_exists(#status) OR "
-                                    "NOT (#status IN (:deleting, :deleted)))",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=values(deleting=DELETING, deleted=DELETED, now=now, me=owner_id),
-                ReturnValues="ALL_OLD")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
-            raise
-        return from_item(old.get("Attributes"))
-
-    def finish_delete(self, voice_id: str, now: int) -> None:
-        """Deleted upstream: the tombstone (ids are never reused; never listed again)."""
-        self.apply({
+    def begin_delete(self, voice_id: str, owner_id: str, now: int) -> bool:
+        """The owner's voice becomes `deleting`: gone for its owner at once (never listed, never
+        usable), out of reach of activation and expiry (so never refunded), and on the sweep's list
+        until MiniMax confirms the deletion.  False if it is not theirs or already gone."""
+        return self.apply({
             "TableName": self.cfg.voices_table, "Key": to_item({"voice_id": voice_id}),
-            "UpdateExpression": "SET #status = :deleted, deleted_at = :now REMOVE deleting_since",
+            "UpdateExpression": "SET #status = :deleting, deleting_since = :now, delete_pending = :one "
+                                "REMOVE activating",
+            "ConditionExpression": "owner_id = :me AND (attribute_not_exists(#status) OR "
+                                   "NOT (#status IN (:deleting, :deleted)))",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": values(deleting=DELETING, deleted=DELETED, now=now, me=owner_id, one="1")})
+
+    def finish_delete(self, voice_id: str, now: int) -> bool:
+        """MiniMax confirmed: the tombstone (ids are never reused; never listed again)."""
+        return self.apply({
+            "TableName": self.cfg.voices_table, "Key": to_item({"voice_id": voice_id}),
+            "UpdateExpression": "SET #status = :deleted, deleted_at = :now REMOVE delete_pending",
             "ConditionExpression": "#status = :deleting",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": values(deleted=DELETED, deleting=DELETING, now=now)})
 
-    def undo_delete(self, voice_id: str, was: dict) -> None:
-        """MiniMax could not delete it: the voice is as it was (activating ones back in the sweep's index)."""
-        status = was.get("status") or ACTIVATING
-        update = "SET #status = :was REMOVE deleting_since"
-        if status == ACTIVATING:
-            update = "SET #status = :was, activating = :one REMOVE deleting_since"
-        self.apply({
-            "TableName": self.cfg.voices_table, "Key": to_item({"voice_id": voice_id}),
-            "UpdateExpression": update, "ConditionExpression": "#status = :deleting",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": values(was=status, deleting=DELETING,
-                                                **({"one": "1"} if status == ACTIVATING else {}))})
+    def pending_deletes(self, *, limit: int, before: int | None = None) -> list[str]:
+        """Voices deleted here but not yet confirmed deleted upstream, oldest first (since before
+        `before`, epoch seconds, if given)."""
+        condition = "delete_pending = :one" + (" AND deleting_since < :before" if before is not None else "")
+        page = self.ddb.query(TableName=self.cfg.voices_table, IndexName=PENDING_DELETES_INDEX, Limit=limit,
+                              KeyConditionExpression=condition,
+                              ExpressionAttributeValues=values(one="1", **({"before": before} if before is not None
+                                                                          else {})))
+        return [str(r["voice_id"]) for r in map(from_item, page.get("Items", [])) if r is not None]
 
     def apply(self, update: dict) -> bool:
         """One conditional UpdateItem; False if its condition does not hold."""

@@ -35,10 +35,11 @@ VOICE_ID_PREFIX = "kyma_"
 VOICE_ID_PATTERN = re.compile(r"^kyma_[0-9a-f]{16}$")
 BY_OWNER_INDEX = "ByOwner"
 ACTIVATING_INDEX = "Activating"
+PENDING_DELETES_INDEX = "PendingDeletes"
 
 ACTIVATING, ACTIVE, EXPIRED, DELETED = "activating", "active", "expired", "deleted"
-# While its owner deletes it (upstream first, then the tombstone) a voice is `deleting`: gone for
-# speech and listings, and out of reach of activation and expiry (no refund races the deletion).
+# Once its owner deletes it a voice is `deleting` until MiniMax confirms (then `deleted`, a
+# tombstone): gone for speech and listings, out of reach of activation and expiry (never refunded).
 DELETING = "deleting"
 GONE = (DELETING, DELETED)
 
@@ -101,8 +102,8 @@ def ownership_check(cfg: Config, voice_id: str, account_id: str, *, activating: 
 
     The common case is checked first: the voice is `active` (`activating=False`).  A voice still
     activating fails that check with `UsableInOtherState`; the caller reserves again with
-    `activating=True` and then activates the voice in its settle (`activated_item`), because a
-    successful synthesis is the use MiniMax counts.  So an active voice costs no extra write.
+    `activating=True` and then, once charged, marks the voice active (`activation_update`), because
+    a successful synthesis is the use MiniMax counts.  So an active voice costs no extra write.
     """
     def refusal(voice: dict | None) -> Exception:
         if voice is None or voice.get("owner_id") is None or status_of(voice) in GONE:
@@ -126,17 +127,8 @@ def ownership_check(cfg: Config, voice_id: str, account_id: str, *, activating: 
     }}, refusal)
 
 
-def activated_item(cfg: Config, voice_id: str, now: int) -> dict:
-    """Settle of speech with a voice that was activating: the synthesis activated it."""
-    return {"Update": _activation(cfg, voice_id, now)}
-
-
 def activation_update(cfg: Config, voice_id: str, now: int) -> dict:
-    """The UpdateItem arguments of an activation (used in a settle, or alone by the activator)."""
-    return _activation(cfg, voice_id, now)
-
-
-def _activation(cfg: Config, voice_id: str, now: int) -> dict:
+    """The UpdateItem arguments of an activation: an activating voice was used upstream."""
     return {
         "TableName": cfg.voices_table,
         "Key": to_item({"voice_id": voice_id}),

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlsplit
 
 from kyma.errors import ApiError, InternalError, InvalidRequest
@@ -134,17 +134,23 @@ class Output:
         h.send_response_only(status)   # no Server or Date: the gateway in front sets its own
         for name, value in {**headers, "X-Request-Id": self.request_id}.items():
             h.send_header(name, value)
-        h.end_headers()                # writes the buffered status line and headers
         self.started = True
+        try:
+            h.end_headers()            # writes the buffered status line and headers
+        except OSError as exc:         # the adapter closed the connection: as for any other write
+            self._gone(exc)
 
     def _send(self, data: bytes) -> None:
         try:
             self._handler.wfile.write(data)
             self._handler.wfile.flush()
         except OSError as exc:         # broken pipe, reset: the adapter closed the connection
-            self.done = True
-            self._handler.close_connection = True
-            raise ClientGone(str(exc)) from exc
+            self._gone(exc)
+
+    def _gone(self, exc: OSError) -> NoReturn:
+        self.done = True
+        self._handler.close_connection = True
+        raise ClientGone(str(exc)) from exc
 
 
 Route = Callable[[Request, Output], Response | None]
@@ -205,7 +211,7 @@ class WebApp:
     def _request(self, h: _Handler, method: str, path: str, request_context: dict, lambda_context: Any,
                  request_id: str) -> Request:
         length = h.headers.get("Content-Length") or "0"
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+        if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
             raise InvalidRequest("The request body has no valid Content-Length.")
         body = h.rfile.read(int(length)) if int(length) else b""
         authorizer = request_context.get("authorizer")
