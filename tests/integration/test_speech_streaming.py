@@ -6,6 +6,7 @@ or stops early or the client goes away; replays of streamed requests; every cloc
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -299,6 +300,70 @@ def test_a_stream_is_cut_and_released_before_its_deadline(configure, minimax, aw
     assert response["statusCode"] == 200 and response["chunks"] and not response["complete"]
     assert 1.5 < time.monotonic() - started < 3.5                     # 2 s before the 4 s limit
     assert_free(books, acct)
+
+
+@pytest.mark.parametrize("flag", [RAW, SSE])
+def test_a_slow_reader_who_got_every_byte_is_charged_even_past_the_deadline(minimax, aws, accounts, books,
+                                                                             monkeypatch, flag):
+    """The last chunk was handed on, but the write returned after the request's deadline (the
+    client read the end slowly): the client has the whole audio, so it is charged."""
+    from helpers import lwa_call
+
+    from kyma.web_app import Output
+    from kyma_local.web_adapter import WebAdapterPool
+
+    real_write, sent = Output.write, []
+
+    def slow_at_the_end(self, data):
+        real_write(self, data)
+        if data.startswith(b"data: "):
+            event = json.loads(data[6:])
+            data = base64.b64decode(event["audio"]) if event["type"] == "speech.audio.delta" else b""
+        sent.append(data)
+        if data and len(b"".join(sent)) == len(minimax.last_audio):
+            time.sleep(4.5)          # the last audio chunk: past the 4 s deadline (6 s timeout - 2 s margin)
+
+    monkeypatch.setattr(Output, "write", slow_at_the_end)
+    minimax.first_chunk_ms, minimax.chunk_interval_ms = 5, 5
+    pool = WebAdapterPool(aws.functions["SpeechFunction"], timeout_override=6)
+    acct = accounts.create(START).account_id
+    try:
+        response = lwa_call(pool, speech_event(acct, {"input": TEXT, "voice": SYSTEM_VOICE, **flag}))
+    finally:
+        pool.close()
+    audio = decoded(sse_events(response)) if flag == SSE else body_of(response)
+    assert response["statusCode"] == 200 and audio == minimax.last_audio
+    assert holds(books, acct) == ["charged"] and books.balance(acct) == START - COST
+
+
+def test_a_whole_file_whose_client_left_before_the_headers_can_still_be_replayed(handler, accounts, books,
+                                                                                  minimax, monkeypatch):
+    """Charged (the settle comes before a whole file is sent), then the connection is gone when
+    the status line goes out: the Idempotency-Key record is kept, so a retry gets the audio."""
+    from kyma.web_app import Output
+    from kyma_local.web_adapter import InvocationFailed
+
+    real_head, broken = Output._head, []
+
+    def head(self, status, headers):
+        if status == 200 and "X-Kyma-Model" in headers and not broken:
+            broken.append(status)
+
+            def reset() -> None:                          # the adapter's connection is gone
+                raise BrokenPipeError(32, "Broken pipe")
+            self._handler.end_headers = reset
+        return real_head(self, status, headers)
+
+    monkeypatch.setattr(Output, "_head", head)
+    acct = accounts.create(START).account_id
+    key = {"Idempotency-Key": "whole-file-client-left"}
+    with pytest.raises(InvocationFailed):              # the adapter got no response at all
+        speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, key)
+    assert broken
+    assert holds(books, acct) == ["charged"]
+    again = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, key)
+    assert again["statusCode"] == 200 and again["headers"]["Idempotent-Replayed"] == "true"
+    assert body_of(again) == minimax.last_audio and books.balance(acct) == START - COST
 
 
 # ── Idempotency-Key: the same audio, charged once, in the form asked ─────

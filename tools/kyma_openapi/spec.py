@@ -45,7 +45,7 @@ DESCRIPTIONS = {
 }
 
 
-def _nullable(schema: dict) -> dict:
+def _nullable(schema: Any) -> dict:
     """An optional field the API reads as absent when it is null (clients serialise unset fields so)."""
     return {"anyOf": [schema, {"type": "null"}]}
 
