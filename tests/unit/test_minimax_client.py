@@ -30,7 +30,7 @@ from kyma.errors import (
     UpstreamInvalidRequest,
     UpstreamVoiceMissing,
 )
-from kyma.providers import SynthesisRequest, VoiceProvider, minimax
+from kyma.providers import SynthesisRequest, minimax
 from kyma.providers.minimax import NO_RETRY, MiniMaxClient
 from kyma_local.sandbox import PATH_CLONE, PATH_T2A, PATH_UPLOAD, MiniMaxSandbox
 
@@ -98,7 +98,7 @@ def call_step(client: MiniMaxClient, fake: MiniMaxSandbox, path: str, deadline: 
 
 def test_client_is_a_voice_provider(client):
     assert isinstance(client, MiniMaxClient) and client.name == "minimax"
-    provider: VoiceProvider = client
+    provider: MiniMaxClient = client
     assert callable(provider.clone_voice) and callable(provider.synthesize)
 
 
@@ -437,7 +437,7 @@ def test_the_deadline_spans_both_clone_steps(fake, client):
 def test_the_upload_stops_when_the_deadline_passes_while_sending(fake, client, session,
                                                                  monkeypatch, caplog):
     clock = types.SimpleNamespace(offset=0.0)
-    monkeypatch.setattr(minimax, "time", types.SimpleNamespace(
+    monkeypatch.setattr("kyma.providers.minimax.upload.time", types.SimpleNamespace(
         monotonic=lambda: time.monotonic() + clock.offset))
 
     def jump() -> None:                     # time "passes" once the request is on its way

@@ -19,7 +19,7 @@ from kyma import errors
 from kyma.providers import SynthesisRequest
 from kyma.providers.minimax import MIN_TIME_LEFT, MiniMaxClient, RetryPolicy
 from kyma_local.sandbox import PATH_CLONE, PATH_T2A, PATH_UPLOAD, MiniMaxSandbox
-from kyma_local.sandbox.server import OFFICIAL_CODES
+from kyma_local.sandbox.wire import OFFICIAL_CODES
 
 KEY = "test-minimax-key-retries"
 VOICE = "kyma_0a1b2c3d4e5f6a7b"

@@ -13,7 +13,7 @@ from kyma.providers import SynthesisRequest
 from kyma.providers.minimax import NO_RETRY, MiniMaxClient
 from kyma_local.sandbox import PATH_CLONE, PATH_DELETE_VOICE, PATH_GET_VOICE, PATH_T2A, MiniMaxSandbox
 from kyma_local.sandbox.control import SandboxControl
-from kyma_local.sandbox.server import LANGUAGE_BOOSTS, invisible_ratio
+from kyma_local.sandbox.validation import LANGUAGE_BOOSTS, invisible_ratio
 
 KEY = "test-minimax-key-rules"
 AUDIO = b"ID3" + bytes(range(256)) * 64

@@ -14,7 +14,8 @@ import requests
 
 from kyma import errors
 from kyma.providers import SynthesisRequest
-from kyma.providers.minimax import MiniMaxClient, RetryPolicy, SpeechStream, _sse_line
+from kyma.providers.minimax import MiniMaxClient, RetryPolicy, SpeechStream
+from kyma.providers.minimax.stream import sse_line
 from kyma_local.sandbox import PATH_T2A, MiniMaxSandbox
 
 KEY = "test-minimax-key-stream"
@@ -275,4 +276,4 @@ def test_the_event_parser_accepts_every_framing(raw):
 def test_a_broken_event_is_a_provider_error():
     with pytest.raises(Exception, match="malformed event"):
         events_of(b'data: {"a": \n\n')
-    assert _sse_line(b"retry: 100", []) is None
+    assert sse_line(b"retry: 100", []) is None

@@ -19,12 +19,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kyma_local.aws_calls import invoking
 from kyma_local.template import Function
 
 _module_counter = itertools.count()
+E = TypeVar("E")
 
 
 @dataclass
@@ -57,14 +58,32 @@ class InvokeResult:
     duration_ms: float = 0.0
 
 
-class FunctionPool:
+class EnvironmentPool(Generic[E]):
+    """Warm execution environments of one function: one invocation at a time each, reused
+    afterwards; concurrent invocations get separate ones, up to `max_environments`."""
+
     def __init__(self, function: Function, *, max_environments: int = 16,
                  timeout_override: float | None = None) -> None:
         self.function = function
         self.max_environments = max_environments
         self.timeout = timeout_override or function.timeout
-        self._idle: queue.LifoQueue[Callable] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[E] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(max_environments)
+
+    def environment(self) -> E:
+        """A freshly initialised execution environment (not part of the pool)."""
+        raise NotImplementedError
+
+    def _warm_or_new(self) -> tuple[E, bool]:
+        """An idle environment, or a new one (True: a cold start); the caller holds a slot."""
+        try:
+            return self._idle.get_nowait(), False
+        except queue.Empty:
+            return self.environment(), True
+
+
+class FunctionPool(EnvironmentPool[Callable]):
+    """A zip function's environments: its module, imported anew, called as its handler."""
 
     def environment(self) -> Callable:
         """A freshly initialised execution environment: the module imported anew (its INIT
@@ -80,12 +99,7 @@ class FunctionPool:
 
     def invoke(self, event: Any) -> InvokeResult:
         with self._slots:
-            cold = False
-            try:
-                handler = self._idle.get_nowait()
-            except queue.Empty:
-                handler = self.environment()
-                cold = True
+            handler, cold = self._warm_or_new()
             context = LambdaContext(self.function.logical_id, self.function.memory_mb, int(self.timeout))
             outcome: dict[str, Any] = {}
             started = time.monotonic()

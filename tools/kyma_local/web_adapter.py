@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from kyma_local.aws_calls import invoking
-from kyma_local.runtime import InvokeResult, LambdaContext
+from kyma_local.runtime import EnvironmentPool, InvokeResult, LambdaContext
 from kyma_local.template import Function
 
 INIT_TIMEOUT_S = 10.0          # Lambda's INIT phase limit
@@ -162,17 +162,8 @@ class AppResponse:
         self._pool.release(self._env, reusable=reusable)
 
 
-class WebAdapterPool:
-    """Warm environments of one Lambda Web Adapter function: one invocation at a time each,
-    reused afterwards; concurrent invocations get separate ones, up to max_environments."""
-
-    def __init__(self, function: Function, *, max_environments: int = 16,
-                 timeout_override: float | None = None) -> None:
-        self.function = function
-        self.max_environments = max_environments
-        self.timeout = timeout_override or function.timeout
-        self._idle: queue.LifoQueue[AppEnvironment] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(max_environments)
+class WebAdapterPool(EnvironmentPool[AppEnvironment]):
+    """Warm environments of one Lambda Web Adapter function, each running its web app."""
 
     def environment(self) -> AppEnvironment:
         """A freshly initialised, ready execution environment (not part of the pool)."""
@@ -188,13 +179,10 @@ class WebAdapterPool:
         function's timeout; InvocationFailed if the environment or the app fails first."""
         self._slots.acquire()
         try:
-            env = self._idle.get_nowait()
-        except queue.Empty:
-            try:
-                env = self.environment()
-            except Exception as exc:
-                self._slots.release()
-                raise InvocationFailed(f"{type(exc).__name__}: {exc}") from exc
+            env, _ = self._warm_or_new()
+        except Exception as exc:
+            self._slots.release()
+            raise InvocationFailed(f"{type(exc).__name__}: {exc}") from exc
         started = time.monotonic()
         deadline = started + self.timeout
         context = LambdaContext(self.function.logical_id, self.function.memory_mb, int(self.timeout))

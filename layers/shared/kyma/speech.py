@@ -33,17 +33,18 @@ from kyma.http import SAFETY_MARGIN_SECONDS
 from kyma.ledger import Hold
 from kyma.observability import MetricUnit, logger, metrics, upstream_failure
 from kyma.paid_call import hold_lifetime
-from kyma.providers import SynthesisRequest, VoiceProvider
+from kyma.providers import SynthesisRequest
 from kyma.speech_delivery import Billing, Delivery
 from kyma.speech_request import SKUS, STREAMABLE_FORMATS, SpeechInput, price_micros
 from kyma.voices import VOICE_ID_PATTERN, is_cloned_voice_id
 
 if TYPE_CHECKING:
+    from kyma.providers.minimax import MiniMaxClient
     from kyma.services import Services
 
 
 def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: float, svc: Services,
-               provider: VoiceProvider, delivery: Delivery, keep: bool = False, guard: str | None = None,
+               provider: MiniMaxClient, delivery: Delivery, keep: bool = False, guard: str | None = None,
                rate_limit: Check | None = None) -> dict:
     """Reserve, synthesize into `delivery`, settle; return the Idempotency-Key record (small JSON).
 
@@ -159,7 +160,7 @@ class _WholeAnswer:
         return iter([audio] if audio else [])
 
 
-def _upstream(provider: VoiceProvider, request: SynthesisRequest, deadline: float, start_by: float) -> Any:
+def _upstream(provider: MiniMaxClient, request: SynthesisRequest, deadline: float, start_by: float) -> Any:
     """MiniMax's audio as a context-managed iterable of chunks, returned once the first chunk
     has arrived (by `start_by`): any failure before it raises here, before anything was sent
     to the client."""

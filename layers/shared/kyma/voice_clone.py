@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kyma import errors
 from kyma.audio import AudioInfo, inspect_audio
@@ -25,9 +25,11 @@ from kyma.json_body import parse_object
 from kyma.multipart import parse_content_type, parse_form
 from kyma.observability import MetricUnit, logger, metrics, upstream_failure
 from kyma.paid_call import PaidCalls
-from kyma.providers import VoiceProvider
 from kyma.uploads import Uploads
 from kyma.voices import new_voice_id, voice_put
+
+if TYPE_CHECKING:
+    from kyma.providers.minimax import MiniMaxClient
 
 CLONE_MODEL = "minimax-voice-clone"
 MAX_NAME_CHARS = 64
@@ -169,7 +171,7 @@ def fingerprint(parsed: CloneInput | UploadRef) -> str:
 
 # ── 3–5: billing around the provider ─────────────────────────────────────
 def create(parsed: CloneInput | UploadRef, *, account_id: str, request_id: str, deadline: float,
-           paid: PaidCalls, provider: VoiceProvider, uploads: Uploads, cfg: Config,
+           paid: PaidCalls, provider: MiniMaxClient, uploads: Uploads, cfg: Config,
            guard: str | None = None, rate_limit: Check | None = None) -> CloneResult:
     """The whole clone request: fetch an uploaded reference (same checks as inline), clone, and
     delete the used upload (best effort: nothing after the charge may fail the request)."""
@@ -183,7 +185,7 @@ def create(parsed: CloneInput | UploadRef, *, account_id: str, request_id: str, 
 
 
 def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
-          paid: PaidCalls, provider: VoiceProvider, cfg: Config, guard: str | None = None,
+          paid: PaidCalls, provider: MiniMaxClient, cfg: Config, guard: str | None = None,
           rate_limit: Check | None = None) -> CloneResult:
     voice_id = new_voice_id()
     price = cfg.voice_clone_price_micros

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kyma import errors
 from kyma.config import Config
@@ -29,6 +30,9 @@ from kyma.observability import MetricUnit, logger, metrics, upstream_failure
 from kyma.providers import SynthesisRequest
 from kyma.voice_store import Voices
 from kyma.voices import ACTIVATING, ACTIVE, EXPIRED, GONE, VOICE_ID_PATTERN, expiry_check, status_of
+
+if TYPE_CHECKING:
+    from kyma.providers.minimax import MiniMaxClient
 
 # The smallest real synthesis MiniMax counts as use: a few characters on the cheaper model.
 ACTIVATION_TEXT = "Hello."
@@ -42,7 +46,7 @@ class Lifecycle:
     cfg: Config
 
     # ── activation ───────────────────────────────────────────────────────
-    def activate(self, voice_id: str, provider, *, deadline: float) -> str:
+    def activate(self, voice_id: str, provider: MiniMaxClient, *, deadline: float) -> str:
         """Use the voice upstream once.  Returns what happened: "activated", "expired" (MiniMax no
         longer has it: refunded), or "skipped" (not activating).  Any other upstream failure is
         recorded on the row, logged with MiniMax's trace_id, and raised (so the caller retries)."""
@@ -96,7 +100,7 @@ class Lifecycle:
         return "unchanged"
 
     # ── deletion ─────────────────────────────────────────────────────────
-    def delete(self, voice_id: str, owner_id: str, provider, *, deadline: float) -> bool:
+    def delete(self, voice_id: str, owner_id: str, provider: MiniMaxClient, *, deadline: float) -> bool:
         """The owner deletes their voice.  It is `deleting` here first, which is final: gone for its
         owner at once, and out of reach of activation and expiry, so never refunded.  Then MiniMax
         (`/v1/delete_voice`; an id it no longer has is fine); once it confirms, the tombstone.  If
@@ -109,7 +113,7 @@ class Lifecycle:
         logger.info("voice deleted", extra={"voice_id": voice_id, "account_id": owner_id})
         return self._delete_upstream(voice_id, provider, deadline=deadline)
 
-    def _delete_upstream(self, voice_id: str, provider, *, deadline: float) -> bool:
+    def _delete_upstream(self, voice_id: str, provider: MiniMaxClient, *, deadline: float) -> bool:
         try:
             provider.delete_voice(voice_id, deadline=deadline)
         except Exception as exc:
@@ -122,7 +126,7 @@ class Lifecycle:
         return True
 
     # ── the sweep ────────────────────────────────────────────────────────
-    def sweep(self, provider, *, deadline: float, limit: int) -> dict[str, int]:
+    def sweep(self, provider: MiniMaxClient, *, deadline: float, limit: int) -> dict[str, int]:
         """Retry activation of what is still activating (oldest first, at most `limit`, one upstream
         call per pace); expire (and refund) what passed its window unactivated; retry the upstream
         deletion of voices their owners deleted that MiniMax has not confirmed."""

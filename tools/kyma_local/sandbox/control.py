@@ -1,4 +1,5 @@
-"""Drive a running sandbox over HTTP, e.g. the one inside a `make run` subprocess.
+"""The sandbox's HTTP control endpoint: `answer` serves it, `SandboxControl` drives it from afar
+(e.g. the sandbox inside a `make run` subprocess).
 
 The control endpoint lives under ``/__sandbox/`` on the sandbox's own port and
 answers loopback clients only (no key: the sandbox itself only listens on
@@ -25,7 +26,12 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kyma_local.sandbox.transport import Handler, is_loopback, send_raw
+
+if TYPE_CHECKING:
+    from kyma_local.sandbox.server import MiniMaxSandbox
 
 
 class SandboxControl:
@@ -72,3 +78,58 @@ class SandboxControl:
 
     def config(self) -> dict:
         return self._call("GET", "config")
+
+
+def answer(sandbox: MiniMaxSandbox, h: Handler, action: str, body: bytes) -> None:
+    """Serve one control request (``/__sandbox/<action>``): loopback clients only."""
+    if not is_loopback(h.client_address[0]):
+        send_raw(h, None, 403, b'{"error": "loopback only"}', "application/json", "")
+        return
+    try:
+        args = json.loads(body) if body else {}
+        if not isinstance(args, dict):
+            raise ValueError("the body must be a JSON object")
+        result = _act(sandbox, h.command, action, args)
+    except (ValueError, TypeError, KeyError) as exc:
+        send_raw(h, None, 400, json.dumps({"error": str(exc)}).encode(), "application/json", "")
+        return
+    send_raw(h, None, 200, json.dumps(result).encode(), "application/json", "")
+
+
+def _act(sandbox: MiniMaxSandbox, method: str, action: str, args: dict) -> Any:
+    if method == "GET" and action == "calls":
+        return [c.summary() for c in sandbox.calls]
+    if method == "GET" and action == "voices":
+        return {v: voice.as_dict() for v, voice in sandbox.registry.all().items()}
+    if method == "GET" and action == "config":
+        return {"base_url": sandbox.base_url, "voice_window_seconds": sandbox.registry.window_seconds,
+                "first_chunk_ms": sandbox.first_chunk_ms, "chunk_ms": sandbox.chunk_ms,
+                "chunk_interval_ms": sandbox.chunk_interval_ms}
+    if method != "POST":
+        raise ValueError(f"unknown control {method} {action}")
+    failure_options = {k: args[k] for k in ("msg", "status", "seconds", "after_chunks") if k in args}
+    if action == "fail_next":
+        sandbox.fail_next(args["path"], args["mode"], code=int(args.get("code", 1000)),
+                          times=int(args.get("times", 1)), **failure_options)
+    elif action == "fail_when":
+        match = args.get("match")
+        if match is not None and not isinstance(match, str):
+            raise ValueError("match: a substring of the request body")
+        times = args.get("times")
+        sandbox.fail_when(args["path"], args["code"], match=match,
+                          times=None if times is None else int(times), **failure_options)
+    elif action == "clear_failures":
+        sandbox.clear_failures()
+    elif action == "set_delay":
+        sandbox.set_delay(args["path"], float(args["seconds"]))
+    elif action == "audio_size":
+        sandbox.audio_size(None if args.get("size") is None else int(args["size"]))
+    elif action == "register_voice":
+        sandbox.register_voice(args["voice_id"])
+    elif action == "advance_clock":
+        sandbox.advance_clock(float(args["seconds"]))
+    elif action == "reset":
+        sandbox.reset(voices=bool(args.get("voices", False)))
+    else:
+        raise ValueError(f"unknown control {action!r}")
+    return {"ok": True}

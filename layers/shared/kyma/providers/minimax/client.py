@@ -1,0 +1,242 @@
+"""`MiniMaxClient`: MiniMax's calls -- clone, speech (whole or streamed), voice management.
+
+Each public method builds its request, hands it to the `Exchange` (HTTP,
+deadline, retries) and checks the fields it needs in the answer; a missing or
+malformed field is a `ProviderError` like any other failed answer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from kyma import errors
+from kyma.providers import SynthesisRequest, SynthesisResult
+from kyma.providers.minimax.codes import (
+    STEP_CLONE,
+    STEP_DELETE,
+    STEP_STREAM,
+    STEP_SYNTHESIS,
+    STEP_UPLOAD,
+    STEP_VOICES,
+    VOICE_MISSING_CODES,
+    Failure,
+)
+from kyma.providers.minimax.exchange import Exchange, RetryPolicy
+from kyma.providers.minimax.stream import SpeechStream
+from kyma.providers.minimax.upload import new_session, reference_upload
+
+
+class MiniMaxClient:
+    """MiniMax's HTTP API, answering in `kyma.errors` terms.
+
+    Public API::
+
+        clone_voice(audio, filename, voice_id, *, deadline) -> None
+        synthesize(request, *, deadline) -> SynthesisResult
+        synthesize_stream(request, *, deadline, start_by=None) -> SpeechStream
+        system_voices(*, deadline) -> list[{"voice_id", "name", "description"}]
+        delete_voice(voice_id, *, deadline) -> bool
+        check_key() -> None
+
+    `deadline` is a `time.monotonic()` instant.  Failures raise a
+    `kyma.errors.UpstreamError` subclass (`kyma.providers.minimax.codes`).  `name` is
+    what ``X-Kyma-Provider`` says ("minimax", or "sandbox" for the local stand-in).
+    """
+
+    name = "minimax"
+
+    def __init__(self, base_url: str, api_key: Callable[[], str], *, name: str = "minimax",
+                 connect_timeout: float = 3.05, read_timeout: float = 25.0,
+                 session: requests.Session | None = None, retry: RetryPolicy | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.name = name
+        self._http = Exchange(
+            base_url=base_url.rstrip("/"), api_key=api_key, name=name,
+            connect_timeout=float(connect_timeout), read_timeout=float(read_timeout),
+            session=session if session is not None else new_session(),
+            retry=retry if retry is not None else RetryPolicy(),
+            rng=rng if rng is not None else random.Random(),  # noqa: S311 -- jitter, not secrecy
+        )
+
+    def __repr__(self) -> str:
+        return f"MiniMaxClient(base_url={self.base_url!r}, name={self.name!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._http.retry
+
+    def close(self) -> None:
+        self._http.session.close()
+
+    def check_key(self) -> None:
+        """Look the API key up now, before anything is charged: a slow or failing secret store then
+        fails the request up front (503, fast: the SSM client has short timeouts) instead of after
+        the reserve.  Cached afterwards (Powertools Parameters), so a warm request pays nothing."""
+        try:
+            self._http.key("key lookup")
+        except Failure as failure:
+            if failure.kind is errors.ProviderError:      # the lookup itself failed: unavailable, retry later
+                failure.kind = errors.ProviderUnavailable
+            raise failure.error() from None
+
+    def clone_voice(self, audio: bytes, filename: str, voice_id: str, *, deadline: float) -> None:
+        """Upload `audio` as a clone reference and register it under `voice_id`.
+
+        A retried ``voice_clone`` answered 2039 (duplicate id) for this very id means an
+        earlier attempt registered it and only its answer was lost: success."""
+        uploaded, trace_id = self._http.post(STEP_UPLOAD, "/v1/files/upload", deadline,
+                                             lambda: reference_upload(audio, filename, deadline))
+        file_info = uploaded.get("file")
+        file_id = file_info.get("file_id") if isinstance(file_info, dict) else None
+        if isinstance(file_id, bool) or not isinstance(file_id, (int, str)) or file_id == "":
+            raise self._missing(STEP_UPLOAD, "response has no file.file_id", trace_id)
+        clone = {"file_id": file_id, "voice_id": voice_id, "need_noise_reduction": False,
+                 "need_volume_normalization": False}
+        # 2013 here is our bug, not the customer's: the request holds only our ids and flags.
+        self._http.post(STEP_CLONE, "/v1/voice_clone", deadline, lambda: {"json": clone},
+                        customer_values=False, duplicate_means_done=True)
+
+    def synthesize(self, request: SynthesisRequest, *, deadline: float) -> SynthesisResult:
+        """Render `request` to audio bytes (the whole answer at once)."""
+        payload = t2a_payload(request, stream=False)
+        body, trace_id = self._http.post(STEP_SYNTHESIS, "/v1/t2a_v2", deadline, lambda: {"json": payload})
+        data = body.get("data")
+        audio_hex = data.get("audio") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(audio_hex, str) or not audio_hex:
+            raise self._missing(STEP_SYNTHESIS, "response has no data.audio", trace_id)
+        try:
+            audio = bytes.fromhex(audio_hex)
+        except ValueError:
+            raise self._missing(STEP_SYNTHESIS, "audio is not valid hex", trace_id) from None
+        # The hex string is twice the audio: let it go before returning.
+        del audio_hex
+        data.pop("audio", None)
+        extra = body.get("extra_info")
+        return SynthesisResult(
+            audio=audio,
+            audio_format=request.audio_format,
+            trace_id=trace_id,
+            extra_info=extra if isinstance(extra, dict) else {},
+        )
+
+    def synthesize_stream(self, request: SynthesisRequest, *, deadline: float,
+                          start_by: float | None = None) -> SpeechStream:
+        """Start a streamed synthesis; returns once MiniMax has produced the first audio chunk.
+
+        Upstream: ``stream: true`` with ``stream_options.exclude_aggregated_audio: true``.
+        Everything up to the first audio chunk is retried like any call (so a
+        refusal -- 2013, 20132, 1026... -- raises here, before the caller has sent
+        anything to its own client); nothing is retried after it.  The returned
+        `SpeechStream` yields the audio bytes chunk by chunk as they arrive and
+        raises the classified error if MiniMax sends an error event or the
+        connection drops mid-stream.  ``deadline`` bounds the whole stream;
+        ``start_by`` (if earlier) bounds the wait for the first chunk, retries
+        included (a caller whose own client gives up on silence sooner).
+        """
+        payload = t2a_payload(request, stream=True)
+        first_by = deadline if start_by is None else min(deadline, start_by)
+
+        def attempt(key: str) -> SpeechStream:
+            response = self._http.send(STEP_STREAM, "/v1/t2a_v2", first_by, key, json=payload,
+                                       headers={"Accept": "text/event-stream"})
+            content_type = response.headers.get("Content-Type", "")
+            if not 200 <= response.status_code < 300 or "text/event-stream" not in content_type:
+                # An answer before any audio (a refusal, or an HTTP error) comes as plain JSON.
+                _, trace_id = self._http.read_json(STEP_STREAM, response, deadline, key)
+                raise Failure(STEP_STREAM, "answered without streaming", trace_id=trace_id, http_status=200)
+            stream = SpeechStream(self._http, response, request.audio_format, deadline, key)
+            try:
+                stream.start()
+            except BaseException:
+                stream.close()
+                raise
+            return stream
+
+        return self._http.with_retries(STEP_STREAM, first_by, attempt)
+
+    def system_voices(self, *, deadline: float) -> list[dict[str, str]]:
+        """MiniMax's system voices (``get_voice``, ``voice_type: system``), in its order:
+        ``[{"voice_id": ..., "name": ..., "description": ...}]``.  ``name`` falls back to
+        the id; MiniMax's list of description sentences is joined into one string."""
+        body, trace_id = self._http.post(STEP_VOICES, "/v1/get_voice", deadline,
+                                         lambda: {"json": {"voice_type": "system"}}, customer_values=False)
+        if "system_voice" not in body:
+            raise self._missing(STEP_VOICES, "response has no system_voice", trace_id)
+        listed = body.get("system_voice") or []
+        if not isinstance(listed, list):
+            raise self._missing(STEP_VOICES, "system_voice is not a list", trace_id)
+        voices = []
+        for entry in listed:
+            if not isinstance(entry, dict) or not isinstance(entry.get("voice_id"), str) or not entry["voice_id"]:
+                continue
+            name = entry.get("voice_name")
+            description = entry.get("description")
+            if isinstance(description, list):
+                description = " ".join(str(part) for part in description if part)
+            voices.append({"voice_id": entry["voice_id"],
+                           "name": name if isinstance(name, str) and name else entry["voice_id"],
+                           "description": description if isinstance(description, str) else ""})
+        return voices
+
+    def delete_voice(self, voice_id: str, *, deadline: float) -> bool:
+        """Delete a cloned voice upstream (``delete_voice``, ``voice_type: voice_cloning``).
+
+        Returns True when MiniMax deleted it now, False when MiniMax does not have it
+        (any more): MiniMax's documentation does not say what ``delete_voice`` answers for
+        an unknown or already-deleted id; its error table's code for "invalid samples or
+        voice_id" is 20132, which is what the sandbox answers, and this client reads
+        20132 here as "already gone" -- deleting is idempotent for the caller.  A deleted
+        id can never be cloned again.  Any other failure raises as classified (2013 is a
+        bug here, `ProviderError`: no customer value is sent).
+        """
+        request = {"voice_type": "voice_cloning", "voice_id": voice_id}
+        try:
+            self._http.post(STEP_DELETE, "/v1/delete_voice", deadline, lambda: {"json": request},
+                            customer_values=False, quiet_codes=VOICE_MISSING_CODES)
+        except errors.UpstreamVoiceMissing:
+            return False
+        return True
+
+    def _missing(self, step: str, detail: str, trace_id: str | None) -> errors.UpstreamError:
+        """A successful answer without what it should hold: logged, and the error to raise."""
+        return self._http.give_up(Failure(step, detail, trace_id=trace_id, http_status=200))
+
+
+def t2a_payload(request: SynthesisRequest, *, stream: bool) -> dict[str, Any]:
+    """``/v1/t2a_v2``'s JSON for `request` (hex audio; streamed without the aggregated copy)."""
+    voice_setting: dict[str, Any] = {
+        "voice_id": request.voice_id,
+        "speed": request.speed,
+        "vol": request.vol,
+        "pitch": request.pitch,
+    }
+    if request.emotion:
+        voice_setting["emotion"] = request.emotion
+    audio_setting: dict[str, Any] = {
+        "sample_rate": request.sample_rate,
+        "format": request.audio_format,
+        "channel": request.channel,
+    }
+    if request.audio_format == "mp3":
+        audio_setting["bitrate"] = request.bitrate
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "text": request.text,
+        "stream": stream,
+        "output_format": "hex",
+        "voice_setting": voice_setting,
+        "audio_setting": audio_setting,
+    }
+    if stream:
+        payload["stream_options"] = {"exclude_aggregated_audio": True}
+    if request.language_boost:
+        payload["language_boost"] = request.language_boost
+    return payload

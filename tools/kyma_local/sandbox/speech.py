@@ -1,0 +1,94 @@
+"""``POST /v1/t2a_v2``: the audio, whole (hex in JSON) or streamed (Server-Sent Events).
+
+With ``stream: true``: one ``data: {json}`` event per chunk (``data.audio`` hex,
+``data.status`` 1), then a final event (``status`` 2) with ``extra_info`` and
+``base_resp`` and -- unless ``stream_options.exclude_aggregated_audio`` -- the
+whole audio again.  Pace: the first chunk after the sandbox's ``first_chunk_ms``,
+then one chunk of about ``chunk_ms`` of audio every ``chunk_interval_ms``
+(`audio.chunks`: the chunks concatenated are the non-stream answer, byte for byte).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from kyma_local.sandbox import audio as sandbox_audio
+from kyma_local.sandbox.endpoints import extra_info
+from kyma_local.sandbox.failures import Failure, stream_failure
+from kyma_local.sandbox.transport import Handler, drop, end_chunked, send_json, write_event
+from kyma_local.sandbox.validation import Synthesis, validate_t2a
+from kyma_local.sandbox.wire import RecordedCall, Reject, base_resp
+
+if TYPE_CHECKING:
+    from kyma_local.sandbox.server import MiniMaxSandbox
+
+DEFAULT_FIRST_CHUNK_MS = 300
+DEFAULT_CHUNK_MS = 160
+DEFAULT_CHUNK_INTERVAL_MS = 40
+
+
+def t2a(sandbox: MiniMaxSandbox, h: Handler, call: RecordedCall, body: Any, failure: Failure | None) -> None:
+    synthesis = validate_t2a(body)
+    sandbox.account.use_voice(synthesis.voice_id)
+    if failure is not None and failure.mode != "lost_answer":
+        call.injected = failure.mode
+        if not synthesis.stream:
+            if failure.mode == "stream_drop":
+                drop(h)
+                return
+            raise Reject(failure.code, failure.msg)
+    rendered = sandbox.account.render(synthesis)
+    info = extra_info(synthesis, rendered)
+    if synthesis.stream:
+        _stream(sandbox, h, call, synthesis, rendered, info, failure)
+        return
+    send_json(h, call, {
+        "data": {"audio": rendered.audio.hex(), "status": 2},
+        "extra_info": info,
+        "trace_id": call.trace_id,
+        "base_resp": base_resp(0),
+    })
+
+
+def _stream(sandbox: MiniMaxSandbox, h: Handler, call: RecordedCall, synthesis: Synthesis,
+            rendered: sandbox_audio.Rendered, info: dict, failure: Failure | None) -> None:
+    if h.lose_answer:
+        drop(h)
+        return
+    pieces = sandbox_audio.chunks(rendered, sandbox.chunk_ms)
+    call.http_status = 200
+    try:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Cache-Control", "no-cache")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.send_header("Trace-Id", call.trace_id)
+        h.end_headers()
+        if sandbox.stopping.wait(sandbox.first_chunk_ms / 1000):
+            drop(h)
+            return
+        for index, piece in enumerate(pieces):
+            if failure is not None and index == failure.after_chunks:
+                stream_failure(h, call, failure)
+                return
+            if index and sandbox.stopping.wait(sandbox.chunk_interval_ms / 1000):
+                drop(h)
+                return
+            write_event(h, {"data": {"audio": piece.hex(), "status": 1}, "trace_id": call.trace_id,
+                            "base_resp": base_resp(0)})
+            call.chunks_sent += 1
+            call.chunk_times.append(time.monotonic())
+        if failure is not None:
+            stream_failure(h, call, failure)
+            return
+        excluded = synthesis.exclude_aggregated and not sandbox.always_aggregate
+        aggregated = "" if excluded else rendered.audio.hex()
+        write_event(h, {"data": {"audio": aggregated, "status": 2}, "extra_info": info,
+                        "trace_id": call.trace_id, "base_resp": base_resp(0)})
+        end_chunked(h)
+        call.status_code = 0
+        call.finished = True
+    except OSError:         # the client went away (closed early, or gave up)
+        call.client_closed = True
+        h.close_connection = True
