@@ -20,6 +20,10 @@ import requests
 from kyma.providers.minimax.codes import STEP_STREAM, Failure, cut_off, refusal, status_code, timeout
 from kyma.providers.minimax.exchange import MAX_RESPONSE_BYTES, READ_BYTES, Exchange, looks_like_timeout
 
+# Half the margin a request keeps after its deadline (kyma.http.SAFETY_MARGIN_SECONDS, 2 s) to settle
+# or release and answer: a stream's end may still be read within it.
+END_GRACE_SECONDS = 1.0
+
 
 class SpeechStream:
     """The audio of one streamed synthesis, chunk by chunk, as MiniMax produces it.
@@ -177,6 +181,7 @@ class SpeechStream:
             return
         buffer = bytearray()
         pending: list[bytes] = []
+        held = 0.0              # seconds the consumer kept us waiting (handing chunks on to a slow client)
         try:
             for block in response.iter_content(READ_BYTES):
                 buffer += block
@@ -188,10 +193,15 @@ class SpeechStream:
                     del buffer[:newline + 1]
                     event = sse_line(line, pending)
                     if event is not None:
+                        paused = time.monotonic()
                         yield event
+                        held += time.monotonic() - paused
                 if len(buffer) > MAX_RESPONSE_BYTES:
                     raise Failure(step, "answer too large", trace_id=self.trace_id, retryable=False)
-                if time.monotonic() > deadline:
+                # The deadline bounds MiniMax's stream.  Time the consumer took (a slow client over
+                # the last chunk) is forgiven up to END_GRACE_SECONDS, so the end already on its way
+                # can still be read and the delivered audio charged.
+                if time.monotonic() > deadline + min(held, END_GRACE_SECONDS):
                     raise timeout(step, "deadline passed while streaming", trace_id=self.trace_id)
         except requests.RequestException as exc:
             if self._closed:
