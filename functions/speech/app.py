@@ -12,7 +12,7 @@ from kyma import init_phase
 
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
 
-from kyma import speech, speech_delivery, speech_request
+from kyma import errors, speech, speech_delivery, speech_request
 from kyma.idempotency import key_from
 from kyma.providers.select import provider
 from kyma.rate_limits import check, limit_for
@@ -39,6 +39,10 @@ def speak(request: Request, out: Output) -> None:
     if replayed:
         speech_delivery.replay(record, speech_delivery.for_request(speech_input.delivery, out, replayed=True),
                                svc.audio)
+    elif not out.started and not out.done:      # charged, but the audio could not be sent (logged)
+        raise errors.InternalError(
+            "This request was charged but its audio could not be sent. Retry with the same Idempotency-Key "
+            "to receive it; without one, quote X-Request-Id to support for a refund.")
 
 
 app = WebApp({("POST", "/v1/audio/speech"): speak}, api_timeout=svc.cfg.stream_api_timeout_seconds)

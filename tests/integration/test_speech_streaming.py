@@ -366,6 +366,22 @@ def test_a_whole_file_whose_client_left_before_the_headers_can_still_be_replayed
     assert body_of(again) == minimax.last_audio and books.balance(acct) == START - COST
 
 
+def test_a_whole_file_that_fails_to_go_out_after_the_charge_says_so_and_stays_replayable(
+        handler, accounts, books, minimax, monkeypatch):
+    from kyma import speech_delivery
+
+    monkeypatch.setattr(speech_delivery.Buffered, "end", raising(RuntimeError("a bug after the charge")))
+    acct = accounts.create(START).account_id
+    key = {"Idempotency-Key": "failed-after-charge"}
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, key))
+    assert (error.status, error.code) == (500, "internal_error") and "was charged" in error.message
+    assert holds(books, acct) == ["charged"]
+    monkeypatch.undo()
+    again = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, key)
+    assert again["statusCode"] == 200 and again["headers"]["Idempotent-Replayed"] == "true"
+    assert body_of(again) == minimax.last_audio and books.balance(acct) == START - COST
+
+
 # ── Idempotency-Key: the same audio, charged once, in the form asked ─────
 @pytest.mark.parametrize("first, again", [(SSE, SSE), (RAW, RAW), (SSE, RAW), (RAW, {}), ({}, SSE)],
                          ids=["sse/sse", "audio/audio", "sse/audio", "audio/whole", "whole/sse"])

@@ -163,12 +163,11 @@ def test_an_active_voice_lost_upstream_expires_without_refund(fns, accounts, boo
     assert books.balance(acct) == START - CLONE and books.audit(acct)["refunds"] == 0
 
 
-def test_the_sweep_retries_alarms_and_expires_with_refund_when_the_window_passes(
+def test_the_sweep_retries_alarms_and_expires_with_refund_once_minimax_has_lost_the_voice(
         configure, minimax, load_handler, accounts, books, ddb, cfg, metrics_seen):
     from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-    configure(VOICE_UNUSED_WINDOW_SECONDS=600, VOICE_ACTIVATION_ALARM_SECONDS=60, VOICE_SWEEP_MIN_AGE_SECONDS=0,
-              VOICE_SWEEP_PACE_SECONDS=0)
+    configure(VOICE_ACTIVATION_ALARM_SECONDS=60, VOICE_SWEEP_MIN_AGE_SECONDS=0, VOICE_SWEEP_PACE_SECONDS=0)
     fns = {"clone": load_handler("VoiceCloneFunction"), "speech": load_handler("SpeechFunction"),
            "activation": load_handler("VoiceActivationFunction")}
     acct = accounts.create(START).account_id
@@ -177,20 +176,18 @@ def test_the_sweep_retries_alarms_and_expires_with_refund_when_the_window_passes
     # The stream's attempt fails (the whole one-record batch: the event source retries it)
     with pytest.raises(BatchProcessingError):
         fns["activation"](stream_event(ddb, cfg, voice), context("VoiceActivationFunction", 120))
-
-    def age(seconds: int) -> None:                  # the clock, moved by moving the voice's birth
-        ddb.update_item(TableName=cfg.voices_table, Key=to_item({"voice_id": voice}),
-                        UpdateExpression="SET created_at = :t",
-                        ExpressionAttributeValues={":t": {"N": str(int(time.time()) - seconds)}})
-
     # Two minutes on: the sweep retries it, fails, and reports it stuck past the alarm threshold
-    age(120)
+    ddb.update_item(TableName=cfg.voices_table, Key=to_item({"voice_id": voice}),
+                    UpdateExpression="SET created_at = :t",
+                    ExpressionAttributeValues={":t": {"N": str(int(time.time()) - 120)}})
     swept = fns["activation"](sweep_event(), context("VoiceActivationFunction", 120))
     assert (swept["failed"], swept["stuck"]) == (1, 1)
     assert metrics_seen["VoicesActivatingOverOneDay"] >= 1
     assert row(ddb, cfg, voice)["activation_attempts"] >= 2
-    # Past the window: the sweep expires it and the clone's price comes back, once
-    age(700)
+    # Eight days on MiniMax has deleted the unused clone: the sweep hears 20132, the voice expires
+    # and the clone's price comes back, once
+    minimax.advance_clock(8 * 86_400)
+    minimax.clear_failures()
     swept = fns["activation"](sweep_event(), context("VoiceActivationFunction", 120))
     assert swept["expired"] == 1 and row(ddb, cfg, voice)["status"] == "expired"
     assert books.balance(acct) == START and books.audit(acct)["consistent"]
@@ -200,6 +197,35 @@ def test_the_sweep_retries_alarms_and_expires_with_refund_when_the_window_passes
     error = error_of(speak(fns, acct, voice))
     assert (error.status, error.code) == (410, "voice_expired")
     assert len(minimax.calls_to("/v1/t2a_v2")) == upstream and books.balance(acct) == START
+
+
+def test_age_alone_never_expires_a_voice_a_customer_used_and_paid_for(
+        configure, minimax, load_handler, accounts, books, ddb, cfg, monkeypatch):
+    """The customer's own synthesis is charged without waiting for the activation; if marking the
+    voice active then fails, the voice must still never be refunded: only MiniMax's answer
+    expires a voice, and MiniMax keeps one that was used."""
+    from kyma.voice_store import Voices
+
+    configure(VOICE_SWEEP_MIN_AGE_SECONDS=0, VOICE_SWEEP_PACE_SECONDS=0)
+    fns = {"clone": load_handler("VoiceCloneFunction"), "speech": load_handler("SpeechFunction"),
+           "activation": load_handler("VoiceActivationFunction")}
+    acct = accounts.create(START).account_id
+    voice = clone(fns, acct)
+    monkeypatch.setattr(Voices, "mark_active", lambda self, voice_id, now: False)   # e.g. lost to a race
+    text = "Paid for and delivered."
+    assert speak(fns, acct, voice, text)["statusCode"] == 200
+    assert row(ddb, cfg, voice)["status"] == "activating"
+    ddb.update_item(TableName=cfg.voices_table, Key=to_item({"voice_id": voice}),      # born 8 days ago
+                    UpdateExpression="SET created_at = :t",
+                    ExpressionAttributeValues={":t": {"N": str(int(time.time()) - 8 * 86_400)}})
+    minimax.advance_clock(8 * 86_400)
+    swept = fns["activation"](sweep_event(), context("VoiceActivationFunction", 120))
+    assert swept["expired"] == 0 and row(ddb, cfg, voice)["status"] == "activating"
+    assert books.audit(acct)["refunds"] == 0
+    assert books.balance(acct) == START - CLONE - len(text) * 100
+    monkeypatch.undo()
+    assert fns["activation"](sweep_event(), context("VoiceActivationFunction", 120))["activated"] == 1
+    assert row(ddb, cfg, voice)["status"] == "active" and books.audit(acct)["refunds"] == 0
 
 
 def test_an_activated_voice_outlives_the_sandbox_window(fns, accounts, books, ddb, cfg, minimax):

@@ -277,3 +277,63 @@ def test_a_broken_event_is_a_provider_error():
     with pytest.raises(Exception, match="malformed event"):
         events_of(b'data: {"a": \n\n')
     assert sse_line(b"retry: 100", []) is None
+
+
+# ── the deadline, however MiniMax frames its events ─────────────────────
+def _event(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+class _Exchange:
+    def give_up(self, failure, attempt):
+        return errors.ProviderError(f"MiniMax did not answer in time: {failure}")
+
+
+class _Framed:
+    """A streamed t2a_v2 answer cut into the given blocks (what iter_content yields)."""
+
+    def __init__(self, blocks):
+        self.blocks = blocks
+        self.headers: dict = {}
+
+    def iter_content(self, size):
+        yield from self.blocks
+
+    def close(self):
+        pass
+
+
+AUDIO_EVENTS = [bytes([i]) * 1000 for i in range(1, 6)]
+EVENTS = [_event({"data": {"audio": a.hex(), "status": 1}}) for a in AUDIO_EVENTS]
+FINAL = _event({"data": {"audio": "", "status": 2}, "extra_info": {"usage_characters": 10}})
+FRAMINGS = {"event per block": [*EVENTS, FINAL], "tail in one block": [*EVENTS[:4], EVENTS[4] + FINAL],
+            "all in one block": [b"".join(EVENTS) + FINAL]}
+
+
+def _consume(blocks, *, last_write_seconds: float):
+    """Read a stream whose deadline is 0.3 s away; the consumer takes `last_write_seconds` over
+    the last audio chunk (a slow client)."""
+    deadline = time.monotonic() + 0.3
+    stream = SpeechStream(_Exchange(), _Framed(blocks), "mp3", deadline, "trace")
+    stream.start()
+    got = []
+    for chunk in stream:
+        got.append(chunk)
+        if len(got) == len(AUDIO_EVENTS):
+            time.sleep(max(0.0, deadline + last_write_seconds - time.monotonic()))
+    return stream, got
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_a_consumer_slow_past_the_grace_fails_the_stream_however_it_is_framed(framing):
+    """Past the deadline plus the grace, API Gateway may have cut the client: never a complete stream."""
+    from kyma.providers.minimax.stream import END_GRACE_SECONDS
+
+    with pytest.raises(errors.ProviderError, match="did not answer in time"):
+        _consume(FRAMINGS[framing], last_write_seconds=END_GRACE_SECONDS + 0.5)
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_a_consumer_slow_within_the_grace_still_reads_the_end(framing):
+    stream, got = _consume(FRAMINGS[framing], last_write_seconds=0.5)
+    assert stream.complete and got == AUDIO_EVENTS

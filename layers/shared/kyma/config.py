@@ -53,9 +53,6 @@ class Config:
     speech_price_turbo_micros_per_1k: int
     # How long a hold may stay open before the reconciler releases it.
     hold_timeout_seconds: int
-    # MiniMax deletes a clone no real synthesis used within this window (7 days); the sweep expires
-    # and refunds what is still unactivated after it.  Shortened in tests.
-    voice_unused_window_seconds: int
     # Voices activating longer than this page the operator (metric VoicesActivatingOverOneDay).
     voice_activation_alarm_seconds: int
     # The sweep leaves voices younger than this to the stream, and calls MiniMax at most once
@@ -110,7 +107,6 @@ class Config:
             speech_price_turbo_micros_per_1k=integer("SPEECH_PRICE_TURBO_PER_1K_MICROS",
                                                      DEFAULT_SPEECH_PRICE_TURBO_MICROS_PER_1K),
             hold_timeout_seconds=integer("HOLD_TIMEOUT_SECONDS", 300),
-            voice_unused_window_seconds=integer("VOICE_UNUSED_WINDOW_SECONDS", 7 * 86_400),
             voice_activation_alarm_seconds=integer("VOICE_ACTIVATION_ALARM_SECONDS", 86_400),
             voice_sweep_min_age_seconds=integer("VOICE_SWEEP_MIN_AGE_SECONDS", 300),
             voice_sweep_pace_seconds=num("VOICE_SWEEP_PACE_SECONDS", 1.0),

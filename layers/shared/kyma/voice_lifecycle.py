@@ -11,10 +11,10 @@ once upstream, at our cost (included in the $2.10), soon after its clone:
   activating for over a day (an operator alarm);
 - a customer's own successful synthesis also activates it (kyma.speech).
 
-A voice MiniMax no longer has (20132 on synthesis, or still not activated when
-its window has passed) becomes `expired`.  If it was never activated, that is
-our fault: the clone's price comes back as a `refund` ledger entry, in the same
-transaction as the state change, so exactly once.
+A voice MiniMax no longer has (it answers 20132 for it) becomes `expired`.  If
+it was never activated, that is our fault: the clone's price comes back as a
+`refund` ledger entry, in the same transaction as the state change, so exactly
+once.  Only MiniMax's answer expires a voice, never its age alone.
 """
 
 from __future__ import annotations
@@ -128,16 +128,17 @@ class Lifecycle:
     # ── the sweep ────────────────────────────────────────────────────────
     def sweep(self, provider: MiniMaxClient, *, deadline: float, limit: int) -> dict[str, int]:
         """Retry activation of what is still activating (oldest first, at most `limit`, one upstream
-        call per pace); expire (and refund) what passed its window unactivated; retry the upstream
-        deletion of voices their owners deleted that MiniMax has not confirmed."""
+        call per pace): a voice MiniMax no longer has (20132) expires and is refunded then; retry
+        the upstream deletion of voices their owners deleted that MiniMax has not confirmed.
+
+        Nothing expires on age alone: only MiniMax knows whether it still has a voice, and a
+        customer's synthesis may have used it meanwhile (then it is theirs, paid, and must never
+        be refunded; their charge does not wait for the activation)."""
         now = int(time.time())
         min_age_seconds, pace_seconds = self.cfg.voice_sweep_min_age_seconds, self.cfg.voice_sweep_pace_seconds
         outcome = {"activated": 0, "expired": 0, "failed": 0, "skipped": 0, "deleted": 0}
         for row in self.voices.activating(limit=limit):
             voice_id, age = row["voice_id"], now - int(row["created_at"])
-            if age >= self.cfg.voice_unused_window_seconds:
-                outcome["expired" if self.expire(voice_id, reason="window_passed") != "unchanged" else "skipped"] += 1
-                continue
             if age < min_age_seconds or time.monotonic() + pace_seconds >= deadline:
                 outcome["skipped"] += 1               # the stream's turn first / no time left this run
                 continue

@@ -174,6 +174,14 @@ class SpeechStream:
             return False
         return len(audio) >= self.bytes_received or hashlib.sha256(audio).digest() == self._digest.digest()
 
+    def _check_deadline(self, held: float) -> None:
+        """The deadline bounds MiniMax's stream.  Time the consumer took (`held`: a slow client over
+        the last chunk) is forgiven up to END_GRACE_SECONDS, so the end already on its way can
+        still be read and the delivered audio charged; past that, API Gateway may have cut the
+        client, so the stream fails (and nothing is charged)."""
+        if time.monotonic() > self._deadline + min(held, END_GRACE_SECONDS):
+            raise timeout(STEP_STREAM, "deadline passed while streaming", trace_id=self.trace_id)
+
     def _read_events(self) -> Generator[dict, None, None]:
         """The stream's Server-Sent Events, as parsed JSON objects, as they arrive."""
         response, step, deadline = self._response, STEP_STREAM, self._deadline
@@ -196,13 +204,10 @@ class SpeechStream:
                         paused = time.monotonic()
                         yield event
                         held += time.monotonic() - paused
+                    self._check_deadline(held)          # per event: one block may hold the whole end
                 if len(buffer) > MAX_RESPONSE_BYTES:
                     raise Failure(step, "answer too large", trace_id=self.trace_id, retryable=False)
-                # The deadline bounds MiniMax's stream.  Time the consumer took (a slow client over
-                # the last chunk) is forgiven up to END_GRACE_SECONDS, so the end already on its way
-                # can still be read and the delivered audio charged.
-                if time.monotonic() > deadline + min(held, END_GRACE_SECONDS):
-                    raise timeout(step, "deadline passed while streaming", trace_id=self.trace_id)
+                self._check_deadline(held)
         except requests.RequestException as exc:
             if self._closed:
                 return
