@@ -19,13 +19,13 @@ client (`kyma.providers.minimax`), which `make run` points at this server.
 from kyma_local.sandbox.failures import Rule
 from kyma_local.sandbox.server import MiniMaxSandbox, sandbox
 from kyma_local.sandbox.wire import (
-           PATH_CLONE,
-           PATH_DELETE_VOICE,
-           PATH_GET_VOICE,
-           PATH_T2A,
-           PATH_UPLOAD,
-           PATHS,
-           RecordedCall,
+    PATH_CLONE,
+    PATH_DELETE_VOICE,
+    PATH_GET_VOICE,
+    PATH_T2A,
+    PATH_UPLOAD,
+    PATHS,
+    RecordedCall,
 )
 
 __all__ = ["PATHS", "PATH_CLONE", "PATH_DELETE_VOICE", "PATH_GET_VOICE", "PATH_T2A", "PATH_UPLOAD",
