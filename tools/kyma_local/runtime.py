@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -58,7 +59,7 @@ class InvokeResult:
     duration_ms: float = 0.0
 
 
-class EnvironmentPool(Generic[E]):
+class EnvironmentPool(ABC, Generic[E]):
     """Warm execution environments of one function: one invocation at a time each, reused
     afterwards; concurrent invocations get separate ones, up to `max_environments`."""
 
@@ -70,9 +71,9 @@ class EnvironmentPool(Generic[E]):
         self._idle: queue.LifoQueue[E] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(max_environments)
 
+    @abstractmethod
     def environment(self) -> E:
         """A freshly initialised execution environment (not part of the pool)."""
-        raise NotImplementedError
 
     def _warm_or_new(self) -> tuple[E, bool]:
         """An idle environment, or a new one (True: a cold start); the caller holds a slot."""
