@@ -103,15 +103,15 @@ def test_missing_identity_header_is_401_without_calling_the_authorizer(gw):
 def test_authorizer_outcomes_map_to_gateway_responses(gw):
     gateway, pools = gw
     pools["AuthorizerFunction"] = Recorder(error="Unhandled", error_message="Exception: Unauthorized")
-    gateway.authorizer_pool = pools["AuthorizerFunction"]
+    gateway.authorizer.pool = pools["AuthorizerFunction"]
     assert error(gateway.handle("GET", "/v1/credits/balance", "", AUTH, b""))[:2] == (401, "auth_error")
     deny = allow()
     deny.answer = lambda e: {"principalId": "x", "policyDocument": {"Statement": [
         {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": "*"}]}}
-    gateway.authorizer_pool = deny
+    gateway.authorizer.pool = deny
     gateway.flush_authorizer_cache()
     assert error(gateway.handle("GET", "/v1/credits/balance", "", AUTH, b""))[0] == 403
-    gateway.authorizer_pool = Recorder(error="Unhandled", error_message="KeyError: boom")
+    gateway.authorizer.pool = Recorder(error="Unhandled", error_message="KeyError: boom")
     gateway.flush_authorizer_cache()
     assert error(gateway.handle("GET", "/v1/credits/balance", "", AUTH, b""))[:2] == (503, "service_unavailable")
     assert pools["AccountFunction"].events == []
@@ -119,7 +119,7 @@ def test_authorizer_outcomes_map_to_gateway_responses(gw):
 
 def test_authorizer_answers_are_cached_per_key_for_the_ttl(gw):
     gateway, pools = gw
-    gateway.auth_ttl = 0.3
+    gateway.authorizer.ttl = 0.3
     for _ in range(3):
         gateway.handle("GET", "/v1/credits/balance", "", AUTH, b"")
     assert len(pools["AuthorizerFunction"].events) == 1            # cached
@@ -132,10 +132,10 @@ def test_authorizer_answers_are_cached_per_key_for_the_ttl(gw):
 
 def test_a_401_is_not_cached(gw):
     gateway, _pools = gw
-    gateway.authorizer_pool = Recorder(error="Unhandled", error_message="Exception: Unauthorized")
+    gateway.authorizer.pool = Recorder(error="Unhandled", error_message="Exception: Unauthorized")
     for _ in range(2):
         gateway.handle("GET", "/v1/credits/balance", "", AUTH, b"")
-    assert len(gateway.authorizer_pool.events) == 2
+    assert len(gateway.authorizer.pool.events) == 2
 
 
 def test_payload_limits_answer_with_the_templates_gateway_responses(gw):

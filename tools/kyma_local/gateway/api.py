@@ -44,23 +44,6 @@ class LocalApiGateway:
             if os.environ.get("KYMA_LOCAL_THROTTLING") == "off" \
             else buckets_from(template.api.get("MethodSettings", []))
 
-    # The authorizer's function and cache TTL, settable as before the split.
-    @property
-    def authorizer_pool(self) -> Any:
-        return self.authorizer.pool
-
-    @authorizer_pool.setter
-    def authorizer_pool(self, pool: Any) -> None:
-        self.authorizer.pool = pool
-
-    @property
-    def auth_ttl(self) -> float:
-        return self.authorizer.ttl
-
-    @auth_ttl.setter
-    def auth_ttl(self, ttl: float) -> None:
-        self.authorizer.ttl = ttl
-
     def flush_authorizer_cache(self) -> None:
         self.authorizer.flush()
 
