@@ -228,6 +228,32 @@ def test_age_alone_never_expires_a_voice_a_customer_used_and_paid_for(
     assert row(ddb, cfg, voice)["status"] == "active" and books.audit(acct)["refunds"] == 0
 
 
+def test_a_voice_used_in_a_paid_request_is_never_refunded_even_if_marking_it_active_failed(
+        fns, accounts, books, ddb, cfg, minimax, monkeypatch):
+    """The use is recorded with the charge (one transaction); the activation after it is best
+    effort.  So MiniMax losing the voice later expires it, and the clone's price stays charged."""
+    from kyma.voice_store import Voices
+
+    acct = accounts.create(START).account_id
+    voice = clone(fns, acct)
+
+    def throttled(self, voice_id, now):
+        raise RuntimeError("ProvisionedThroughputExceededException")      # or a crash right after the settle
+
+    monkeypatch.setattr(Voices, "mark_active", throttled)
+    text = "Paid for and delivered."
+    assert speak(fns, acct, voice, text)["statusCode"] == 200
+    monkeypatch.undo()
+    used = row(ddb, cfg, voice)
+    assert used["status"] == "activating" and "used_at" in used
+    minimax.fail_when("/v1/t2a_v2", 20132, times=1)                 # later MiniMax has lost it anyway
+    error = error_of(speak(fns, acct, voice))
+    assert (error.status, error.code) == (410, "voice_expired") and "refunded" not in error.message
+    assert row(ddb, cfg, voice)["status"] == "expired"
+    assert books.audit(acct)["refunds"] == 0 and books.audit(acct)["consistent"]
+    assert books.balance(acct) == START - CLONE - len(text) * 100
+
+
 def test_an_activated_voice_outlives_the_sandbox_window(fns, accounts, books, ddb, cfg, minimax):
     acct = accounts.create(START).account_id
     voice = clone(fns, acct)

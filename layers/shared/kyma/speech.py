@@ -87,9 +87,11 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     try:
         # A streamed response's last byte has been handed on when `work` returns: nothing is left
         # to miss a deadline, so a slow reader that got everything is charged like any other.
+        # A voice still activating is recorded as used with the charge (never refunded after this).
         size = paid.complete(hold, work, deadline=None if inp.streamed else deadline, settle_failed=lambda: (
             errors.InternalError("The audio could not be billed, so its delivery was not completed; no charge "
-                                 "was applied. Safe to retry.")))
+                                 "was applied. Safe to retry.")),
+            items=lambda _: [voices.use_update(cfg, inp.voice_id, int(time.time()))] if activating else [])
     except errors.UpstreamVoiceMissing as exc:
         if not cloned:
             raise

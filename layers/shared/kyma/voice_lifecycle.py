@@ -29,7 +29,7 @@ from kyma.ledger import Ledger
 from kyma.observability import MetricUnit, logger, metrics, upstream_failure
 from kyma.providers import SynthesisRequest
 from kyma.voice_store import Voices
-from kyma.voices import ACTIVATING, ACTIVE, EXPIRED, GONE, VOICE_ID_PATTERN, expiry_check, status_of
+from kyma.voices import ACTIVATING, EXPIRED, GONE, VOICE_ID_PATTERN, expiry_check, status_of
 
 if TYPE_CHECKING:
     from kyma.providers.minimax import MiniMaxClient
@@ -74,27 +74,26 @@ class Lifecycle:
 
     # ── expiry ───────────────────────────────────────────────────────────
     def expire(self, voice_id: str, *, reason: str) -> str:
-        """MiniMax no longer has the voice.  "refunded" (it was never activated: the clone's price is
-        back in the balance), "expired" (it had been active), or "unchanged" (already expired,
-        deleted or unknown).  Safe to call from anywhere, any number of times."""
+        """MiniMax no longer has the voice.  "refunded" (never activated and never used in a paid
+        request: the clone's price is back in the balance), "expired" (it had been active or used),
+        or "unchanged" (already expired, deleted or unknown).  Safe to call from anywhere, any
+        number of times."""
         row = self.voices.get(voice_id)
         if row is None or status_of(row) in (EXPIRED, *GONE):
             return "unchanged"
         now = int(time.time())
-        if status_of(row) == ACTIVATING:
+        if status_of(row) == ACTIVATING and "used_at" not in row:
             price = int(row.get("price_micros") or self.cfg.voice_clone_price_micros)
             if self.ledger.refund(row["owner_id"], price, reason="voice_expired_before_activation",
                                   reference={"voice_id": voice_id},
-                                  because=expiry_check(self.cfg, voice_id, was_active=False, now=now,
-                                                       reason=reason)):
+                                  because=expiry_check(self.cfg, voice_id, refund=True, now=now, reason=reason)):
                 metrics.add_metric(name="VoicesRefunded", unit=MetricUnit.Count, value=1)
                 metrics.add_metric(name="RefundedMicroUSD", unit=MetricUnit.Count, value=price)
                 logger.warning("voice expired before activation: refunded",
                                extra={"voice_id": voice_id, "account_id": row["owner_id"], "reason": reason})
                 return "refunded"
-            row = self.voices.get(voice_id) or {}       # activated (or expired) meanwhile
-        if status_of(row) == ACTIVE and self.voices.apply(
-                expiry_check(self.cfg, voice_id, was_active=True, now=now, reason=reason).item["Update"]):
+        # Active, or used in a paid request (or either meanwhile): expired, no refund.
+        if self.voices.apply(expiry_check(self.cfg, voice_id, refund=False, now=now, reason=reason).item["Update"]):
             logger.warning("voice expired upstream", extra={"voice_id": voice_id, "reason": reason})
             return "expired"
         return "unchanged"

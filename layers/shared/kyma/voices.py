@@ -6,9 +6,14 @@ inside the settle transaction (kyma.ledger.Ledger.settle).  Its life
 
     activating ──(a real synthesis upstream succeeded)──> active
         │                                                   │
-        └──(lost upstream: 20132, or the window passed)──> expired  (refunded if never active)
-    any ──(the owner deletes it)──> deleting ──(deleted upstream)──> deleted  (a tombstone: never
-                                         listed, speech 404); back to where it was if MiniMax fails
+        └──────────(MiniMax answers 20132: lost)─────────> expired  (refunded only if never used)
+    any ──(the owner deletes it)──> deleting ──(MiniMax confirms)──> deleted  (a tombstone: never
+                                    listed, speech 404; `deleting` is final, the sweep finishes it)
+
+A customer's paid synthesis with a voice still activating records the use
+(`used_at`) in the settle transaction itself, then marks the voice active on
+its own (best effort): a voice used in a paid request is never refunded, even
+if that second write is lost.  Rows are never removed, only tombstoned.
 
 MiniMax deletes a clone that no real synthesis used within 7 days, so every
 new voice is activated soon after its clone (kyma.voice_lifecycle).  While a
@@ -127,6 +132,20 @@ def ownership_check(cfg: Config, voice_id: str, account_id: str, *, activating: 
     }}, refusal)
 
 
+def use_update(cfg: Config, voice_id: str, now: int) -> dict:
+    """Settle of speech with a voice that was activating at the reserve: it was used in a paid
+    synthesis (`used_at`), written with the charge, so the voice is never refunded even if marking
+    it active afterwards fails.  No condition: whatever state the voice is in by now (deleted or
+    expired mid-stream), delivered audio is charged; rows are never removed, so this only ever adds
+    a field to the row the reserve checked."""
+    return {"Update": {
+        "TableName": cfg.voices_table,
+        "Key": to_item({"voice_id": voice_id}),
+        "UpdateExpression": "SET used_at = if_not_exists(used_at, :now)",
+        "ExpressionAttributeValues": values(now=now),
+    }}
+
+
 def activation_update(cfg: Config, voice_id: str, now: int) -> dict:
     """The UpdateItem arguments of an activation: an activating voice was used upstream."""
     return {
@@ -140,17 +159,20 @@ def activation_update(cfg: Config, voice_id: str, now: int) -> dict:
     }
 
 
-def expiry_check(cfg: Config, voice_id: str, *, was_active: bool, now: int, reason: str) -> Check:
-    """A voice MiniMax no longer has becomes `expired`.  With `was_active=False` the transition
-    is only from activating (the refund travels with it in the same transaction)."""
-    was = "#status = :active" if was_active else "(attribute_not_exists(#status) OR #status = :activating)"
+def expiry_check(cfg: Config, voice_id: str, *, refund: bool, now: int, reason: str) -> Check:
+    """A voice MiniMax no longer has becomes `expired`.  With `refund=True` the transition is only
+    from activating and never used in a paid request (the refund travels with it in the same
+    transaction); otherwise from active, or from activating once used (no refund)."""
+    never_active = "(attribute_not_exists(#status) OR #status = :activating)"
+    was = (f"{never_active} AND attribute_not_exists(used_at)" if refund
+           else f"#status = :active OR ({never_active} AND attribute_exists(used_at))")
     return Check("voice", {"Update": {
         "TableName": cfg.voices_table,
         "Key": to_item({"voice_id": voice_id}),
         "UpdateExpression": "SET #status = :expired, expired_at = :now, expiry_reason = :reason REMOVE activating",
         "ConditionExpression": was,
         "ExpressionAttributeNames": {"#status": "status"},
-        "ExpressionAttributeValues": values(expired=EXPIRED, now=now, reason=reason,
-                                            **({"active": ACTIVE} if was_active else {"activating": ACTIVATING})),
+        "ExpressionAttributeValues": values(expired=EXPIRED, now=now, reason=reason, activating=ACTIVATING,
+                                            **({} if refund else {"active": ACTIVE})),
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }}, lambda row: errors.VoiceNotFound(f"Voice {voice_id} changed state meanwhile."))
