@@ -101,3 +101,25 @@ def test_usage_is_what_was_charged_today_per_endpoint_and_model(fns, accounts, m
 def test_bad_usage_ranges_are_400(fns, accounts, query):
     acct = accounts.create(START).account_id
     assert error_of(get(fns, acct, "/v1/usage", query)).status == 400
+
+
+def test_a_charge_whose_request_spans_midnight_is_on_the_same_day_in_usage_and_ledger(
+        fns, accounts, ledger, monkeypatch):
+    """A long stream reserves at 23:59:55 UTC and settles after midnight: both views date the
+    charge by its request."""
+    import time
+
+    acct = accounts.create(START).account_id
+    midnight = (int(time.time()) // 86_400 - 1) * 86_400              # the start of yesterday, UTC
+    with monkeypatch.context() as clock:
+        clock.setattr(time, "time", lambda: midnight - 5.0)            # the reserve, 23:59:55
+        hold = ledger.reserve(acct, 2_900, kind="speech", request_id="r-midnight",
+                              reference={"model": "minimax-speech-2.8-hd", "chars": 29})
+        clock.setattr(time, "time", lambda: midnight + 5.0)            # the stream ends, 00:00:05
+        ledger.settle(hold)
+    day_before = datetime.fromtimestamp(midnight - 5, UTC).strftime("%Y-%m-%d")
+    day_after = datetime.fromtimestamp(midnight + 5, UTC).strftime("%Y-%m-%d")
+    (charge,) = [e for e in body_of(get(fns, acct, "/v1/credits/ledger"))["entries"] if e["type"] == "charge"]
+    assert charge["created_at"].startswith(day_before)
+    usage = body_of(get(fns, acct, "/v1/usage", f"start={day_before}&end={day_after}"))["usage"]
+    assert [(r["date"], r["requests"], r["characters"]) for r in usage] == [(day_before, 1, 29)]

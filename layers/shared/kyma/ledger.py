@@ -73,6 +73,11 @@ def new_entry_id(now: float | None = None) -> str:
     return f"{int((now or time.time()) * 1000):013d}-{secrets.token_hex(6)}"
 
 
+def entry_time(entry_id: str) -> float:
+    """When an entry was made (epoch seconds), read back from its id (`new_entry_id`)."""
+    return int(entry_id[:13]) / 1000
+
+
 def topup_put(cfg: Config, account_id: str, amount_micros: int, *, note: str | None, now: float) -> dict:
     """The ledger entry of a top-up (also the opening balance of a new account)."""
     return {"Put": {
@@ -179,8 +184,11 @@ class Ledger:
         if hold.guard:
             tx.add("guard", idempotency.guard_put(self.cfg, hold.guard, hold.entry_id))
         if hold.kind:
+            # Counted on the day of the request (its hold), as the ledger dates it, even if a long
+            # stream ends after midnight UTC: GET /v1/usage and GET /v1/credits/ledger agree per day.
             tx.add("usage", usage.usage_update(self.cfg, hold.account_id, kind=hold.kind, model=hold.model,
-                                               characters=hold.characters, cost_micros=hold.amount_micros))
+                                               characters=hold.characters, cost_micros=hold.amount_micros,
+                                               now=entry_time(hold.entry_id)))
         self._run_closing(tx)
 
     # ── release ──────────────────────────────────────────────────────────
