@@ -306,8 +306,13 @@ class _Framed:
 AUDIO_EVENTS = [bytes([i]) * 1000 for i in range(1, 6)]
 EVENTS = [_event({"data": {"audio": a.hex(), "status": 1}}) for a in AUDIO_EVENTS]
 FINAL = _event({"data": {"audio": "", "status": 2}, "extra_info": {"usage_characters": 10}})
+# MiniMax may also carry the last audio in the final event itself (status 2 with new audio).
+LAST_IN_FINAL = _event({"data": {"audio": AUDIO_EVENTS[-1].hex(), "status": 2},
+                        "extra_info": {"usage_characters": 10}})
 FRAMINGS = {"event per block": [*EVENTS, FINAL], "tail in one block": [*EVENTS[:4], EVENTS[4] + FINAL],
-            "all in one block": [b"".join(EVENTS) + FINAL]}
+            "all in one block": [b"".join(EVENTS) + FINAL],
+            "last audio in the final event": [*EVENTS[:4], LAST_IN_FINAL],
+            "last audio in the final event, one block": [b"".join(EVENTS[:4]) + LAST_IN_FINAL]}
 
 
 def _consume(blocks, *, last_write_seconds: float):

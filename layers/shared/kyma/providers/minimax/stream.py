@@ -67,6 +67,7 @@ class SpeechStream:
         self._digest = hashlib.sha256()
         self._iterating = False
         self._closed = False
+        self._held = 0.0        # seconds the consumer kept us waiting (handing chunks on to a slow client)
 
     @property
     def usage_characters(self) -> int | None:
@@ -105,19 +106,20 @@ class SpeechStream:
 
     def _chunks(self) -> Iterator[bytes]:
         try:
-            if self._closed:
-                return
-            if self._first is not None:
-                first, self._first = self._first, None
-                yield first
-            while not self._closed:
+            chunk, self._first = self._first, None
+            while chunk is not None and not self._closed:
+                paused = time.monotonic()
+                yield chunk
                 try:
+                    if self.complete:
+                        # The final event's own audio: the time the consumer held it counts as over
+                        # any other chunk, so where MiniMax puts its last audio never decides a charge.
+                        self._held += time.monotonic() - paused
+                        self._check_deadline()
+                        return
                     chunk = self._next_audio()
                 except Failure as failure:
                     raise self._exchange.give_up(failure, attempt=1) from None
-                if chunk is None:
-                    return
-                yield chunk
         finally:
             self.close()
 
@@ -174,12 +176,12 @@ class SpeechStream:
             return False
         return len(audio) >= self.bytes_received or hashlib.sha256(audio).digest() == self._digest.digest()
 
-    def _check_deadline(self, held: float) -> None:
-        """The deadline bounds MiniMax's stream.  Time the consumer took (`held`: a slow client over
+    def _check_deadline(self) -> None:
+        """The deadline bounds MiniMax's stream.  Time the consumer took (`_held`: a slow client over
         the last chunk) is forgiven up to END_GRACE_SECONDS, so the end already on its way can
         still be read and the delivered audio charged; past that, API Gateway may have cut the
         client, so the stream fails (and nothing is charged)."""
-        if time.monotonic() > self._deadline + min(held, END_GRACE_SECONDS):
+        if time.monotonic() > self._deadline + min(self._held, END_GRACE_SECONDS):
             raise timeout(STEP_STREAM, "deadline passed while streaming", trace_id=self.trace_id)
 
     def _read_events(self) -> Generator[dict, None, None]:
@@ -189,7 +191,6 @@ class SpeechStream:
             return
         buffer = bytearray()
         pending: list[bytes] = []
-        held = 0.0              # seconds the consumer kept us waiting (handing chunks on to a slow client)
         try:
             for block in response.iter_content(READ_BYTES):
                 buffer += block
@@ -203,11 +204,11 @@ class SpeechStream:
                     if event is not None:
                         paused = time.monotonic()
                         yield event
-                        held += time.monotonic() - paused
-                    self._check_deadline(held)          # per event: one block may hold the whole end
+                        self._held += time.monotonic() - paused
+                    self._check_deadline()              # per event: one block may hold the whole end
                 if len(buffer) > MAX_RESPONSE_BYTES:
                     raise Failure(step, "answer too large", trace_id=self.trace_id, retryable=False)
-                self._check_deadline(held)
+                self._check_deadline()
         except requests.RequestException as exc:
             if self._closed:
                 return
