@@ -306,13 +306,19 @@ def test_a_stream_is_cut_and_released_before_its_deadline(configure, minimax, aw
 def test_a_slow_reader_who_got_every_byte_is_charged_even_past_the_deadline(minimax, aws, accounts, books,
                                                                              monkeypatch, flag):
     """The last chunk was handed on, but the write returned after the request's deadline (the
-    client read the end slowly): the client has the whole audio, so it is charged."""
+    client read the end slowly, within the grace): the client has the whole audio, so it is charged."""
     from helpers import lwa_call
 
+    from kyma import web_app
     from kyma.web_app import Output
     from kyma_local.web_adapter import WebAdapterPool
 
-    real_write, sent = Output.write, []
+    real_write, sent, deadlines = Output.write, [], []
+    real_deadline = web_app.request_deadline
+
+    def recorded_deadline(*args):
+        deadlines.append(real_deadline(*args))
+        return deadlines[-1]
 
     def slow_at_the_end(self, data):
         real_write(self, data)
@@ -321,11 +327,14 @@ def test_a_slow_reader_who_got_every_byte_is_charged_even_past_the_deadline(mini
             data = base64.b64decode(event["audio"]) if event["type"] == "speech.audio.delta" else b""
         sent.append(data)
         if data and len(b"".join(sent)) == len(minimax.last_audio):
-            time.sleep(4.5)          # the last audio chunk: past the 4 s deadline (6 s timeout - 2 s margin)
+            # The last audio chunk: its write returns 0.4 s past the request's deadline (2 s here:
+            # 4 s timeout - 2 s margin), within the upstream's deadline (0.2 s earlier) + 1 s grace.
+            time.sleep(max(0.0, deadlines[-1] + 0.4 - time.monotonic()))
 
+    monkeypatch.setattr(web_app, "request_deadline", recorded_deadline)
     monkeypatch.setattr(Output, "write", slow_at_the_end)
     minimax.first_chunk_ms, minimax.chunk_interval_ms = 5, 5
-    pool = WebAdapterPool(aws.functions["SpeechFunction"], timeout_override=6)
+    pool = WebAdapterPool(aws.functions["SpeechFunction"], timeout_override=4)
     acct = accounts.create(START).account_id
     try:
         response = lwa_call(pool, speech_event(acct, {"input": TEXT, "voice": SYSTEM_VOICE, **flag}))
@@ -334,6 +343,44 @@ def test_a_slow_reader_who_got_every_byte_is_charged_even_past_the_deadline(mini
     audio = decoded(sse_events(response)) if flag == SSE else body_of(response)
     assert response["statusCode"] == 200 and audio == minimax.last_audio
     assert holds(books, acct) == ["charged"] and books.balance(acct) == START - COST
+
+
+def test_a_streams_upstream_ends_early_enough_to_settle_and_finish_the_response(minimax, aws, accounts, books,
+                                                                                 monkeypatch):
+    """MiniMax's stream is bounded by an earlier deadline than the request's: the S3 copy for a
+    replay, the settle and the end of the response have time after the last chunk (a tenth of the
+    request's time here, 10 s at most), so Lambda's timeout never falls between charge and end."""
+    from helpers import lwa_call
+
+    from kyma import speech, web_app
+    from kyma.providers.minimax import MiniMaxClient
+    from kyma_local.web_adapter import WebAdapterPool
+
+    request_deadlines, upstream_deadlines = [], []
+    real_deadline, real_stream = web_app.request_deadline, MiniMaxClient.synthesize_stream
+
+    def recorded_deadline(*args):
+        request_deadlines.append(real_deadline(*args))
+        return request_deadlines[-1]
+
+    def recorded_stream(self, request, *, deadline, **kwargs):
+        upstream_deadlines.append(deadline)
+        return real_stream(self, request, deadline=deadline, **kwargs)
+
+    monkeypatch.setattr(web_app, "request_deadline", recorded_deadline)
+    monkeypatch.setattr(MiniMaxClient, "synthesize_stream", recorded_stream)
+    pool = WebAdapterPool(aws.functions["SpeechFunction"], timeout_override=30)
+    acct = accounts.create(START).account_id
+    try:
+        started = time.monotonic()
+        response = lwa_call(pool, speech_event(acct, {"input": TEXT, "voice": SYSTEM_VOICE, **RAW}))
+    finally:
+        pool.close()
+    assert response["statusCode"] == 200 and response["complete"]
+    (request_deadline,), (upstream_deadline,) = request_deadlines, upstream_deadlines
+    budget = request_deadline - started                        # about 28 s: 30 s timeout - 2 s margin
+    assert request_deadline - upstream_deadline >= min(speech.AFTER_STREAM_SECONDS, budget / 10) - 0.5
+    assert holds(books, acct) == ["charged"]
 
 
 def test_a_whole_file_whose_client_left_before_the_headers_can_still_be_replayed(handler, accounts, books,

@@ -16,6 +16,8 @@ audio that cannot be replayed is never charged.
 Clocks: a streamed request may run until its deadline (the function's timeout and the
 streaming integration's, up to 15 minutes), but its first chunk must come within API
 Gateway's idle timeout; a whole file must be complete within it (nothing flows before).
+MiniMax's stream must end AFTER_STREAM_SECONDS before the request's deadline, so what
+follows the last chunk (the replay copy, the settle, the end of the response) always fits.
 The hold outlives the request's deadline (`kyma.paid_call.hold_lifetime`), so the
 reconciler never releases a hold whose stream is still being delivered.
 """
@@ -42,6 +44,12 @@ if TYPE_CHECKING:
     from kyma.providers.minimax import MiniMaxClient
     from kyma.services import Services
 
+# A streamed request's upstream must end this long before the request's deadline (or a tenth of
+# the time it has, if less): the S3 copy for a replay, the settle and the end of the response come
+# after the last chunk, and a function stopped by its timeout between the charge and the end of
+# the response would leave a paid response without its end (and a replay record in progress).
+AFTER_STREAM_SECONDS = 10.0
+
 
 def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: float, svc: Services,
                provider: MiniMaxClient, delivery: Delivery, keep: bool = False, guard: str | None = None,
@@ -60,6 +68,9 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     silent_until = time.monotonic() + cfg.stream_idle_timeout_seconds - SAFETY_MARGIN_SECONDS
     if not inp.streamed:
         deadline = min(deadline, silent_until)
+        upstream_deadline = deadline
+    else:
+        upstream_deadline = deadline - min(AFTER_STREAM_SECONDS, max(0.0, deadline - time.monotonic()) / 10)
     billing = Billing(inp.sku, inp.chars, price_micros(inp, cfg), inp.content_type, provider.name)
     provider.check_key()              # a failing secret store fails here, before anything is reserved
     hold, activating = _reserve(inp, account_id, request_id, billing.cost_micros, cloned, svc, guard,
@@ -73,7 +84,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     def work() -> int:
         kept: list[bytes] = []
         size = 0
-        with _upstream(provider, request, deadline, silent_until) as source:      # the first chunk is in
+        with _upstream(provider, request, upstream_deadline, silent_until) as source:  # the first chunk is in
             delivery.begin(billing)
             for chunk in source:
                 delivery.audio(chunk)       # handed on before the next one is read
