@@ -133,6 +133,21 @@ def test_malformed_framing_is_a_400_envelope_then_close(served, framing):
     assert served.pools["SpeechFunction"].events == []
 
 
+@pytest.mark.parametrize("request_line", [
+    b"GET /v1/credits/balance\r\n",                                 # HTTP/0.9: no version, no headers
+    b"GET /v1/credits/balance HTTP/9.9\r\nHost: x\r\n",               # a version http.server answers 505
+    b"GET /v1/credits/balance HTTP/one\r\nHost: x\r\n",
+    b"GET  HTTP/1.1 x\r\nHost: x\r\n",
+], ids=["http-0.9", "http-9.9", "garbled-version", "garbled-line"])
+def test_a_request_line_the_gateway_cannot_serve_is_a_400_envelope_with_a_status_line(served, request_line):
+    served.start()
+    response = served.exchange(request_line + b"\r\n")          # http.client reads the status line
+    assert response.status == 400 and response.version == 11
+    assert envelope(response)["code"] == "invalid_request"
+    assert response.getheader("X-Request-Id")
+    assert served.pools["AccountFunction"].events == []
+
+
 @pytest.mark.parametrize("size", [12_000, 100_000])
 def test_oversized_headers_are_431_in_the_envelope(served, size):
     served.start()

@@ -62,6 +62,9 @@ class _Handler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
+        if self.request_version == "HTTP/0.9":       # http.server would answer it without a status line
+            self.send_error(400, "HTTP/0.9 is not supported")
+            return False
         size = len(self.requestline) + sum(len(v) for v in self.headers.values())
         if size > MAX_HEADER_BYTES:
             # API Gateway documents the limit, not its answer: 431 (Request Header Fields Too
@@ -74,8 +77,12 @@ class _Handler(BaseHTTPRequestHandler):
         """Every rejection of the request itself, http.server's own included (request line
         too long, header line too long, too many headers): the gateway's envelope, then close."""
         self.log_error("code %d, message %s", code, message)
-        kind = "DEFAULT_4XX" if code < 500 else "DEFAULT_5XX"
-        self._send(self.gateway.responses.render(kind, str(uuid.uuid4()), status=code), close=True)
+        # A request line http.server could not read leaves the version at HTTP/0.9, which would send
+        # the body without a status line or headers: answer in HTTP/1.1 whatever the client said.
+        self.request_version = self.protocol_version
+        # Each of these is the client's fault, 505 (an HTTP version over 1.x) included: a 400.
+        status = code if code < 500 else 400
+        self._send(self.gateway.responses.render("DEFAULT_4XX", str(uuid.uuid4()), status=status), close=True)
 
     def _read_body(self) -> bytes:
         codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding") or [] for c in v.split(",")]
