@@ -342,3 +342,24 @@ def test_a_consumer_slow_past_the_grace_fails_the_stream_however_it_is_framed(fr
 def test_a_consumer_slow_within_the_grace_still_reads_the_end(framing):
     stream, got = _consume(FRAMINGS[framing], last_write_seconds=0.5)
     assert stream.complete and got == AUDIO_EVENTS
+
+
+def _read_all(blocks):
+    stream = SpeechStream(_Exchange(), _Framed(blocks), "mp3", time.monotonic() + 30, "trace")
+    stream.start()
+    return stream, b"".join(stream)
+
+
+def test_new_audio_in_the_final_event_is_kept_even_when_it_outweighs_the_rest():
+    first, last = b"\x01" * 1000, b"\x02" * 1500           # a short stream whose final event brings the most
+    stream, audio = _read_all([_event({"data": {"audio": first.hex(), "status": 1}}),
+                               _event({"data": {"audio": last.hex(), "status": 2}, "extra_info": {}})])
+    assert audio == first + last and stream.complete
+
+
+@pytest.mark.parametrize("aggregate", [b"".join(AUDIO_EVENTS),                     # the same bytes
+                                       b"".join(AUDIO_EVENTS) + b"\x00" * 417],    # re-muxed, a padded tail
+                         ids=["identical", "same-beginning"])
+def test_an_aggregate_in_the_final_event_is_dropped(aggregate):
+    stream, audio = _read_all([*EVENTS, _event({"data": {"audio": aggregate.hex(), "status": 2}, "extra_info": {}})])
+    assert audio == b"".join(AUDIO_EVENTS) and stream.complete

@@ -23,6 +23,8 @@ from kyma.providers.minimax.exchange import MAX_RESPONSE_BYTES, READ_BYTES, Exch
 # Half the margin a request keeps after its deadline (kyma.http.SAFETY_MARGIN_SECONDS, 2 s) to settle
 # or release and answer: a stream's end may still be read within it.
 END_GRACE_SECONDS = 1.0
+# How much of the stream's beginning an aggregated final event must repeat to be taken for one.
+AGGREGATE_HEAD_BYTES = 64
 
 
 class SpeechStream:
@@ -65,6 +67,7 @@ class SpeechStream:
         self._events: Generator[dict, None, None] | None = None
         self._first: bytes | None = None
         self._digest = hashlib.sha256()
+        self._head = b""        # the stream's first bytes: an aggregate repeats them
         self._iterating = False
         self._closed = False
         self._held = 0.0        # seconds the consumer kept us waiting (handing chunks on to a slow client)
@@ -168,13 +171,18 @@ class SpeechStream:
         self.chunks_received += 1
         self.bytes_received += len(audio)
         self._digest.update(audio)
+        if len(self._head) < AGGREGATE_HEAD_BYTES:
+            self._head += audio[:AGGREGATE_HEAD_BYTES - len(self._head)]
         return audio
 
     def _is_aggregate(self, audio: bytes) -> bool:
-        """Is this final-event audio the whole audio again (MiniMax's default)?"""
+        """Is this final-event audio the whole audio again (MiniMax's default)?  The same bytes, or
+        at least as many beginning as the stream began; new audio in the final event is neither."""
         if not self.bytes_received:
             return False
-        return len(audio) >= self.bytes_received or hashlib.sha256(audio).digest() == self._digest.digest()
+        if hashlib.sha256(audio).digest() == self._digest.digest():
+            return True
+        return len(audio) >= self.bytes_received and audio.startswith(self._head)
 
     def _check_deadline(self) -> None:
         """The deadline bounds MiniMax's stream.  Time the consumer took (`_held`: a slow client over
