@@ -60,10 +60,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(response)
 
     def parse_request(self) -> bool:
-        if not super().parse_request():
-            return False
-        if self.request_version == "HTTP/0.9":       # http.server would answer it without a status line
+        words = str(self.raw_requestline, "iso-8859-1").split()
+        if len(words) == 2:
+            # HTTP/0.9 (no version): answered at once.  http.server would wait for headers such a
+            # client never sends, then answer without a status line.
+            self.command, self.path, self.requestline = words[0], words[1], " ".join(words)
             self.send_error(400, "HTTP/0.9 is not supported")
+            return False
+        if not super().parse_request():
             return False
         size = len(self.requestline) + sum(len(v) for v in self.headers.values())
         if size > MAX_HEADER_BYTES:
