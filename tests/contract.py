@@ -2,7 +2,8 @@
 
 `check(method, resource, response)` fails a test when a function answers with a status the
 document does not list for that operation, without X-Request-Id, with a Content-Type the
-document does not list, or with a JSON body its schema rejects.  The integration tests run
+document does not list, with a JSON body its schema rejects, or with a Server-Sent Event
+its event schema (and the JSON its `data` carries) rejects.  The integration tests run
 every handler they load through it (tests/conftest.py `load_handler`).
 """
 
@@ -33,9 +34,33 @@ def check(method: str, resource: str, response: dict) -> None:
     if not content:
         return
     assert media in content, f"{method} {resource} {status}: Content-Type {media!r} not in {list(content)}"
+    if media == "text/event-stream":
+        schema = content[media]["schema"]
+        for event in _events(response.get("body") or ""):
+            errors = sorted(Draft202012Validator(schema).iter_errors(event), key=str)
+            assert not errors, f"{method} {resource} {status}: event {event}: {errors[0].message}"
+            data = json.loads(event["data"])      # contentSchema is an annotation: checked here
+            errors = sorted(Draft202012Validator(schema["properties"]["data"]["contentSchema"]).iter_errors(data),
+                            key=str)
+            assert not errors, f"{method} {resource} {status}: event data {data}: {errors[0].message}"
     if media == "application/json":
         raw = response.get("body") or ""
         body = json.loads(base64.b64decode(raw) if response.get("isBase64Encoded") else raw)
         schema = {**content[media]["schema"], "components": DOCUMENT["components"]}
         errors = sorted(Draft202012Validator(schema).iter_errors(body), key=str)
         assert not errors, f"{method} {resource} {status}: {errors[0].message}"
+
+
+def _events(stream: str) -> list[dict]:
+    """A text/event-stream body as its events ({"data": ..., "event": ...}), as a client reads them."""
+    events = []
+    for block in stream.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            name, _, value = line.partition(":")
+            if name and line != name:
+                value = value.removeprefix(" ")
+                fields[name] = fields[name] + "\n" + value if name in fields else value
+        if "data" in fields:
+            events.append(fields)
+    return events

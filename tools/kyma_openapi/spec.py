@@ -180,18 +180,44 @@ def speech() -> dict:
         "X-Kyma-Provider": PAID_HEADERS["X-Kyma-Provider"],
         "Idempotent-Replayed": PAID_HEADERS["Idempotent-Replayed"],
     }
+    # One Server-Sent Event (OpenAPI 3.1 describes an event stream's events with `schema`; 3.2 would
+    # call it itemSchema): its `data` is one JSON object, a delta, the done event or an error.
+    event_data = {"oneOf": [
+        {"type": "object", "required": ["type", "audio"], "properties": {
+            "type": {"const": "speech.audio.delta"},
+            "audio": {"type": "string", "contentEncoding": "base64",
+                      "description": "The next bytes of the audio, base64."}}},
+        {"type": "object", "required": ["type", "usage"], "properties": {
+            "type": {"const": "speech.audio.done"},
+            "usage": {"type": "object", "required": ["input_tokens", "output_tokens", "total_tokens",
+                                                     "characters_billed", "cost_usd", "balance_usd"],
+                      "properties": {
+                          "input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"},
+                          "total_tokens": {"type": "integer"}, "characters_billed": {"type": "integer"},
+                          "cost_usd": {"type": "number"},
+                          "balance_usd": {"type": ["number", "null"],
+                                          "description": "null if it could not be read"}}}}},
+        {"type": "object", "required": ["type", "error"], "properties": {
+            "type": {"const": "error"},
+            "error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}}}}},
+    ]}
     events = {
-        "type": "string",
+        "type": "object",
+        "required": ["data"],
         "description": "Server-Sent Events (stream_format: sse), one JSON object per `data:` line: "
                        '`{"type": "speech.audio.delta", "audio": "<base64 of the next bytes>"}` per chunk, then '
                        '`{"type": "speech.audio.done", "usage": {"input_tokens": n, "output_tokens": 0, '
                        '"total_tokens": n, "characters_billed": n, "cost_usd": 0.0029, "balance_usd": 49.99}}` '
                        "once the charge settled (OpenAI's usage fields; n = characters billed; balance_usd null "
                        "if it could not be read). A failure after the first event ends the stream with "
-                       '`{"type": "error", "error": {"code": "...", "message": "..."}}` and nothing is charged.',
-        "example": 'data: {"type":"speech.audio.delta","audio":"SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjYx"}\n\n'
-                   'data: {"type":"speech.audio.done","usage":{"input_tokens":13,"output_tokens":0,'
-                   '"total_tokens":13,"characters_billed":13,"cost_usd":0.0013,"balance_usd":49.9987}}\n\n',
+                       '`{"type": "error", "error": {"code": "...", "message": "..."}}` and nothing is charged. '
+                       "This schema describes one event.",
+        "properties": {
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": event_data},
+            "event": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer"},
+        },
+        "example": {"data": '{"type":"speech.audio.delta","audio":"SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjYx"}'},
     }
     responses = {
         "200": {"description": "The audio: one whole file (no stream flag; sent once the charge settled), raw "
