@@ -37,13 +37,14 @@ sample: $(VENV)/.installed
 invoke: $(VENV)/.installed
 	$(PY) -m kyma_local.invoke $(FUNCTION) $(EVENT)
 
-## lint: ruff and mypy over the layer, functions, tools and tests; sam validate --lint (cfn-lint) on template.yaml
+## lint: ruff, mypy and import-linter (the layer's wings import downwards) over the layer, functions, tools and tests; sam validate --lint (cfn-lint) on template.yaml
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(SAM) validate --lint
 
-## openapi: regenerate layers/shared/kyma/openapi.json (the published contract) from tools/kyma_openapi
+## openapi: regenerate layers/shared/kyma/edge/openapi.json (the published contract) from tools/kyma_openapi
 openapi: $(VENV)/.installed
 	$(PY) -m kyma_openapi
 

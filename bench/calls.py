@@ -45,9 +45,9 @@ def call_counts() -> list[dict]:
     from helpers import api_event, clone_event, context, lwa_call
     from moto import mock_aws
 
-    from kyma.accounts import Accounts
-    from kyma.aws import dynamodb
-    from kyma.config import config
+    from kyma.accounts.store import Accounts
+    from kyma.platform.aws import dynamodb
+    from kyma.platform.config import config
     from kyma.providers.select import provider
     from kyma_local.aws import create_resources, serialize_dynamodb
     from kyma_local.runtime import FunctionPool

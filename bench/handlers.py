@@ -38,9 +38,9 @@ def measure_handlers(info: dict, quick: bool) -> dict:
     import boto3
     from helpers import api_event, context, lwa_call, multipart
 
-    from kyma.accounts import Accounts
-    from kyma.aws import dynamodb
-    from kyma.config import config
+    from kyma.accounts.store import Accounts
+    from kyma.platform.aws import dynamodb
+    from kyma.platform.config import config
     from kyma.providers.select import provider
     from kyma_local.runtime import FunctionPool
     from kyma_local.template import Template
@@ -55,8 +55,7 @@ def measure_handlers(info: dict, quick: bool) -> dict:
                        # One account speaks 20 times in a row here: measured, not rate limited (the
                        # counter rides in the reserve transaction either way, so no call is hidden).
                        "RATE_LIMIT_DEFAULTS": json.dumps({"speech": [100_000, 10_000]})})
-    from kyma import aws as kyma_aws
-
+    from kyma.platform import aws as kyma_aws
     config.cache_clear()
     provider.cache_clear()
     kyma_aws.client.cache_clear()       # clients made under mock_aws in the previous phase

@@ -52,7 +52,7 @@ def aws(monkeypatch):
     functions' environment pointing at them.  Yields the Template."""
     from moto import mock_aws
 
-    from kyma.config import config
+    from kyma.platform.config import config
     from kyma_local.aws import create_resources, serialize_dynamodb
     from kyma_local.template import Template
 
@@ -74,7 +74,7 @@ def aws(monkeypatch):
 @pytest.fixture
 def configure(monkeypatch):
     """Set function environment variables, then load handlers (config is read once per process)."""
-    from kyma.config import config
+    from kyma.platform.config import config
 
     def apply(**env):
         for name, value in env.items():
@@ -86,35 +86,35 @@ def configure(monkeypatch):
 
 @pytest.fixture
 def cfg(aws):
-    from kyma.config import config
+    from kyma.platform.config import config
 
     return config()
 
 
 @pytest.fixture
 def ddb(aws):
-    from kyma.aws import dynamodb
+    from kyma.platform.aws import dynamodb
 
     return dynamodb()
 
 
 @pytest.fixture
 def ledger(ddb, cfg):
-    from kyma.ledger import Ledger
+    from kyma.billing.ledger import Ledger
 
     return Ledger(ddb, cfg)
 
 
 @pytest.fixture
 def books(ddb, cfg):
-    from kyma.accounting import Books
+    from kyma.billing.accounting import Books
 
     return Books(ddb, cfg)
 
 
 @pytest.fixture
 def accounts(ddb, cfg):
-    from kyma.accounts import Accounts
+    from kyma.accounts.store import Accounts
 
     return Accounts(ddb, cfg)
 
@@ -160,7 +160,7 @@ def load_handler(aws):
 @pytest.fixture
 def metrics_seen(monkeypatch):
     """Every EMF metric the code adds while the test runs: name → summed value."""
-    from kyma.observability import metrics
+    from kyma.platform.observability import metrics
 
     seen: dict[str, float] = {}
     original = metrics.add_metric

@@ -1,4 +1,4 @@
-"""Responses checked against the published contract (layers/shared/kyma/openapi.json).
+"""Responses checked against the published contract (layers/shared/kyma/edge/openapi.json).
 
 `check(method, resource, response)` fails a test when a function answers with a status the
 document does not list for that operation, without X-Request-Id, with a Content-Type the
@@ -14,7 +14,7 @@ import json
 
 from jsonschema import Draft202012Validator
 
-from kyma import openapi
+from kyma.edge import openapi
 
 DOCUMENT = json.loads(openapi.document_text())
 

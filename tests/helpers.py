@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
-from kyma.dynamo import from_item, values
+from kyma.platform.dynamo import from_item, values
 from kyma_local.gateway import build_event
 from kyma_local.runtime import InvokeResult, LambdaContext
 

@@ -1,15 +1,15 @@
 """The caller's money: GET /v1/credits/balance, GET /v1/credits/ledger (every balance change,
 newest first) and GET /v1/usage (what was charged per UTC day, endpoint and model)."""
 
-from kyma import init_phase
+from kyma.platform import init_phase
 
-init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
-from kyma import usage
-from kyma.http import Request, Response, api_handler, json_response, query_limit
-from kyma.money import micros_to_json
-from kyma.observability import instrument
-from kyma.rate_limits import RateLimiter
+from kyma.accounts.rate_limits import RateLimiter
+from kyma.billing import usage
+from kyma.billing.money import micros_to_json
+from kyma.edge.http import Request, Response, api_handler, json_response, query_limit
+from kyma.platform.observability import instrument
 from kyma.services import services
 
 svc = services()

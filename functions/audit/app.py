@@ -1,11 +1,11 @@
-"""Scheduled: audit every account's books (kyma/audit.py) and emit AuditMismatches, which alarms."""
+"""Scheduled: audit every account's books (kyma/billing/audit.py) and emit AuditMismatches, which alarms."""
 
-from kyma import init_phase
+from kyma.platform import init_phase
 
-init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
-from kyma.audit import account_ids, audit_all
-from kyma.observability import MetricUnit, instrument, logger, metrics
+from kyma.billing.audit import account_ids, audit_all
+from kyma.platform.observability import MetricUnit, instrument, logger, metrics
 from kyma.services import services
 
 svc = services()

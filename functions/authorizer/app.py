@@ -12,17 +12,17 @@ this function's cold-start budget; see bench/results.md).
 
 from __future__ import annotations
 
-from kyma import init_phase
+from kyma.platform import init_phase
 
-init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
 import json
 import logging
 import os
 
-from kyma.api_keys import ApiKeys
-from kyma.aws import fast_client
-from kyma.config import config
+from kyma.accounts.keys import ApiKeys
+from kyma.platform.aws import fast_client
+from kyma.platform.config import config
 
 log = logging.getLogger("kyma.authorizer")
 log.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
@@ -44,7 +44,7 @@ def lambda_handler(event: dict, context) -> dict:
         "principalId": account_id,
         "policyDocument": {"Version": "2012-10-17", "Statement": [
             {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": _stage_wildcard(event["methodArn"])}]},
-        # Context values are strings: the account's own rate limits travel as JSON (kyma.rate_limits).
+        # Context values are strings: the account's own rate limits travel as JSON (kyma.accounts.rate_limits).
         "context": {"account_id": account_id, **({"rate_limits": rate_limits} if rate_limits else {})},
     }
 

@@ -3,16 +3,16 @@ method they do not have (405, with `Allow`), in the error envelope.
 
 API Gateway routes here through `ANY /{proxy+}`, `ANY /` and an `ANY` method on each real
 resource (a specific method always wins over ANY).  The methods each route has come from the
-published contract (kyma/openapi.json).  No AWS access.
+published contract (kyma/edge/openapi.json).  No AWS access.
 """
 
-from kyma import init_phase
+from kyma.platform import init_phase
 
-init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
 import json
 
-from kyma import errors, openapi
+from kyma.edge import errors, openapi
 
 
 def lambda_handler(event: dict, context) -> dict:

@@ -1,12 +1,12 @@
 """GET /v1/openapi.json: the OpenAPI 3.1 document of the API, without authentication."""
 
-from kyma import init_phase
+from kyma.platform import init_phase
 
-init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
-from kyma import openapi
-from kyma.http import Request, Response, api_handler
-from kyma.observability import instrument
+from kyma.edge import openapi
+from kyma.edge.http import Request, Response, api_handler
+from kyma.platform.observability import instrument
 
 DOCUMENT = openapi.document_text()
 

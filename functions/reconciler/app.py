@@ -1,11 +1,11 @@
 """Scheduled: release holds left open past their timeout (a crashed or timed-out request)."""
 
-from kyma import init_phase
+from kyma.platform import init_phase
 
-init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
-from kyma.observability import instrument
-from kyma.reconcile import release_expired_holds
+from kyma.billing.reconcile import release_expired_holds
+from kyma.platform.observability import instrument
 from kyma.services import services
 
 svc = services()

@@ -3,21 +3,24 @@
 The audio comes as one file, as raw chunks (`stream_format: "audio"` or `stream: true`)
 or as Server-Sent Events (`stream_format: "sse"`), as MiniMax produces it.  The function
 runs behind the AWS Lambda Web Adapter with response streaming (run.sh, template.yaml):
-`kyma.web_app` is the HTTP app, `kyma.speech` the paid work, `kyma.speech_delivery` the
+`kyma.edge.web_app` is the HTTP app, `kyma.speech.synthesis` the paid work, `kyma.speech.delivery` the
 forms the audio takes.  With an Idempotency-Key the work runs once; a replay is answered
 from the first request's audio, in the form the replay asks for.
 """
 
-from kyma import init_phase
+from kyma.platform import init_phase
 
-init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
-from kyma import errors, speech, speech_delivery, speech_request
-from kyma.idempotency import key_from
+from kyma.accounts.rate_limits import caller_check
+from kyma.billing.idempotency import key_from
+from kyma.edge import errors
+from kyma.edge.web_app import Output, Request, WebApp
 from kyma.providers.select import provider
-from kyma.rate_limits import check, limit_for
 from kyma.services import services
-from kyma.web_app import Output, Request, WebApp
+from kyma.speech import delivery as speech_delivery
+from kyma.speech import request as speech_request
+from kyma.speech import synthesis as speech
 
 svc = services()
 provider()  # INIT: build the MiniMax client now (its imports), not on the first request
@@ -25,24 +28,34 @@ provider()  # INIT: build the MiniMax client now (its imports), not on the first
 
 def speak(request: Request, out: Output) -> None:
     speech_input = speech_request.parse(request.json())
-
-    def work(guard: str | None) -> dict:
-        return speech.synthesize(
-            speech_input, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
-            svc=svc, provider=provider(), delivery=speech_delivery.for_request(speech_input.delivery, out),
-            keep=key_from(request.headers) is not None, guard=guard,
-            rate_limit=check(svc.cfg, request.account_id,
-                             limit_for("speech", svc.cfg, request.authorizer.get("rate_limits"))))
-
     record, replayed = svc.idempotency.for_request(
-        request, scope="speech", request_fingerprint=speech_request.fingerprint(speech_input), work=work)
+        request, scope="speech", request_fingerprint=speech_request.fingerprint(speech_input),
+        work=lambda guard: synthesize(request, speech_input, out, guard))
     if replayed:
-        speech_delivery.replay(record, speech_delivery.for_request(speech_input.delivery, out, replayed=True),
-                               svc.audio)
-    elif not out.started and not out.done:      # charged, but the audio could not be sent (logged)
-        raise errors.InternalError(
-            "This request was charged but its audio could not be sent. Retry with the same Idempotency-Key "
-            "to receive it; without one, quote X-Request-Id to support for a refund.")
+        replay(record, speech_input, out)
+    elif not out.started and not out.done:
+        raise_charged_but_undelivered()
+
+
+def synthesize(request: Request, speech_input: speech_request.SpeechInput, out: Output, guard: str | None) -> dict:
+    """The paid work, once per Idempotency-Key: reserve, synthesize into `out`, settle; the record to replay."""
+    return speech.synthesize(
+        speech_input, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
+        svc=svc, provider=provider(), delivery=speech_delivery.for_request(speech_input.delivery, out),
+        keep=key_from(request.headers) is not None, guard=guard,
+        rate_limit=caller_check(svc.cfg, "speech", request.account_id, request.authorizer))
+
+
+def replay(record: dict, speech_input: speech_request.SpeechInput, out: Output) -> None:
+    """A repeated Idempotency-Key: the first request's audio, in the form this request asks for."""
+    speech_delivery.replay(record, speech_delivery.for_request(speech_input.delivery, out, replayed=True), svc.audio)
+
+
+def raise_charged_but_undelivered() -> None:
+    """Charged, but the audio could not be sent (logged)."""
+    raise errors.InternalError(
+        "This request was charged but its audio could not be sent. Retry with the same Idempotency-Key "
+        "to receive it; without one, quote X-Request-Id to support for a refund.")
 
 
 app = WebApp({("POST", "/v1/audio/speech"): speak}, api_timeout=svc.cfg.stream_api_timeout_seconds)

@@ -8,9 +8,9 @@
 Activation is our cost: nothing here is billed to the customer.
 """
 
-from kyma import init_phase
+from kyma.platform import init_phase
 
-init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
 import time
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from kyma.observability import instrument
+from kyma.platform.observability import instrument
 from kyma.providers.select import provider
 from kyma.services import services
 

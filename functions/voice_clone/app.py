@@ -1,17 +1,18 @@
 """POST /v1/audio/voice-clone: a reference clip in, a voice_id out, $2.10 charged once.
 POST /v1/audio/voice-clone/uploads: a presigned S3 upload for clips up to 10 MB."""
 
-from kyma import init_phase
+from kyma.platform import init_phase
 
-init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
-from kyma import uploads, voice_clone
-from kyma.http import Request, Response, api_handler, json_response, replay_marked
-from kyma.money import micros_to_header, micros_to_json
-from kyma.observability import instrument
+from kyma.accounts.rate_limits import RateLimiter, caller_check
+from kyma.billing.money import micros_to_header, micros_to_json
+from kyma.edge.http import Request, Response, api_handler, json_response, replay_marked
+from kyma.platform.observability import instrument
 from kyma.providers.select import provider
-from kyma.rate_limits import RateLimiter, check, limit_for
 from kyma.services import services
+from kyma.voices import clone as voice_clone
+from kyma.voices import uploads
 
 svc = services()
 limiter = RateLimiter(svc.ledger.ddb, svc.cfg)
@@ -19,15 +20,20 @@ provider()  # INIT: build the MiniMax client now (its imports), not on the first
 
 
 def create_voice(request: Request) -> Response:
-    parsed = voice_clone.read_request(request.body, request.headers.get("content-type", ""))
+    clone_request = voice_clone.read_request(request.body, request.headers.get("content-type", ""))
     record, replayed = svc.idempotency.for_request(
-        request, scope="voice-clone", request_fingerprint=voice_clone.fingerprint(parsed),
-        work=lambda guard: _record(voice_clone.create(
-            parsed, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
-            paid=svc.paid, provider=provider(), uploads=svc.uploads, cfg=svc.cfg, guard=guard,
-            rate_limit=check(svc.cfg, request.account_id,
-                             limit_for("voice-clone", svc.cfg, request.authorizer.get("rate_limits"))))))
+        request, scope="voice-clone", request_fingerprint=voice_clone.fingerprint(clone_request),
+        work=lambda guard: clone(request, clone_request, guard))
     return replay_marked(Response(**record), replayed)
+
+
+def clone(request: Request, clone_request: voice_clone.CloneInput | voice_clone.UploadRef, guard: str | None) -> dict:
+    """The paid work, once per Idempotency-Key: reserve, clone at MiniMax, settle; the record to replay."""
+    result = voice_clone.create(
+        clone_request, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
+        paid=svc.paid, provider=provider(), uploads=svc.uploads, cfg=svc.cfg, guard=guard,
+        rate_limit=caller_check(svc.cfg, "voice-clone", request.account_id, request.authorizer))
+    return _record(result)
 
 
 def create_upload(request: Request) -> Response:

@@ -1,17 +1,18 @@
 """GET /v1/audio/voices, GET and DELETE /v1/audio/voices/{voice_id}: the caller's cloned voices
 (then MiniMax's system catalog), one voice, and deleting one (upstream too)."""
 
-from kyma import init_phase
+from kyma.platform import init_phase
 
-init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/init_phase.py)
+init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
-from kyma import errors, voice_catalog
-from kyma.http import Request, Response, api_handler, json_response
-from kyma.observability import instrument
+from kyma.accounts.rate_limits import RateLimiter
+from kyma.edge import errors
+from kyma.edge.http import Request, Response, api_handler, json_response
+from kyma.platform.observability import instrument
 from kyma.providers.select import provider
-from kyma.rate_limits import RateLimiter
 from kyma.services import services
-from kyma.voices import is_cloned_voice_id
+from kyma.voices import catalog as voice_catalog
+from kyma.voices.records import is_cloned_voice_id
 
 svc = services()
 catalog = voice_catalog.SystemCatalog()

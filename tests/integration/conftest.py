@@ -19,7 +19,7 @@ FAST = {"first_chunk_ms": 5, "chunk_interval_ms": 1}
 @pytest.fixture
 def minimax(aws, monkeypatch):
     """The MiniMax sandbox on loopback, its key in (moto) SSM, the functions pointed at it."""
-    from kyma.config import config
+    from kyma.platform.config import config
     from kyma.providers.select import provider
 
     with MiniMaxSandbox(api_key=MINIMAX_KEY, **FAST) as sandbox:
@@ -37,7 +37,7 @@ def minimax(aws, monkeypatch):
 def local_sandbox(aws, monkeypatch):
     """The sandbox wired in exactly as `make run` and `make invoke` do it: the key in the
     process environment (KYMA_LOCAL_MINIMAX_API_KEY), nothing in SSM."""
-    from kyma.config import config
+    from kyma.platform.config import config
     from kyma.providers.select import provider
     from kyma_local.aws import upstream_environment
 

@@ -1,4 +1,4 @@
-"""The audit over every account (kyma/audit.py): consistent books pass; a hand-corrupted
+"""The audit over every account (kyma/billing/audit.py): consistent books pass; a hand-corrupted
 balance or a hold stuck open past its window is named."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import time
 
 from helpers import START
 
-from kyma.audit import GRACE_SECONDS, account_ids, audit_all
-from kyma.dynamo import to_item, values
+from kyma.billing.audit import GRACE_SECONDS, account_ids, audit_all
+from kyma.platform.dynamo import to_item, values
 
 
 def test_consistent_books_pass_and_are_totalled(accounts, ledger, books, ddb, cfg):

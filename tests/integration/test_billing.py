@@ -7,9 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from kyma import errors
-from kyma.dynamo import to_item
-from kyma.ledger import CHARGED, OPEN, RELEASED, HoldNotOpen
+from kyma.billing.ledger import CHARGED, OPEN, RELEASED, HoldNotOpen
+from kyma.edge import errors
+from kyma.platform.dynamo import to_item
+from kyma.voices.records import ownership_check
 
 PRICE = 2_100_000
 
@@ -61,15 +62,19 @@ def test_voice_gate_decides_ownership_atomically_with_the_debit(accounts, books,
     ddb.put_item(TableName=cfg.voices_table, Item=to_item({"voice_id": "kyma_0123456789abcdef", "status": "active",
                                                            "owner_id": owner, "created_at": 1}))
     with pytest.raises(errors.VoiceNotOwned):
-        ledger.reserve(other, 100, kind="speech", request_id="r", voice_id_owned="kyma_0123456789abcdef")
+        ledger.reserve(other, 100, kind="speech", request_id="r",
+                       conditions=[ownership_check(cfg, "kyma_0123456789abcdef", other)])
     with pytest.raises(errors.VoiceNotFound):
-        ledger.reserve(owner, 100, kind="speech", request_id="r", voice_id_owned="kyma_ffffffffffffffff")
+        ledger.reserve(owner, 100, kind="speech", request_id="r",
+                       conditions=[ownership_check(cfg, "kyma_ffffffffffffffff", owner)])
     # Not owned AND too poor: ownership is the answer, and nothing is debited.
     poor = accounts.create(1).account_id
     with pytest.raises(errors.VoiceNotOwned):
-        ledger.reserve(poor, 100, kind="speech", request_id="r", voice_id_owned="kyma_0123456789abcdef")
+        ledger.reserve(poor, 100, kind="speech", request_id="r",
+                       conditions=[ownership_check(cfg, "kyma_0123456789abcdef", poor)])
     assert books.balance(other) == 10_000_000 and books.balance(poor) == 1
-    hold = ledger.reserve(owner, 100, kind="speech", request_id="r", voice_id_owned="kyma_0123456789abcdef")
+    hold = ledger.reserve(owner, 100, kind="speech", request_id="r",
+                       conditions=[ownership_check(cfg, "kyma_0123456789abcdef", owner)])
     assert books.balance(owner) == 10_000_000 - 100 and hold.amount_micros == 100
 
 
@@ -153,7 +158,7 @@ def test_top_ups_are_ledger_entries(accounts, books, ledger):
 
 
 def test_a_top_up_never_takes_the_balance_over_the_maximum(accounts, ledger, books):
-    from kyma.money import MAX_BALANCE_MICROS
+    from kyma.billing.money import MAX_BALANCE_MICROS
 
     acct = accounts.create(MAX_BALANCE_MICROS - 5).account_id
     with pytest.raises(errors.InvalidRequest, match="maximum"):
@@ -169,8 +174,8 @@ def test_the_reconciler_reports_release_failures_and_money_still_locked(accounts
 
     from helpers import context, raising
 
-    from kyma.audit import GRACE_SECONDS
-    from kyma.ledger import Ledger
+    from kyma.billing.audit import GRACE_SECONDS
+    from kyma.billing.ledger import Ledger
 
     acct = accounts.create(10_000_000).account_id
     hold = ledger.reserve(acct, PRICE, kind="speech", request_id="r")

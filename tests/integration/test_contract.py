@@ -1,5 +1,5 @@
-"""The published contract (layers/shared/kyma/openapi.json) is the API: the same routes as
-template.yaml and the functions, every error code in it named by kyma.errors, and API
+"""The published contract (layers/shared/kyma/edge/openapi.json) is the API: the same routes as
+template.yaml and the functions, every error code in it named by kyma.edge.errors, and API
 Gateway's own answers and the README's tables in that vocabulary."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from openapi_spec_validator import validate
 
-from kyma import errors, openapi
+from kyma.edge import errors, openapi
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = json.loads(openapi.document_text())
@@ -21,7 +21,7 @@ def test_the_document_is_valid_openapi_3_1_and_the_committed_file_is_what_the_bu
 
     validate(DOCUMENT)
     assert DOCUMENT["openapi"].startswith("3.1")
-    assert openapi.document_text() == render(), "run `make openapi` and commit layers/shared/kyma/openapi.json"
+    assert openapi.document_text() == render(), "run `make openapi` and commit layers/shared/kyma/edge/openapi.json"
 
 
 def test_the_document_has_exactly_the_template_routes_and_each_function_serves_its_own(aws, load_handler):

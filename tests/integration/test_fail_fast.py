@@ -40,7 +40,7 @@ def blackhole():
 
 def test_a_hung_ssm_fails_the_speech_request_fast_with_no_hold_opened(minimax, load_handler, accounts, books,
                                                                       blackhole, monkeypatch):
-    from kyma.aws import fast_client
+    from kyma.platform.aws import fast_client
     from kyma.providers.select import _ssm
 
     handler = load_handler("SpeechFunction")
@@ -61,9 +61,9 @@ def test_a_hung_ssm_fails_the_speech_request_fast_with_no_hold_opened(minimax, l
 
 
 def test_the_authorizers_lookup_gives_up_well_inside_its_timeout(aws, blackhole, monkeypatch):
-    from kyma.api_keys import ApiKeys
-    from kyma.aws import fast_client
-    from kyma.config import config
+    from kyma.accounts.keys import ApiKeys
+    from kyma.platform.aws import fast_client
+    from kyma.platform.config import config
 
     hung = boto3.client("dynamodb", endpoint_url=blackhole, config=fast_client("dynamodb").meta.config)
     authorizer_timeout = aws.functions["AuthorizerFunction"].timeout

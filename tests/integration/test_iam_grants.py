@@ -57,7 +57,7 @@ def fresh_environment() -> None:
 
 def stream_event(voice_id: str) -> dict:
     """The Voices table's stream delivering a new row (the event source mapping's batch)."""
-    from kyma.dynamo import to_item
+    from kyma.platform.dynamo import to_item
 
     item = boto3.client("dynamodb").get_item(TableName=os.environ["VOICES_TABLE"],
                                              Key=to_item({"voice_id": voice_id}))["Item"]
@@ -72,7 +72,7 @@ def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
     """One request down every path of every function that reaches AWS differently."""
     from botocore.exceptions import ClientError
 
-    from kyma.ledger import Ledger
+    from kyma.billing.ledger import Ledger
     from kyma.providers.minimax import MiniMaxClient
 
     configure(HOLD_TIMEOUT_SECONDS=0)        # holds expire at once: the reconciler has work

@@ -96,8 +96,7 @@ def test_paid_requests_count_in_the_reserve_and_refused_ones_are_free(minimax, a
 
 @pytest.mark.parametrize("endpoint, minute, burst", [("telepathy", 10, 2), ("speech", 0, 0), ("speech", 5, 6)])
 def test_absurd_limits_are_refused(aws, accounts, endpoint, minute, burst):
-    from kyma import errors
-
+    from kyma.edge import errors
     new = accounts.create(START)
     with pytest.raises(errors.InvalidRequest):
         accounts.set_limits(new.account_id, endpoint, per_minute=minute, burst=burst)

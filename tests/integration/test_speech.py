@@ -324,7 +324,7 @@ def test_audio_over_6_mb_comes_in_the_response_itself(handler, accounts, books, 
 
 
 def aws_bucket() -> str:
-    from kyma.config import config
+    from kyma.platform.config import config
 
     return config().audio_bucket
 
@@ -348,7 +348,7 @@ def test_idempotent_speech_replays_the_same_bytes_and_charges_once(handler, acco
 
 def test_if_the_audio_cannot_be_kept_for_replays_nothing_is_charged(handler, accounts, books, minimax,
                                                                      monkeypatch):
-    from kyma.audio_store import AudioStore
+    from kyma.speech.audio_store import AudioStore
 
     acct = accounts.create(START).account_id
     monkeypatch.setattr(AudioStore, "put", raising(RuntimeError("S3 down")))
@@ -380,7 +380,7 @@ def test_parallel_speech_never_overdraws(minimax, aws, accounts, books, delivery
 
 def test_speech_after_the_charge_delivers_even_if_the_balance_read_fails(handler, accounts, books, minimax,
                                                                           monkeypatch, ledger):
-    from kyma.accounting import Books
+    from kyma.billing.accounting import Books
 
     acct = accounts.create(START).account_id
     monkeypatch.setattr(Books, "balance", raising(RuntimeError("throttled")))
@@ -394,7 +394,7 @@ def test_speech_after_the_charge_delivers_even_if_the_balance_read_fails(handler
 def test_a_failed_speech_settle_is_500_and_free(handler, accounts, books, minimax, monkeypatch, ledger):
     from botocore.exceptions import ClientError
 
-    from kyma.ledger import Ledger
+    from kyma.billing.ledger import Ledger
 
     acct = accounts.create(START).account_id
     monkeypatch.setattr(Ledger, "settle", raising(
@@ -409,8 +409,8 @@ def test_a_crashed_speech_request_is_released_by_the_reconciler(configure, minim
                                                                 books, monkeypatch):
     import time
 
-    from kyma.accounting import Books
-    from kyma.paid_call import HOLD_GRACE_SECONDS
+    from kyma.billing.accounting import Books
+    from kyma.billing.paid_call import HOLD_GRACE_SECONDS
     from kyma.providers.minimax import MiniMaxClient
     from kyma_local.web_adapter import InvocationFailed
 

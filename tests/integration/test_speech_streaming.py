@@ -134,7 +134,7 @@ def test_a_cloned_voice_streams_for_its_owner_only_and_its_first_stream_activate
     import audio_fixtures as fx
     from helpers import clone_event
 
-    from kyma.dynamo import from_item, to_item
+    from kyma.platform.dynamo import from_item, to_item
 
     clone, handler = load_handler("VoiceCloneFunction"), load_handler("SpeechFunction")
     owner, other = accounts.create(START).account_id, accounts.create(START).account_id
@@ -195,7 +195,7 @@ def test_a_failed_settle_after_the_stream_charges_nothing_and_the_client_can_tel
                                                                                   minimax, monkeypatch, flag):
     from botocore.exceptions import ClientError
 
-    from kyma.ledger import Ledger
+    from kyma.billing.ledger import Ledger
 
     acct = accounts.create(START).account_id
     monkeypatch.setattr(Ledger, "settle", raising(
@@ -262,7 +262,7 @@ def test_a_stream_that_outlives_the_hold_timeout_is_charged_once_with_the_reconc
     assert books.audit(acct)["consistent"]
     # And a crashed stream's hold is still released soon after the longest request could have ended
     (hold,) = [e for e in books.entries(acct) if e["type"] == "hold"]
-    from kyma.paid_call import HOLD_GRACE_SECONDS
+    from kyma.billing.paid_call import HOLD_GRACE_SECONDS
 
     assert 20 < hold["expires_at"] - hold["created_at"] <= 20 + HOLD_GRACE_SECONDS + 1
 
@@ -309,8 +309,8 @@ def test_a_slow_reader_who_got_every_byte_is_charged_even_past_the_deadline(mini
     client read the end slowly, within the grace): the client has the whole audio, so it is charged."""
     from helpers import lwa_call
 
-    from kyma import web_app
-    from kyma.web_app import Output
+    from kyma.edge import web_app
+    from kyma.edge.web_app import Output
     from kyma_local.web_adapter import WebAdapterPool
 
     real_write, sent, deadlines = Output.write, [], []
@@ -352,8 +352,9 @@ def test_a_streams_upstream_ends_early_enough_to_settle_and_finish_the_response(
     request's time here, 10 s at most), so Lambda's timeout never falls between charge and end."""
     from helpers import lwa_call
 
-    from kyma import speech, web_app
+    from kyma.edge import web_app
     from kyma.providers.minimax import MiniMaxClient
+    from kyma.speech import synthesis as speech
     from kyma_local.web_adapter import WebAdapterPool
 
     request_deadlines, upstream_deadlines = [], []
@@ -387,7 +388,7 @@ def test_a_whole_file_whose_client_left_before_the_headers_can_still_be_replayed
                                                                                   minimax, monkeypatch):
     """Charged (the settle comes before a whole file is sent), then the connection is gone when
     the status line goes out: the Idempotency-Key record is kept, so a retry gets the audio."""
-    from kyma.web_app import Output
+    from kyma.edge.web_app import Output
     from kyma_local.web_adapter import InvocationFailed
 
     real_head, broken = Output._head, []
@@ -415,8 +416,7 @@ def test_a_whole_file_whose_client_left_before_the_headers_can_still_be_replayed
 
 def test_a_whole_file_that_fails_to_go_out_after_the_charge_says_so_and_stays_replayable(
         handler, accounts, books, minimax, monkeypatch):
-    from kyma import speech_delivery
-
+    from kyma.speech import delivery as speech_delivery
     monkeypatch.setattr(speech_delivery.Buffered, "end", raising(RuntimeError("a bug after the charge")))
     acct = accounts.create(START).account_id
     key = {"Idempotency-Key": "failed-after-charge"}

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from kyma import openapi
+from kyma.edge import openapi
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import time
 import boto3
 import pytest
 
-from kyma.dynamo import to_item
+from kyma.platform.dynamo import to_item
 from kyma_local.runtime import InvokeResult
 from kyma_local.triggers import Triggers, matches, stream_mappings
 
@@ -48,7 +48,7 @@ def wait_for(condition, seconds: float = 10.0) -> None:
 @pytest.fixture
 def aws(monkeypatch):
     """The local stack's embedded AWS (a moto server: the Streams API is served there, not in-process)."""
-    from kyma.config import config
+    from kyma.platform.config import config
     from kyma_local.aws import EmbeddedAws, create_resources
     from kyma_local.template import Template
 
@@ -75,7 +75,7 @@ def ddb(aws):
 
 @pytest.fixture
 def cfg(aws):
-    from kyma.config import config
+    from kyma.platform.config import config
 
     return config()
 

@@ -27,7 +27,7 @@ from helpers import (
     voices_of,
 )
 
-from kyma.dynamo import to_item, values
+from kyma.platform.dynamo import to_item, values
 
 WAV = fx.wav(12.0)
 

@@ -29,8 +29,8 @@ from helpers import (
 )
 from integration.conftest import MINIMAX_KEY
 
-from kyma.accounting import Books
-from kyma.ledger import Ledger
+from kyma.billing.accounting import Books
+from kyma.billing.ledger import Ledger
 from kyma_local import aws_calls
 
 MP3 = fx.mp3_cbr(12.0)
@@ -175,7 +175,7 @@ def test_a_crash_after_reserve_is_released_by_the_reconciler_exactly_once(config
     # Then the hold is released once, and a late settle from the dead request cannot charge
     assert (first["released"], second["released"]) == (1, 0)
     assert books.balance(acct) == START
-    from kyma.ledger import HoldNotOpen
+    from kyma.billing.ledger import HoldNotOpen
     with pytest.raises(HoldNotOpen):
         ledger.settle(hold)
     assert_books_balance(books, ddb, cfg, acct)
@@ -299,7 +299,7 @@ def test_malformed_idempotency_keys_are_400(handler, accounts, books, key):
 def test_a_retried_settle_finding_its_own_charge_is_a_success(handler, accounts, books, ddb, cfg, monkeypatch, ledger):
     # botocore retried a settle whose first attempt had applied: the retry fails its
     # `status = open` condition and sees the hold already charged.
-    from kyma.ledger import HoldNotOpen
+    from kyma.billing.ledger import HoldNotOpen
 
     acct = accounts.create(START).account_id
     real_settle = Ledger.settle
@@ -357,7 +357,7 @@ def test_a_failed_balance_read_after_the_charge_still_delivers(handler, accounts
 def test_a_failed_cleanup_after_an_upload_clone_still_delivers(handler, accounts, books, cfg, monkeypatch):
     import boto3
 
-    from kyma.uploads import Uploads
+    from kyma.voices.uploads import Uploads
 
     acct = accounts.create(START).account_id
     create = handler(api_event("POST", "/v1/audio/voice-clone/uploads", account_id=acct), context())

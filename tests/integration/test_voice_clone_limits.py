@@ -9,7 +9,7 @@ import json
 import audio_fixtures as fx
 import pytest
 
-from kyma.voice_clone import INLINE_MAX_BODY_BYTES
+from kyma.voices.clone import INLINE_MAX_BODY_BYTES
 from kyma_local.gateway import MAX_INVOKE_PAYLOAD_BYTES, LocalApiGateway, build_event, json_size
 from kyma_local.runtime import FunctionPool
 

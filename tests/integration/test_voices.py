@@ -10,7 +10,7 @@ import audio_fixtures as fx
 import pytest
 from helpers import START, SYSTEM_VOICE, api_event, body_of, clone_event, context, error_of
 
-from kyma.dynamo import from_item, to_item
+from kyma.platform.dynamo import from_item, to_item
 
 MP3 = fx.mp3_cbr(12.0)
 CLONE = 2_100_000
@@ -204,7 +204,7 @@ def test_age_alone_never_expires_a_voice_a_customer_used_and_paid_for(
     """The customer's own synthesis is charged without waiting for the activation; if marking the
     voice active then fails, the voice must still never be refunded: only MiniMax's answer
     expires a voice, and MiniMax keeps one that was used."""
-    from kyma.voice_store import Voices
+    from kyma.voices.store import Voices
 
     configure(VOICE_SWEEP_MIN_AGE_SECONDS=0, VOICE_SWEEP_PACE_SECONDS=0)
     fns = {"clone": load_handler("VoiceCloneFunction"), "speech": load_handler("SpeechFunction"),
@@ -232,7 +232,7 @@ def test_a_voice_used_in_a_paid_request_is_never_refunded_even_if_marking_it_act
         fns, accounts, books, ddb, cfg, minimax, monkeypatch):
     """The use is recorded with the charge (one transaction); the activation after it is best
     effort.  So MiniMax losing the voice later expires it, and the clone's price stays charged."""
-    from kyma.voice_store import Voices
+    from kyma.voices.store import Voices
 
     acct = accounts.create(START).account_id
     voice = clone(fns, acct)
@@ -412,7 +412,7 @@ def test_a_voice_deleted_while_its_first_synthesis_streams_does_not_make_the_aud
     deleting the voice mid-stream cannot turn delivered audio into a release."""
     from helpers import sse_events
 
-    from kyma.web_app import Output
+    from kyma.edge.web_app import Output
 
     acct = accounts.create(START).account_id
     voice = clone(fns, acct)

@@ -16,7 +16,7 @@ import audio_fixtures as fx
 import pytest
 
 from kyma.audio import AudioInfo, inspect_audio
-from kyma.errors import ApiError, AudioUnreadable, UnsupportedMediaType
+from kyma.edge.errors import ApiError, AudioUnreadable, UnsupportedMediaType
 
 MP3_FRAME_SAMPLES = {8000: 576, 11025: 576, 16000: 576, 22050: 576, 24000: 576,
                      32000: 1152, 44100: 1152, 48000: 1152}

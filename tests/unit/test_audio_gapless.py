@@ -17,8 +17,8 @@ import audio_fixtures as fx
 import pytest
 
 from kyma.audio import inspect_audio
-from kyma.errors import ReferenceTooLong, ReferenceTooShort
-from kyma.voice_clone import check_reference
+from kyma.edge.errors import ReferenceTooLong, ReferenceTooShort
+from kyma.voices.clone import check_reference
 
 PRIMING = 1024                     # what FFmpeg's AAC encoder declares
 RATE = 8000

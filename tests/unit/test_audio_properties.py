@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from kyma.audio import AudioInfo, inspect_audio
-from kyma.errors import AudioUnreadable, UnsupportedMediaType
+from kyma.edge.errors import AudioUnreadable, UnsupportedMediaType
 
 PROPERTY = settings(max_examples=500, deadline=None, derandomize=True, database=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from kyma.errors import InvalidRequest
-from kyma.json_body import MAX_DEPTH, parse, parse_object
+from kyma.edge.errors import InvalidRequest
+from kyma.edge.json_body import MAX_DEPTH, parse, parse_object
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -22,7 +22,7 @@ import pytest
 import requests
 from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
 
-from kyma.errors import (
+from kyma.edge.errors import (
     ProviderAccountProblem,
     ProviderError,
     ProviderUnavailable,

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from kyma import errors
+from kyma.edge import errors
 from kyma.providers import SynthesisRequest
 from kyma.providers.minimax import MIN_TIME_LEFT, MiniMaxClient, RetryPolicy
 from kyma_local.sandbox import PATH_CLONE, PATH_T2A, PATH_UPLOAD, MiniMaxSandbox

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from kyma import errors
+from kyma.edge import errors
 from kyma.providers import SynthesisRequest
 from kyma.providers.minimax import NO_RETRY, MiniMaxClient
 from kyma_local.sandbox import PATH_CLONE, PATH_DELETE_VOICE, PATH_GET_VOICE, PATH_T2A, MiniMaxSandbox

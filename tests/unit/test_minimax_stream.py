@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from kyma import errors
+from kyma.edge import errors
 from kyma.providers import SynthesisRequest
 from kyma.providers.minimax import MiniMaxClient, RetryPolicy, SpeechStream
 from kyma.providers.minimax.stream import sse_line

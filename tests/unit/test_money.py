@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from kyma.money import micros_to_header, micros_to_json, per_thousand_cost, usd_to_micros
+from kyma.billing.money import micros_to_header, micros_to_json, per_thousand_cost, usd_to_micros
 
 
 @pytest.mark.parametrize("text, micros", [
@@ -51,7 +51,7 @@ def test_amounts_over_the_maximum_balance_are_refused_with_a_clear_message(bad):
 
 
 def test_the_largest_accepted_amount_renders_exactly():
-    from kyma.money import MAX_BALANCE_MICROS
+    from kyma.billing.money import MAX_BALANCE_MICROS
 
     assert usd_to_micros("1000000000") == MAX_BALANCE_MICROS
     for micros in (MAX_BALANCE_MICROS, MAX_BALANCE_MICROS - 1, MAX_BALANCE_MICROS - 2_100_001):

@@ -3,8 +3,8 @@
 import pytest
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
-from kyma.errors import InvalidRequest
-from kyma.multipart import parse_form
+from kyma.edge.errors import InvalidRequest
+from kyma.edge.multipart import parse_form
 
 
 def encode(fields) -> tuple[bytes, str]:

@@ -1,4 +1,4 @@
-"""Property-based tests (Hypothesis) of kyma.multipart.
+"""Property-based tests (Hypothesis) of kyma.edge.multipart.
 
 Properties:
 * whatever the Content-Type and the body, `parse_content_type`, `boundary_of`
@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from kyma.errors import InvalidRequest, PayloadTooLarge
-from kyma.multipart import MAX_PARTS, boundary_of, parse_content_type, parse_form
+from kyma.edge.errors import InvalidRequest, PayloadTooLarge
+from kyma.edge.multipart import MAX_PARTS, boundary_of, parse_content_type, parse_form
 
 PROPERTY = settings(max_examples=400, deadline=None, derandomize=True, database=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

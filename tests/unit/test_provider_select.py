@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from kyma import errors
-from kyma.config import Config
+from kyma.edge import errors
+from kyma.platform.config import Config
 from kyma.providers import SynthesisRequest
 from kyma.providers.minimax import MiniMaxClient
 from kyma.providers.select import build

@@ -5,7 +5,8 @@ from __future__ import annotations
 import fastjsonschema
 import pytest
 
-from kyma import errors, speech_request
+from kyma.edge import errors
+from kyma.speech import request as speech_request
 
 
 def test_the_schema_is_compiled_once_per_process_not_per_request(monkeypatch):

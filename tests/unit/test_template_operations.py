@@ -221,7 +221,7 @@ def test_money_alarms_watch_the_metrics_powertools_emits(monkeypatch):
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", env["POWERTOOLS_METRICS_NAMESPACE"])
     emitted, pending = emitted_metrics(), set()
     for name in sorted(MONEY_ALARMS):
-        # What a function's EMF line says for this metric (kyma.observability's Metrics()).
+        # What a function's EMF line says for this metric (kyma.platform.observability's Metrics()).
         provider = AmazonCloudWatchEMFProvider()
         provider.add_metric(name=name, unit="Count", value=1)
         emf = provider.serialize_metric_set()

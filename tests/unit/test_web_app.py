@@ -1,4 +1,4 @@
-"""kyma.web_app: the HTTP app behind the Lambda Web Adapter, driven over loopback as the adapter drives
+"""kyma.edge.web_app: the HTTP app behind the Lambda Web Adapter, driven over loopback as the adapter drives
 it (x-amzn-request-context, x-amzn-lambda-context): the request it builds, whole and streamed responses,
 the error envelope before a stream starts, a stream's last word or cut after, a client that leaves."""
 
@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from kyma import errors
-from kyma.http import json_response
-from kyma.web_app import ClientGone, WebApp
+from kyma.edge import errors
+from kyma.edge.http import json_response
+from kyma.edge.web_app import ClientGone, WebApp
 
 seen: dict = {}
 

@@ -20,7 +20,7 @@ import sys
 import urllib.request
 from datetime import UTC, datetime
 
-from kyma.errors import ApiError
+from kyma.edge.errors import ApiError
 from kyma_local.state import STATE_FILE
 
 
@@ -66,10 +66,10 @@ def resolve_target(args: argparse.Namespace) -> Target:
 def services(target: Target):
     import boto3
 
-    from kyma.accounting import Books
-    from kyma.accounts import Accounts
-    from kyma.config import Config
-    from kyma.ledger import Ledger
+    from kyma.accounts.store import Accounts
+    from kyma.billing.accounting import Books
+    from kyma.billing.ledger import Ledger
+    from kyma.platform.config import Config
 
     cfg = dataclasses.replace(Config.from_env({}), accounts_table=target.accounts_table,
                               api_keys_table=target.api_keys_table, ledger_table=target.ledger_table,
@@ -94,7 +94,7 @@ def flush_authorizer_cache(target: Target) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kyma.money import usd_to_micros
+    from kyma.billing.money import usd_to_micros
 
     def usd(text: str) -> int:
         try:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, target: Target, accounts, ledger, books) -> int:
-    from kyma.money import micros_to_header
+    from kyma.billing.money import micros_to_header
 
     if args.command == "create-account":
         new = accounts.create(args.balance, label=args.label)
@@ -196,8 +196,8 @@ def _run(args: argparse.Namespace, target: Target, accounts, ledger, books) -> i
 def _audit(target: Target, books) -> int:
     import boto3
 
-    from kyma.audit import account_ids, audit_all
-    from kyma.money import micros_to_header
+    from kyma.billing.audit import account_ids, audit_all
+    from kyma.billing.money import micros_to_header
 
     report = audit_all(books, account_ids(boto3.client("dynamodb"), target.accounts_table))
     usd = {k: micros_to_header(v) for k, v in report.totals.items()}

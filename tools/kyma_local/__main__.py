@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     stack = LocalStack(port=args.port).start()
-    from kyma.config import config
+    from kyma.platform.config import config
 
     cfg = config()
     print(f"Kyma local stack (template.yaml, stage {stack.template.stage})")

@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         aws.start()
         os.environ.update(local_environment(template, aws))
         create_resources(template, endpoint_url=aws.endpoint)
-        from kyma.accounts import Accounts
-        from kyma.aws import dynamodb
-        from kyma.config import config
+        from kyma.accounts.store import Accounts
+        from kyma.platform.aws import dynamodb
+        from kyma.platform.config import config
 
         api_key = api_key or Accounts(dynamodb(), config()).create(
             DEMO_BALANCE_MICROS, account_id=DEMO_ACCOUNT_ID).api_key
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         sandbox = MiniMaxSandbox.from_env(api_key=f"sandbox-{secrets.token_hex(12)}").start()
         os.environ.update(upstream_environment(sandbox.base_url, sandbox.api_key))
         print(f"(ephemeral MiniMax sandbox at {sandbox.base_url})", file=sys.stderr)
-    from kyma.config import config
+    from kyma.platform.config import config
     from kyma.providers.select import provider
 
     config.cache_clear()            # read again, with MiniMax's address and key

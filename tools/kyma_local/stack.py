@@ -75,7 +75,7 @@ class LocalStack:
         env.update(self.extra_env)
         os.environ.update(env)
         create_resources(self.template, endpoint_url=self.aws.endpoint)
-        from kyma.config import config
+        from kyma.platform.config import config
         from kyma.providers.select import provider
         config.cache_clear()
         provider.cache_clear()
@@ -137,9 +137,9 @@ class LocalStack:
         }
 
     def _create_demo_account(self) -> str:
-        from kyma.accounts import Accounts
-        from kyma.aws import dynamodb
-        from kyma.config import config
+        from kyma.accounts.store import Accounts
+        from kyma.platform.aws import dynamodb
+        from kyma.platform.config import config
 
         return Accounts(dynamodb(), config()).create(
             DEMO_BALANCE_MICROS, account_id=DEMO_ACCOUNT_ID, label="local demo").api_key

@@ -1,4 +1,4 @@
-"""`make openapi`: write layers/shared/kyma/openapi.json from kyma_openapi.spec.build()."""
+"""`make openapi`: write layers/shared/kyma/edge/openapi.json from kyma_openapi.spec.build()."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kyma_openapi.spec import build
 
-PATH = Path(__file__).resolve().parents[2] / "layers" / "shared" / "kyma" / "openapi.json"
+PATH = Path(__file__).resolve().parents[2] / "layers" / "shared" / "kyma" / "edge" / "openapi.json"
 
 
 def render() -> str:

@@ -2,17 +2,17 @@
 
 One function per route keeps each operation readable; `_errors(...)` lists the
 statuses an operation can answer with, all in the one error envelope whose
-`code` is any code of `kyma.errors` (the vocabulary is shared by every route).
+`code` is any code of `kyma.edge.errors` (the vocabulary is shared by every route).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from kyma import errors
-from kyma.idempotency import HEADER as IDEMPOTENCY_HEADER
-from kyma.idempotency import MAX_KEY_LENGTH
-from kyma.speech_request import (
+from kyma.billing.idempotency import HEADER as IDEMPOTENCY_HEADER
+from kyma.billing.idempotency import MAX_KEY_LENGTH
+from kyma.edge import errors
+from kyma.speech.request import (
     ALIASES,
     EMOTIONS,
     FORMAT_PATTERN,
@@ -22,10 +22,10 @@ from kyma.speech_request import (
     STREAM_FORMATS,
     STREAMABLE_FORMATS,
 )
-from kyma.uploads import MAX_CONTENT_TYPE_CHARS, MAX_FILENAME_CHARS
-from kyma.voice_catalog import DEFAULT_LIMIT, MAX_LIMIT, TYPES
-from kyma.voice_clone import CLONE_MODEL, MAX_NAME_CHARS
-from kyma.voices import SYSTEM_VOICE_PATTERN
+from kyma.voices.catalog import DEFAULT_LIMIT, MAX_LIMIT, TYPES
+from kyma.voices.clone import CLONE_MODEL, MAX_NAME_CHARS
+from kyma.voices.records import SYSTEM_VOICE_PATTERN
+from kyma.voices.uploads import MAX_CONTENT_TYPE_CHARS, MAX_FILENAME_CHARS
 
 VERSION = "2.0.0"
 JSON = "application/json"

@@ -11,16 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from kyma.accounting import Books
-from kyma.audio_store import AudioStore
-from kyma.aws import dynamodb, s3
-from kyma.config import Config, config
-from kyma.idempotency import Idempotency
-from kyma.ledger import Ledger
-from kyma.paid_call import PaidCalls
-from kyma.uploads import Uploads
-from kyma.voice_lifecycle import Lifecycle
-from kyma.voice_store import Voices
+from kyma.billing.accounting import Books
+from kyma.billing.idempotency import Idempotency
+from kyma.billing.ledger import Ledger
+from kyma.billing.paid_call import PaidCalls
+from kyma.platform.aws import dynamodb, s3
+from kyma.platform.config import Config, config
+from kyma.speech.audio_store import AudioStore
+from kyma.voices.lifecycle import Lifecycle
+from kyma.voices.store import Voices
+from kyma.voices.uploads import Uploads
 
 
 @dataclass(frozen=True)

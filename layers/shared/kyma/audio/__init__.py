@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kyma.audio import m4a, mp3, wav
-from kyma.errors import UnsupportedMediaType
+from kyma.edge.errors import UnsupportedMediaType
 
 __all__ = ["UNSUPPORTED_FORMAT", "AudioInfo", "inspect_audio"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from kyma.errors import AudioUnreadable
+from kyma.edge.errors import AudioUnreadable
 
 BOX_HEADER = 8
 LARGE_BOX_HEADER = 16

@@ -33,7 +33,7 @@ import re
 import struct
 
 from kyma.audio.boxes import Span, child, iter_boxes
-from kyma.errors import AudioUnreadable
+from kyma.edge.errors import AudioUnreadable
 
 _MAX_EDITS = 1_000                    # real files have one or two
 _EDIT_ENTRY = {0: ">IiI", 1: ">QqI"}  # segment_duration, media_time, media rate (16.16)

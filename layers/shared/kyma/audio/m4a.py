@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from kyma.audio import gapless
 from kyma.audio.boxes import BOX_HEADER, UNPARSABLE_MOOV, Box, Span, child, full_box_u32, iter_boxes, u32
-from kyma.errors import AudioUnreadable
+from kyma.edge.errors import AudioUnreadable
 
 _AUDIO_BRANDS = frozenset({
     b"M4A ", b"M4B ", b"M4P ", b"mp41", b"mp42", b"isom",

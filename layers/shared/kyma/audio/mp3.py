@@ -15,7 +15,7 @@ import math
 import struct
 from dataclasses import dataclass
 
-from kyma.errors import AudioUnreadable
+from kyma.edge.errors import AudioUnreadable
 
 # Second header byte: 111VVLLP (sync, version, layer, no-CRC flag).
 _MPEG25, _MPEG2, _MPEG1 = 0b00, 0b10, 0b11

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from kyma.errors import AudioUnreadable
+from kyma.edge.errors import AudioUnreadable
 
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_IEEE_FLOAT = 0x0003

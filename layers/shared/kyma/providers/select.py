@@ -19,7 +19,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from kyma.config import Config, config
+from kyma.platform.config import Config, config
 
 if TYPE_CHECKING:
     from kyma.providers.minimax import MiniMaxClient
@@ -29,12 +29,12 @@ KEY_CACHE_SECONDS = 300
 
 @lru_cache(maxsize=1)
 def _ssm():
-    """Powertools Parameters over an SSM client with short timeouts (kyma.aws.fast_client): the key
+    """Powertools Parameters over an SSM client with short timeouts (kyma.platform.aws.fast_client): the key
     is looked up before the reserve (MiniMaxClient.check_key), so a slow SSM fails fast, uncharged.
     Imported on first use: Parameters is only needed when MiniMax is called."""
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
-    from kyma.aws import fast_client
+    from kyma.platform.aws import fast_client
 
     return SSMProvider(boto3_client=fast_client("ssm"))
 

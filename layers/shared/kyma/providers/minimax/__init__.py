@@ -13,7 +13,7 @@ Modules:
 * `client` -- `MiniMaxClient`, the calls and the fields they need from the answers;
 * `exchange` -- one HTTP exchange within the caller's deadline, retries with jittered
   backoff (`RetryPolicy`), the API key, the log of every failed attempt;
-* `codes` -- MiniMax's error table: what each answer means in `kyma.errors` terms (`classify`);
+* `codes` -- MiniMax's error table: what each answer means in `kyma.edge.errors` terms (`classify`);
 * `stream` -- `SpeechStream`, a streamed synthesis read chunk by chunk;
 * `upload` -- the clone reference's streamed multipart body, sent in large blocks.
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from kyma import errors
+from kyma.edge import errors
 from kyma.providers import SynthesisRequest, SynthesisResult
 from kyma.providers.minimax.codes import (
     STEP_CLONE,
@@ -31,7 +31,7 @@ from kyma.providers.minimax.upload import new_session, reference_upload
 
 
 class MiniMaxClient:
-    """MiniMax's HTTP API, answering in `kyma.errors` terms.
+    """MiniMax's HTTP API, answering in `kyma.edge.errors` terms.
 
     Public API::
 
@@ -43,7 +43,7 @@ class MiniMaxClient:
         check_key() -> None
 
     `deadline` is a `time.monotonic()` instant.  Failures raise a
-    `kyma.errors.UpstreamError` subclass (`kyma.providers.minimax.codes`).  `name` is
+    `kyma.edge.errors.UpstreamError` subclass (`kyma.providers.minimax.codes`).  `name` is
     what ``X-Kyma-Provider`` says ("minimax", or "sandbox" for the local stand-in).
     """
 

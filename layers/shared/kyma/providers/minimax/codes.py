@@ -1,10 +1,10 @@
-"""What MiniMax's answers mean: its error table, classified into `kyma.errors`.
+"""What MiniMax's answers mean: its error table, classified into `kyma.edge.errors`.
 
 MiniMax answers most errors with HTTP 200 and a non-zero
 ``base_resp.status_code``, so every JSON answer is checked at four levels
 (`check_answer`): HTTP status, JSON, ``base_resp`` and -- by the caller -- the
 fields it needs.  Every ``base_resp.status_code`` of MiniMax's error table maps
-to one `kyma.errors.UpstreamError` class (`classify`):
+to one `kyma.edge.errors.UpstreamError` class (`classify`):
 
 =================================================  ==========================================
 1026, 1027, 1042 (the text)                        `ContentRejected` (400)
@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kyma import errors
+from kyma.edge import errors
 
 STEP_UPLOAD = "file upload"
 STEP_CLONE = "voice clone"

@@ -30,7 +30,7 @@ from typing import Any
 
 import requests
 
-from kyma import errors
+from kyma.edge import errors
 from kyma.providers.minimax.codes import (
     DUPLICATE_VOICE_ID,
     OPERATOR_MESSAGE,

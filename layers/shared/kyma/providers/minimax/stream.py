@@ -20,7 +20,7 @@ import requests
 from kyma.providers.minimax.codes import STEP_STREAM, Failure, cut_off, refusal, status_code, timeout
 from kyma.providers.minimax.exchange import MAX_RESPONSE_BYTES, READ_BYTES, Exchange, looks_like_timeout
 
-# Half the margin a request keeps after its deadline (kyma.http.SAFETY_MARGIN_SECONDS, 2 s) to settle
+# Half the margin a request keeps after its deadline (kyma.edge.http.SAFETY_MARGIN_SECONDS, 2 s) to settle
 # or release and answer: a stream's end may still be read within it.
 END_GRACE_SECONDS = 1.0
 # How much of the stream's beginning an aggregated final event must repeat to be taken for one.
@@ -43,7 +43,7 @@ class SpeechStream:
         stream.trace_id                    # MiniMax's trace id (also on every error)
 
     Iterate once.  Mid-stream failures raise from the iteration as
-    `kyma.errors.UpstreamError` subclasses (an error event: classified by its
+    `kyma.edge.errors.UpstreamError` subclasses (an error event: classified by its
     code; a dropped connection or a stream that ends without its final event:
     `ProviderError`); nothing is retried after the first chunk.  Stopping
     early (``break``, an exception in the consumer, `close()`) closes the HTTP

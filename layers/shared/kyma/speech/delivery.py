@@ -1,0 +1,177 @@
+"""How speech reaches the client: one whole file, raw audio chunks, or Server-Sent Events.
+
+`kyma.speech.synthesis` hands every delivery the same calls: `begin(billing)` once the first audio
+is in hand (before it, nothing has been sent, so any failure is an ordinary error
+response), `audio(chunk)` for each chunk as MiniMax produces it, and `end(billing)` after
+the charge settled.
+
+- `Buffered` ("buffered", no stream flag): keeps the chunks and sends the whole file at
+  `end`, with every billing header including X-Kyma-Balance-USD (the charge settled first).
+- `RawAudio` ("audio", or `stream: true`): status and the headers known before the first
+  byte (model, characters, cost, provider) at `begin`, each chunk at once, the body's
+  last chunk after the settle.  No balance header (it is not known when headers go).
+- `Events` ("sse"): `text/event-stream` in OpenAI's shape:
+  ``data: {"type": "speech.audio.delta", "audio": "<base64>"}`` per chunk, then
+  ``data: {"type": "speech.audio.done", "usage": {...}}`` after the settle.  OpenAI's
+  usage fields are all there (`input_tokens` and `total_tokens` carry the characters
+  billed, our unit; `output_tokens` is 0), plus `characters_billed`, `cost_usd` and
+  `balance_usd` (null if it could not be read).  A failure after the first event ends the
+  stream with ``data: {"type": "error", "error": {"code": ..., "message": ...}}``.
+
+Failure after the first byte on a raw stream is a body without its last chunk
+(`kyma.edge.web_app`): the client cannot take a cut stream for a whole file.
+
+`replay` answers an Idempotency-Key replay from the audio kept in S3 and the billing
+facts of the record, in whichever form the replay asks for.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from kyma.billing.money import micros_to_header, micros_to_json, usd_to_micros
+from kyma.edge import errors
+from kyma.edge.errors import ApiError
+from kyma.edge.http import Response
+from kyma.speech.request import AUDIO, BUFFERED, SSE
+
+if TYPE_CHECKING:
+    from kyma.edge.web_app import Output
+    from kyma.speech.audio_store import AudioStore
+
+REPLAY_CHUNK_BYTES = 64 * 1024
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+@dataclass(frozen=True)
+class Billing:
+    """What a request costs and what the client is told about it."""
+
+    sku: str
+    chars: int
+    cost_micros: int
+    content_type: str
+    provider: str
+    balance_micros: int | None = None       # after the charge; None before it, or if unreadable
+
+    def headers(self, *, balance: bool = True) -> dict[str, str]:
+        return {
+            "Content-Type": self.content_type,
+            "X-Kyma-Model": self.sku,
+            "X-Kyma-Chars-Billed": str(self.chars),
+            "X-Kyma-Cost-USD": micros_to_header(self.cost_micros),
+            **({"X-Kyma-Balance-USD": micros_to_header(self.balance_micros)}
+               if balance and self.balance_micros is not None else {}),
+            "X-Kyma-Provider": self.provider,
+        }
+
+    def record(self, audio_key: str | None) -> dict:
+        """What an Idempotency-Key record keeps: these headers and where the audio is (never audio)."""
+        return {"headers": self.headers(), "audio_key": audio_key}
+
+    @classmethod
+    def from_record(cls, record: dict) -> Billing:
+        h = record["headers"]
+        balance = h.get("X-Kyma-Balance-USD")
+        return cls(sku=h["X-Kyma-Model"], chars=int(h["X-Kyma-Chars-Billed"]),
+                   cost_micros=usd_to_micros(h["X-Kyma-Cost-USD"]), content_type=h["Content-Type"],
+                   provider=h.get("X-Kyma-Provider", ""),
+                   balance_micros=None if balance is None else usd_to_micros(balance))
+
+
+class Delivery(Protocol):
+    needs_balance: bool
+
+    def begin(self, billing: Billing) -> None: ...
+
+    def audio(self, chunk: bytes) -> None: ...
+
+    def end(self, billing: Billing) -> None: ...
+
+
+class Buffered:
+    needs_balance = True
+
+    def __init__(self, out: Output, extra_headers: dict[str, str]) -> None:
+        self.out, self.extra = out, extra_headers
+        self.parts: list[bytes] = []
+
+    def begin(self, billing: Billing) -> None:
+        pass
+
+    def audio(self, chunk: bytes) -> None:
+        self.parts.append(chunk)
+
+    def end(self, billing: Billing) -> None:
+        audio, self.parts = b"".join(self.parts), []
+        self.out.send(Response(200, audio, {**billing.headers(), **self.extra}))
+
+
+class RawAudio:
+    needs_balance = False
+
+    def __init__(self, out: Output, extra_headers: dict[str, str]) -> None:
+        self.out, self.extra = out, extra_headers
+
+    def begin(self, billing: Billing) -> None:
+        self.out.start(200, {**billing.headers(balance=False), **self.extra})
+
+    def audio(self, chunk: bytes) -> None:
+        self.out.write(chunk)
+
+    def end(self, billing: Billing) -> None:
+        pass        # kyma.edge.web_app writes the last chunk when the route returns
+
+
+class Events:
+    needs_balance = True
+
+    def __init__(self, out: Output, extra_headers: dict[str, str]) -> None:
+        self.out, self.extra = out, extra_headers
+
+    def begin(self, billing: Billing) -> None:
+        headers = {**billing.headers(balance=False), **SSE_HEADERS, **self.extra}
+        self.out.start(200, headers, last_word=error_event)
+
+    def audio(self, chunk: bytes) -> None:
+        self.out.write(event({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode("ascii")}))
+
+    def end(self, billing: Billing) -> None:
+        self.out.write(event({"type": "speech.audio.done", "usage": usage(billing)}))
+
+
+def for_request(delivery: str, out: Output, *, replayed: bool = False) -> Delivery:
+    extra = {"Idempotent-Replayed": "true"} if replayed else {}
+    kinds: dict[str, type[Buffered] | type[RawAudio] | type[Events]] = {
+        BUFFERED: Buffered, AUDIO: RawAudio, SSE: Events}
+    return kinds[delivery](out, extra)
+
+
+def event(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def error_event(error: ApiError) -> bytes:
+    return event({"type": "error", **error.envelope()})
+
+
+def usage(billing: Billing) -> dict:
+    return {"input_tokens": billing.chars, "output_tokens": 0, "total_tokens": billing.chars,
+            "characters_billed": billing.chars, "cost_usd": micros_to_json(billing.cost_micros),
+            "balance_usd": None if billing.balance_micros is None else micros_to_json(billing.balance_micros)}
+
+
+def replay(record: dict, delivery: Delivery, audio_store: AudioStore) -> None:
+    """An Idempotency-Key replay: the first request's audio (kept in S3 before its charge
+    settled) and billing facts, delivered in the form this request asks for."""
+    audio = audio_store.get(record["audio_key"]) if record.get("audio_key") else None
+    if audio is None:
+        raise errors.IdempotencyExpired("The audio of this Idempotency-Key has expired; send a new request.")
+    billing = Billing.from_record(record)
+    delivery.begin(billing)
+    for start in range(0, len(audio), REPLAY_CHUNK_BYTES):
+        delivery.audio(audio[start:start + REPLAY_CHUNK_BYTES])
+    delivery.end(billing)
