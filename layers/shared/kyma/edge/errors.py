@@ -49,6 +49,14 @@ class NotAVoiceCloneModel(ApiError):
     status, code = 400, "not_a_voice_clone_model"
 
 
+class NotAVoiceDesignModel(ApiError):
+    status, code = 400, "not_a_voice_design_model"
+
+
+class DescriptionTooLong(ApiError):
+    status, code = 400, "description_too_long"
+
+
 class NotATtsModel(ApiError):
     status, code = 400, "not_a_tts_model"
 

@@ -18,6 +18,7 @@ from functools import lru_cache
 DEFAULT_SPEECH_PRICE_HD_MICROS_PER_1K = 100_000      # $0.10 / 1k chars
 DEFAULT_SPEECH_PRICE_TURBO_MICROS_PER_1K = 60_000    # $0.06 / 1k chars
 DEFAULT_VOICE_CLONE_PRICE_MICROS = 2_100_000         # $2.10 flat
+DEFAULT_VOICE_DESIGN_PRICE_MICROS = 4_200_000        # $4.20 flat
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Config:
     rate_limit_defaults: tuple[tuple[str, int, int], ...]     # (endpoint, per minute, burst)
     # Prices (integer micro-dollars).
     voice_clone_price_micros: int
+    voice_design_price_micros: int
     speech_price_hd_micros_per_1k: int
     speech_price_turbo_micros_per_1k: int
     # How long a hold may stay open before the reconciler releases it.
@@ -102,6 +104,7 @@ class Config:
             provider_name=env.get("KYMA_PROVIDER_NAME", "minimax"),
             rate_limit_defaults=_limits(env.get("RATE_LIMIT_DEFAULTS", "")),
             voice_clone_price_micros=integer("VOICE_CLONE_PRICE_MICROS", DEFAULT_VOICE_CLONE_PRICE_MICROS),
+            voice_design_price_micros=integer("VOICE_DESIGN_PRICE_MICROS", DEFAULT_VOICE_DESIGN_PRICE_MICROS),
             speech_price_hd_micros_per_1k=integer("SPEECH_PRICE_HD_PER_1K_MICROS",
                                                   DEFAULT_SPEECH_PRICE_HD_MICROS_PER_1K),
             speech_price_turbo_micros_per_1k=integer("SPEECH_PRICE_TURBO_PER_1K_MICROS",
@@ -123,6 +126,7 @@ class Config:
 DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
     "speech": (60, 10),
     "voice-clone": (10, 3),
+    "voice-design": (10, 3),       # MiniMax allows 20 designs a minute for the whole platform
     "uploads": (30, 5),
     "voices": (120, 20),
     "account": (120, 20),          # balance, ledger, usage

@@ -1,6 +1,6 @@
-"""What a customer sees of voices: their own cloned voices, then MiniMax's system catalog.
+"""What a customer sees of voices: their own voices (cloned and designed), then MiniMax's system catalog.
 
-`GET /v1/audio/voices` pages through both with one opaque cursor (newest cloned
+`GET /v1/audio/voices` pages through both with one opaque cursor (newest own
 voice first, tombstones never shown, then the system voices in MiniMax's
 order); `GET /v1/audio/voices/{voice_id}` shows one.  Another account's voice is
 not found here (its existence is not disclosed).  The system catalog comes
@@ -21,20 +21,21 @@ from typing import Any
 
 from kyma.edge import errors
 from kyma.edge.http import query_limit
-from kyma.voices.records import GONE, VOICE_ID_PATTERN, is_cloned_voice_id, status_of
+from kyma.voices.records import CLONED, DESIGNED, GONE, VOICE_ID_PATTERN, is_cloned_voice_id, kind_of, status_of
 from kyma.voices.store import Voices
 
 CATALOG_TTL_SECONDS = 600
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
-TYPES = ("all", "cloned", "system")
+TYPES = ("all", CLONED, DESIGNED, "system")
 
 
 def iso(epoch: Any) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def cloned_view(row: Mapping[str, Any]) -> dict:
-    return {"voice_id": row["voice_id"], "type": "cloned", "name": row.get("name"), "model": row.get("model"),
+def own_view(row: Mapping[str, Any]) -> dict:
+    """One of the caller's voices: `type` is "cloned" or "designed"."""
+    return {"voice_id": row["voice_id"], "type": kind_of(row), "name": row.get("name"), "model": row.get("model"),
             "status": status_of(row), "created_at": iso(row.get("created_at"))}
 
 
@@ -75,11 +76,12 @@ def list_page(owner_id: str, *, kind: str, limit: int, cursor: dict | None, voic
         raise errors.InvalidRequest("cursor belongs to another listing; start again without it.")
     page: list[dict] = []
     if phase == "cloned":
-        rows, last = voices.owned_page(owner_id, limit=limit, start=(cursor or {}).get("after"))
-        page += [cloned_view(r) for r in rows]
+        rows, last = voices.owned_page(owner_id, limit=limit, start=(cursor or {}).get("after"),
+                                       kind=kind if kind in (CLONED, DESIGNED) else None)
+        page += [own_view(r) for r in rows]
         if last is not None:
             return {"voices": page, "next_cursor": _encode_cursor(kind, "cloned", after=last)}
-        if kind == "cloned":
+        if kind in (CLONED, DESIGNED):
             return {"voices": page, "next_cursor": None}
         phase, cursor = "system", None
     offset = int((cursor or {}).get("offset", 0))
@@ -98,7 +100,7 @@ def get_one(owner_id: str, voice_id: str, *, voices: Voices, catalog: SystemCata
         row = voices.get(voice_id) if VOICE_ID_PATTERN.match(voice_id) else None   # never issued: no lookup
         if row is None or row.get("owner_id") != owner_id or status_of(row) in GONE:
             raise errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
-        return cloned_view(row)
+        return own_view(row)
     for voice in catalog.voices(provider, deadline=deadline):
         if voice["voice_id"] == voice_id:
             return voice

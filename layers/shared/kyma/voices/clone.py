@@ -3,9 +3,9 @@
 Order (each step only if the previous passed):
 1. read the request: model, name, the file (inline multipart or an upload),
 2. check the reference: size, format sniffed from the bytes, duration,
-3. reserve $2.10 (402 if short),
-4. MiniMax: upload + clone under a fresh kyma_<16 hex> id (502 → release),
-5. settle: ownership row + charge in one transaction (500 → release).
+3–5. `kyma.voices.purchase.buy_voice` (the protocol voice design shares): reserve $2.10 (402 if
+   short); MiniMax upload + clone under a fresh kyma_<16 hex> id (502 → release); settle:
+   ownership row + charge in one transaction (500 → release).
 Nothing is charged and nothing is sent upstream unless 1–2 passed; nothing
 is sent upstream unless 3 passed.
 """
@@ -24,8 +24,9 @@ from kyma.edge.json_body import parse_object
 from kyma.edge.multipart import parse_content_type, parse_form
 from kyma.platform.config import Config
 from kyma.platform.dynamo import Check
-from kyma.platform.observability import MetricUnit, logger, metrics, upstream_failure
-from kyma.voices.records import new_voice_id, voice_put
+from kyma.platform.observability import MetricUnit, logger, metrics
+from kyma.voices.purchase import Order, buy_voice
+from kyma.voices.records import CLONED
 from kyma.voices.uploads import Uploads
 
 if TYPE_CHECKING:
@@ -187,28 +188,13 @@ def create(parsed: CloneInput | UploadRef, *, account_id: str, request_id: str, 
 def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
           paid: PaidCalls, provider: MiniMaxClient, cfg: Config, guard: str | None = None,
           rate_limit: Check | None = None) -> CloneResult:
-    voice_id = new_voice_id()
     price = cfg.voice_clone_price_micros
-    provider.check_key()              # a failing secret store fails here, before anything is reserved
-    hold = paid.ledger.reserve(account_id, price, kind="voice_clone", request_id=request_id,
-                           reference={"voice_id": voice_id, "model": inp.model}, upload_id=inp.upload_id,
-                           guard=guard, rate_limit=rate_limit)
-    try:
-        paid.complete(
-            hold, lambda: provider.clone_voice(inp.audio, inp.filename, voice_id, deadline=deadline),
-            items=lambda _: [voice_put(cfg, voice_id=voice_id, owner_id=account_id, name=inp.name,
-                                       model=inp.model, provider=provider.name, request_id=request_id,
-                                       price_micros=price)],
-            settle_failed=lambda: errors.OwnershipWriteFailed(
-                "The voice was cloned but its ownership could not be recorded; no charge was applied. "
-                "Safe to retry."),
-            deadline=deadline)
-    except errors.UpstreamError as exc:
-        upstream_failure(exc, "voice clone", voice_id=voice_id)
-        raise
-
+    voice_id, _ = buy_voice(
+        Order(CLONED, inp.model, inp.name, price),
+        lambda voice_id: provider.clone_voice(inp.audio, inp.filename, voice_id, deadline=deadline),
+        account_id=account_id, request_id=request_id, deadline=deadline, paid=paid, provider=provider, cfg=cfg,
+        guard=guard, rate_limit=rate_limit, upload_id=inp.upload_id)
     metrics.add_metric(name="VoiceClones", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="ChargedMicroUSD", unit=MetricUnit.Count, value=price)
     logger.info("voice cloned", extra={"voice_id": voice_id, "account_id": account_id,
                                        "audio_format": inp.info.format,
                                        "duration_s": round(inp.info.duration_seconds, 2)})

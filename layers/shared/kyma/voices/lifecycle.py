@@ -1,8 +1,9 @@
 """Keeping the promise "reusable in unlimited TTS calls": activation, expiry (with refund), deletion.
 
-MiniMax deletes a cloned voice that no real T2A synthesis used within 7 days
-(the preview inside voice_clone does not count).  So every new voice is used
-once upstream, at our cost (included in the $2.10), soon after its clone:
+MiniMax deletes a cloned or designed voice that no real T2A synthesis used within
+7 days (the preview inside voice_clone or voice_design does not count).  So every
+new voice is used once upstream, at our cost (included in its price: $2.10 for a
+clone, $4.20 for a design), soon after it is made:
 
 - the Voices table's stream invokes the activation function for each new row
   (retried with backoff, then an on-failure queue: template.yaml);
@@ -12,7 +13,8 @@ once upstream, at our cost (included in the $2.10), soon after its clone:
 - a customer's own successful synthesis also activates it (kyma.speech.synthesis).
 
 A voice MiniMax no longer has (it answers 20132 for it) becomes `expired`.  If
-it was never activated, that is our fault: the clone's price comes back as a
+it was never activated, that is our fault: the voice's own price (`price_micros` on
+its row, what its clone or design charged) comes back as a
 `refund` ledger entry, in the same transaction as the state change, so exactly
 once.  Only MiniMax's answer expires a voice, never its age alone.
 """
@@ -28,7 +30,16 @@ from kyma.edge import errors
 from kyma.platform.config import Config
 from kyma.platform.observability import MetricUnit, logger, metrics, upstream_failure
 from kyma.providers import SynthesisRequest
-from kyma.voices.records import ACTIVATING, EXPIRED, GONE, VOICE_ID_PATTERN, expiry_check, status_of
+from kyma.voices.records import (
+    ACTIVATING,
+    EXPIRED,
+    GONE,
+    VOICE_ID_PATTERN,
+    expiry_check,
+    price_of,
+    status_of,
+    upstream_voice_type,
+)
 from kyma.voices.store import Voices
 
 if TYPE_CHECKING:
@@ -75,7 +86,8 @@ class Lifecycle:
     # ── expiry ───────────────────────────────────────────────────────────
     def expire(self, voice_id: str, *, reason: str) -> str:
         """MiniMax no longer has the voice.  "refunded" (never activated and never used in a paid
-        request: the clone's price is back in the balance), "expired" (it had been active or used),
+        request: the voice's own price -- $2.10 for a clone, $4.20 for a design -- is back in the
+        balance), "expired" (it had been active or used),
         or "unchanged" (already expired, deleted or unknown).  Safe to call from anywhere, any
         number of times."""
         row = self.voices.get(voice_id)
@@ -83,7 +95,7 @@ class Lifecycle:
             return "unchanged"
         now = int(time.time())
         if status_of(row) == ACTIVATING and "used_at" not in row:
-            price = int(row.get("price_micros") or self.cfg.voice_clone_price_micros)
+            price = price_of(row, self.cfg)
             if self.ledger.refund(row["owner_id"], price, reason="voice_expired_before_activation",
                                   reference={"voice_id": voice_id},
                                   because=expiry_check(self.cfg, voice_id, refund=True, now=now, reason=reason)):
@@ -106,15 +118,19 @@ class Lifecycle:
         MiniMax fails or its answer is lost, the sweep retries until it confirms: an outcome we
         cannot see is never undone (it may have deleted the voice).  Returns True if MiniMax
         confirmed now.  Another account's, unknown or already deleted: 404.  No refund."""
-        if not VOICE_ID_PATTERN.match(voice_id) or not self.voices.begin_delete(voice_id, owner_id,
-                                                                                int(time.time())):
+        row = self.voices.begin_delete(voice_id, owner_id, int(time.time())) \
+            if VOICE_ID_PATTERN.match(voice_id) else None
+        if row is None:
             raise errors.VoiceNotFound(f"Voice {voice_id} does not exist.")
         logger.info("voice deleted", extra={"voice_id": voice_id, "account_id": owner_id})
-        return self._delete_upstream(voice_id, provider, deadline=deadline)
+        return self._delete_upstream(voice_id, upstream_voice_type(row), provider, deadline=deadline)
 
-    def _delete_upstream(self, voice_id: str, provider: MiniMaxClient, *, deadline: float) -> bool:
+    def _delete_upstream(self, voice_id: str, voice_type: str, provider: MiniMaxClient, *,
+                         deadline: float) -> bool:
+        """MiniMax's `delete_voice` under the voice's own `voice_type` (a designed voice is
+        `voice_generation`: deleted as a clone, MiniMax would not find it)."""
         try:
-            provider.delete_voice(voice_id, deadline=deadline)
+            provider.delete_voice(voice_id, voice_type=voice_type, deadline=deadline)
         except Exception as exc:
             metrics.add_metric(name="VoiceDeleteRetries", unit=MetricUnit.Count, value=1)
             logger.warning("MiniMax did not confirm a voice deletion; the sweep retries it",
@@ -153,7 +169,9 @@ class Lifecycle:
             if time.monotonic() + pace_seconds >= deadline:
                 break
             started = time.monotonic()
-            outcome["deleted" if self._delete_upstream(voice_id, provider, deadline=deadline) else "failed"] += 1
+            voice_type = upstream_voice_type(self.voices.get(voice_id))   # the index holds only keys
+            outcome["deleted" if self._delete_upstream(voice_id, voice_type, provider, deadline=deadline)
+                    else "failed"] += 1
             time.sleep(max(0.0, pace_seconds - (time.monotonic() - started)))
         threshold = now - self.cfg.voice_activation_alarm_seconds
         stuck = self.voices.count_activating_since(threshold)

@@ -1,7 +1,10 @@
-"""Cloned voices: ids, who owns them, and the states they live in (table Voices).
+"""Our voices, cloned or designed: ids, who owns them, and the states they live in (table Voices).
 
-A voice row exists if and only if its clone was charged: it is written only
-inside the settle transaction (kyma.billing.ledger.Ledger.settle).  Its life
+A voice row exists if and only if its clone (or design) was charged: it is written only
+inside the settle transaction (kyma.billing.ledger.Ledger.settle).  A designed voice
+(POST /v1/audio/voice-design) is a row like a cloned one, with `kind` "designed" (rows without
+`kind` are cloned); it lives the same life, because MiniMax keeps it under the same 7-day
+rule, and is deleted upstream as a `voice_generation` voice.  Its life
 (shared/reference/voices.md):
 
     activating ──(a real synthesis upstream succeeded)──> active
@@ -48,6 +51,12 @@ ACTIVATING, ACTIVE, EXPIRED, DELETED = "activating", "active", "expired", "delet
 DELETING = "deleting"
 GONE = (DELETING, DELETED)
 
+# What a voice of ours is (`kind` on its row; absent: cloned), and what MiniMax calls it
+# (`voice_type` in get_voice and delete_voice).
+CLONED, DESIGNED = "cloned", "designed"
+KINDS = (CLONED, DESIGNED)
+UPSTREAM_VOICE_TYPE = {CLONED: "voice_cloning", DESIGNED: "voice_generation"}
+
 
 def new_voice_id() -> str:
     """kyma_ + 16 lowercase hex from a CSPRNG.  Also valid as a MiniMax voice_id
@@ -74,6 +83,25 @@ def is_valid_voice_id(voice_id: str) -> bool:
     return is_cloned_voice_id(voice_id) or bool(SYSTEM_VOICE_PATTERN.match(voice_id))
 
 
+def kind_of(row: Mapping[str, Any]) -> str:
+    """Rows written before voices could be designed are cloned voices."""
+    return str(row.get("kind") or CLONED)
+
+
+def upstream_voice_type(row: Mapping[str, Any] | None) -> str:
+    """MiniMax's `voice_type` for one of our voices (a row not found: a clone)."""
+    return UPSTREAM_VOICE_TYPE[kind_of(row or {})]
+
+
+def price_of(row: Mapping[str, Any], cfg: Config) -> int:
+    """What the voice cost its owner (micro-dollars): the price its row recorded when it was charged,
+    else (rows from before prices were recorded) the price of its kind."""
+    recorded = row.get("price_micros")
+    if recorded:
+        return int(recorded)
+    return cfg.voice_design_price_micros if kind_of(row) == DESIGNED else cfg.voice_clone_price_micros
+
+
 def status_of(row: Mapping[str, Any]) -> str:
     """Rows written before voices had a status are voices that still need activating."""
     return str(row.get("status") or ACTIVATING)
@@ -81,13 +109,19 @@ def status_of(row: Mapping[str, Any]) -> str:
 
 # ── the voice's part in the ledger's transactions ───────────────────────
 def voice_put(cfg: Config, *, voice_id: str, owner_id: str, name: str | None, model: str,
-              provider: str, request_id: str, price_micros: int) -> dict:
-    """Settle of a clone: the ownership row (status activating), a Put that fails if the id exists."""
+              provider: str, request_id: str, price_micros: int, kind: str = CLONED,
+              preview_key: str | None = None) -> dict:
+    """Settle of a clone or a design: the ownership row (status activating), a Put that fails if
+    the id exists.  `price_micros` is what this voice cost: an expiry refunds exactly that.
+    `preview_key`: where a designed voice's preview is kept (S3, AudioBucket)."""
+    if kind not in KINDS:
+        raise ValueError(f"not a kind of voice: {kind!r}")
     return {"Put": {
         "TableName": cfg.voices_table,
         "Item": to_item({"voice_id": voice_id, "owner_id": owner_id, "name": name, "model": model,
                          "provider": provider, "provider_voice_id": voice_id, "status": ACTIVATING,
-                         "activating": "1", "price_micros": price_micros,
+                         "activating": "1", "price_micros": price_micros, "kind": kind,
+                         "preview_key": preview_key,
                          "created_at": int(time.time()), "request_id": request_id}),
         "ConditionExpression": "attribute_not_exists(voice_id)",
     }}

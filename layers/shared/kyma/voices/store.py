@@ -12,6 +12,7 @@ from kyma.platform.dynamo import from_item, to_item, values
 from kyma.voices.records import (
     ACTIVATING_INDEX,
     BY_OWNER_INDEX,
+    CLONED,
     DELETED,
     DELETING,
     PENDING_DELETES_INDEX,
@@ -30,14 +31,22 @@ class Voices:
         return from_item(self.ddb.get_item(TableName=self.cfg.voices_table, ConsistentRead=True,
                                            Key=to_item({"voice_id": voice_id})).get("Item"))
 
-    def owned_page(self, owner_id: str, *, limit: int, start: dict | None) -> tuple[list[dict], dict | None]:
-        """The owner's voices, newest first, tombstones left out; (rows, key to continue from)."""
+    def owned_page(self, owner_id: str, *, limit: int, start: dict | None,
+                   kind: str | None = None) -> tuple[list[dict], dict | None]:
+        """The owner's voices (only those of `kind`, "cloned" or "designed", if given), newest first,
+        tombstones left out; (rows, key to continue from)."""
+        shown = "(attribute_not_exists(#status) OR NOT (#status IN (:deleted, :deleting)))"
+        names, kinds = {"#status": "status"}, {}
+        if kind is not None:        # rows without `kind` are cloned (kyma.voices.records.kind_of)
+            shown += (" AND (attribute_not_exists(#kind) OR #kind = :kind)" if kind == CLONED
+                      else " AND #kind = :kind")
+            names["#kind"], kinds["kind"] = "kind", kind
         kwargs: dict[str, Any] = {
             "TableName": self.cfg.voices_table, "IndexName": BY_OWNER_INDEX, "ScanIndexForward": False,
-            "KeyConditionExpression": "owner_id = :o",
-            "FilterExpression": "attribute_not_exists(#status) OR NOT (#status IN (:deleted, :deleting))",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": values(o=owner_id, deleted=DELETED, deleting=DELETING), "Limit": limit}
+            "KeyConditionExpression": "owner_id = :o", "FilterExpression": shown,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values(o=owner_id, deleted=DELETED, deleting=DELETING, **kinds),
+            "Limit": limit}
         rows: list[dict] = []
         while len(rows) < limit:
             if start:
@@ -84,11 +93,12 @@ class Voices:
             "ConditionExpression": "attribute_exists(activating)",
             "ExpressionAttributeValues": values(e=error[:500], now=now, one=1)})
 
-    def begin_delete(self, voice_id: str, owner_id: str, now: int) -> bool:
+    def begin_delete(self, voice_id: str, owner_id: str, now: int) -> dict | None:
         """The owner's voice becomes `deleting`: gone for its owner at once (never listed, never
         usable), out of reach of activation and expiry (so never refunded), and on the sweep's list
-        until MiniMax confirms the deletion.  False if it is not theirs or already gone."""
-        return self.apply({
+        until MiniMax confirms the deletion.  The row as it is now; None if it is not theirs or
+        already gone."""
+        return self.apply_returning({
             "TableName": self.cfg.voices_table, "Key": to_item({"voice_id": voice_id}),
             "UpdateExpression": "SET #status = :deleting, deleting_since = :now, delete_pending = :one "
                                 "REMOVE activating",
@@ -115,6 +125,16 @@ class Voices:
                               ExpressionAttributeValues=values(one="1", **({"before": before} if before is not None
                                                                           else {})))
         return [str(r["voice_id"]) for r in map(from_item, page.get("Items", [])) if r is not None]
+
+    def apply_returning(self, update: dict) -> dict | None:
+        """One conditional UpdateItem; the updated row, or None if its condition does not hold."""
+        try:
+            answer = self.ddb.update_item(**update, ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        return from_item(answer.get("Attributes")) or {}
 
     def apply(self, update: dict) -> bool:
         """One conditional UpdateItem; False if its condition does not hold."""

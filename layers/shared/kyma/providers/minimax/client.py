@@ -18,6 +18,7 @@ from kyma.providers import SynthesisRequest, SynthesisResult
 from kyma.providers.minimax.codes import (
     STEP_CLONE,
     STEP_DELETE,
+    STEP_DESIGN,
     STEP_STREAM,
     STEP_SYNTHESIS,
     STEP_UPLOAD,
@@ -36,10 +37,11 @@ class MiniMaxClient:
     Public API::
 
         clone_voice(audio, filename, voice_id, *, deadline) -> None
+        design_voice(prompt, preview_text, voice_id, *, deadline) -> bytes | None   (the preview)
         synthesize(request, *, deadline) -> SynthesisResult
         synthesize_stream(request, *, deadline, start_by=None) -> SpeechStream
         system_voices(*, deadline) -> list[{"voice_id", "name", "description"}]
-        delete_voice(voice_id, *, deadline) -> bool
+        delete_voice(voice_id, *, voice_type="voice_cloning", deadline) -> bool
         check_key() -> None
 
     `deadline` is a `time.monotonic()` instant.  Failures raise a
@@ -103,6 +105,34 @@ class MiniMaxClient:
         # 2013 here is our bug, not the customer's: the request holds only our ids and flags.
         self._http.post(STEP_CLONE, "/v1/voice_clone", deadline, lambda: {"json": clone},
                         customer_values=False, duplicate_means_done=True)
+
+    def design_voice(self, prompt: str, preview_text: str, voice_id: str, *, deadline: float) -> bytes | None:
+        """Design a voice from `prompt` under our `voice_id` (``/v1/voice_design``); returns the
+        preview MiniMax rendered of `preview_text` (``trial_audio``, hex-decoded).
+
+        The voice is what is paid for, the preview comes with it: a successful answer whose
+        ``trial_audio`` is missing or not hex is still a designed voice (None, logged), and so is
+        a retry answered 2039 for this very id (an earlier attempt designed it and only its answer
+        was lost; MiniMax renders no preview for it then).  An answer for another voice id is a
+        `ProviderError`.  2013 and 1026/1027 concern the customer's description or preview text
+        (400 ``invalid_request`` / ``content_rejected``)."""
+        design = {"prompt": prompt, "preview_text": preview_text, "voice_id": voice_id}
+        body, trace_id = self._http.post(STEP_DESIGN, "/v1/voice_design", deadline, lambda: {"json": design},
+                                         duplicate_means_done=True)
+        if not body:                        # 2039 on a retry: designed by an earlier attempt
+            return None
+        if body.get("voice_id") != voice_id:
+            raise self._missing(STEP_DESIGN, "response is not for the voice_id we sent", trace_id)
+        trial = body.pop("trial_audio", None)
+        try:
+            preview = bytes.fromhex(trial) if isinstance(trial, str) and trial else None
+        except ValueError:
+            preview = None
+        del trial
+        if not preview:
+            self._http.log(Failure(STEP_DESIGN, "designed, but the answer has no usable trial_audio",
+                                   trace_id=trace_id, http_status=200, retryable=False), 1, will_retry=False)
+        return preview
 
     def synthesize(self, request: SynthesisRequest, *, deadline: float) -> SynthesisResult:
         """Render `request` to audio bytes (the whole answer at once)."""
@@ -186,8 +216,9 @@ class MiniMaxClient:
                            "description": description if isinstance(description, str) else ""})
         return voices
 
-    def delete_voice(self, voice_id: str, *, deadline: float) -> bool:
-        """Delete a cloned voice upstream (``delete_voice``, ``voice_type: voice_cloning``).
+    def delete_voice(self, voice_id: str, *, voice_type: str = "voice_cloning", deadline: float) -> bool:
+        """Delete one of our voices upstream (``delete_voice``): a clone is ``voice_type:
+        voice_cloning``, a designed voice ``voice_generation``.
 
         Returns True when MiniMax deleted it now, False when MiniMax does not have it
         (any more): MiniMax's documentation does not say what ``delete_voice`` answers for
@@ -197,7 +228,9 @@ class MiniMaxClient:
         id can never be cloned again.  Any other failure raises as classified (2013 is a
         bug here, `ProviderError`: no customer value is sent).
         """
-        request = {"voice_type": "voice_cloning", "voice_id": voice_id}
+        if voice_type not in ("voice_cloning", "voice_generation"):
+            raise ValueError(f"not a voice_type of ours: {voice_type!r}")
+        request = {"voice_type": voice_type, "voice_id": voice_id}
         try:
             self._http.post(STEP_DELETE, "/v1/delete_voice", deadline, lambda: {"json": request},
                             customer_values=False, quiet_codes=VOICE_MISSING_CODES)

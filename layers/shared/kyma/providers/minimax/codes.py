@@ -35,6 +35,7 @@ from kyma.edge import errors
 
 STEP_UPLOAD = "file upload"
 STEP_CLONE = "voice clone"
+STEP_DESIGN = "voice design"
 STEP_SYNTHESIS = "speech synthesis"
 STEP_STREAM = "streamed speech synthesis"
 STEP_VOICES = "voice listing"
