@@ -6,13 +6,13 @@ from kyma.platform import init_phase
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
 from kyma.accounts.rate_limits import RateLimiter, caller_check
-from kyma.billing.money import micros_to_header, micros_to_json
 from kyma.edge.http import Request, Response, api_handler, json_response, replay_marked
 from kyma.platform.observability import instrument
 from kyma.providers.select import provider
 from kyma.services import services
 from kyma.voices import clone as voice_clone
 from kyma.voices import uploads
+from kyma.voices.purchase import receipt
 
 svc = services()
 limiter = RateLimiter(svc.ledger.ddb, svc.cfg)
@@ -43,17 +43,10 @@ def create_upload(request: Request) -> Response:
 
 def _record(result: voice_clone.CloneResult) -> dict:
     """The seed page's response as a plain dict: what an Idempotency-Key record stores and replays."""
-    balance = result.balance_micros   # None only if the read after the charge failed
-    response = json_response(200, {
-        "voice_id": result.voice_id, "name": result.name, "model": result.model,
-        "cost_usd": micros_to_json(result.cost_micros),
-        "balance_usd": None if balance is None else micros_to_json(balance),
-    }, {
-        "X-Kyma-Model": result.model,
-        "X-Kyma-Cost-USD": micros_to_header(result.cost_micros),
-        **({} if balance is None else {"X-Kyma-Balance-USD": micros_to_header(balance)}),
-        "X-Kyma-Provider": provider().name,
-    })
+    fields, headers = receipt(voice_id=result.voice_id, name=result.name, model=result.model,
+                              cost_micros=result.cost_micros, balance_micros=result.balance_micros,
+                              provider_name=provider().name)
+    response = json_response(200, fields, headers)
     return {"status": response.status, "body": response.body, "headers": response.headers}
 
 

@@ -19,6 +19,7 @@ from kyma.platform.aws import dynamodb, s3
 from kyma.platform.config import Config, config
 from kyma.speech.audio_store import AudioStore
 from kyma.voices.lifecycle import Lifecycle
+from kyma.voices.previews import Previews
 from kyma.voices.store import Voices
 from kyma.voices.uploads import Uploads
 
@@ -34,6 +35,7 @@ class Services:
     audio: AudioStore
     voices: Voices
     lifecycle: Lifecycle
+    previews: Previews
 
 
 def services() -> Services:
@@ -48,4 +50,4 @@ def _services(cfg: Config) -> Services:
     return Services(cfg=cfg, ledger=ledger, books=books, paid=PaidCalls(ledger, books),
                     idempotency=Idempotency(ddb, cfg), uploads=Uploads(ddb, s3, cfg),
                     audio=AudioStore(s3, cfg.audio_bucket), voices=voices,
-                    lifecycle=Lifecycle(voices, ledger, cfg))
+                    lifecycle=Lifecycle(voices, ledger, cfg), previews=Previews(s3, cfg.audio_bucket))

@@ -3,9 +3,14 @@
 ``POST /v1/files/upload``  multipart (``purpose=voice_clone``, ``file``) -> ``file.file_id``
 ``POST /v1/voice_clone``   registers ``voice_id`` for an uploaded file (2039 if the id
                            exists or ever existed)
+``POST /v1/voice_design``  a voice from ``prompt`` (our ``voice_id``, or one made up), with
+                           ``trial_audio``: the hex of a deterministic, playable MP3 of
+                           ``preview_text`` (the same request, the same audio); the preview
+                           never counts as use (the 7-day rule)
 ``POST /v1/t2a_v2``        hex audio (`speech` answers it, whole or streamed)
 ``POST /v1/get_voice``     ``voice_type`` system / voice_cloning / voice_generation / all
-``POST /v1/delete_voice``  ``voice_type: voice_cloning``; unknown or gone -> 20132
+``POST /v1/delete_voice``  ``voice_type`` voice_cloning / voice_generation; unknown, gone or
+                           of the other type -> 20132
 
 Requests are checked first (`validation`); the 7-day rule lives in
 `voices.VoiceRegistry`, the system voices in `catalog`.  Not modelled:
@@ -28,11 +33,23 @@ from kyma_local.sandbox.validation import (
     Synthesis,
     validate_clone,
     validate_delete_voice,
+    validate_design,
     validate_get_voice,
     validate_upload,
 )
-from kyma_local.sandbox.voices import UnknownVoice, VoiceRegistry, VoiceTaken, date_of
-from kyma_local.sandbox.wire import PATH_CLONE, PATH_DELETE_VOICE, PATH_GET_VOICE, PATH_UPLOAD, Reject, base_resp
+from kyma_local.sandbox.voices import CLONING, GENERATION, UnknownVoice, VoiceRegistry, VoiceTaken, date_of
+from kyma_local.sandbox.wire import (
+    PATH_CLONE,
+    PATH_DELETE_VOICE,
+    PATH_DESIGN,
+    PATH_GET_VOICE,
+    PATH_UPLOAD,
+    Reject,
+    base_resp,
+)
+
+# The preview of a design: MP3 as MiniMax renders it by default.
+PREVIEW_RATE, PREVIEW_BITRATE = 32000, 128000
 
 
 class Account:
@@ -49,11 +66,13 @@ class Account:
         self.last_audio: bytes | None = None
 
     def answer(self, path: str, body: Any, parts: dict | None, trace_id: str) -> dict:
-        """The JSON answer to a call of upload, voice_clone, get_voice or delete_voice."""
+        """The JSON answer to a call of upload, voice_clone, voice_design, get_voice or delete_voice."""
         if path == PATH_UPLOAD:
             return self.upload(parts)
         if path == PATH_CLONE:
             return self.clone(body, trace_id)
+        if path == PATH_DESIGN:
+            return self.design(body, trace_id)
         if path == PATH_GET_VOICE:
             return self.get_voice(body, trace_id)
         if path == PATH_DELETE_VOICE:
@@ -89,6 +108,21 @@ class Account:
         return {"input_sensitive": False, "input_sensitive_type": 0, "demo_audio": "",
                 "trace_id": trace_id, "base_resp": base_resp(0)}
 
+    def design(self, body: Any, trace_id: str) -> dict:
+        request = validate_design(body)
+        voice_id = request.voice_id or "ttv-voice-" + hashlib.sha256(trace_id.encode()).hexdigest()[:16]
+        with self.lock:
+            try:
+                self.registry.design(voice_id, request.prompt)
+            except VoiceTaken:
+                raise Reject(2039) from None
+        seed = int.from_bytes(hashlib.sha256(json.dumps([request.prompt, request.preview_text]).encode())
+                              .digest()[:8], "big")
+        preview = sandbox_audio.render("mp3", PREVIEW_RATE, 1, PREVIEW_BITRATE, seed, sandbox_audio.LEAD_IN_MS
+                                       + sandbox_audio.MS_PER_CHAR * len(request.preview_text))
+        return {"voice_id": voice_id, "trial_audio": preview.audio.hex(), "trace_id": trace_id,
+                "base_resp": base_resp(0)}
+
     def get_voice(self, body: Any, trace_id: str) -> dict:
         voice_type = validate_get_voice(body)
         out: dict[str, Any] = {}
@@ -96,15 +130,17 @@ class Account:
             out["system_voice"] = catalog.system_voices()
         if voice_type in ("voice_cloning", "all"):
             out["voice_cloning"] = [{"voice_id": v.voice_id, "description": [],
-                                     "created_time": date_of(v.created_at)} for v in self.registry.listed()]
+                                     "created_time": date_of(v.created_at)} for v in self.registry.listed(CLONING)]
         if voice_type in ("voice_generation", "all"):
-            out["voice_generation"] = []
+            out["voice_generation"] = [{"voice_id": v.voice_id, "description": [v.prompt or ""],
+                                        "created_time": date_of(v.created_at)}
+                                       for v in self.registry.listed(GENERATION)]
         return {**out, "trace_id": trace_id, "base_resp": base_resp(0)}
 
     def delete_voice(self, body: Any, trace_id: str) -> dict:
-        voice_id = validate_delete_voice(body)
+        voice_type, voice_id = validate_delete_voice(body)
         try:
-            voice = self.registry.delete(voice_id)
+            voice = self.registry.delete(voice_id, voice_type)
         except UnknownVoice:
             raise Reject(20132, "invalid voice_id, voice not exist") from None
         return {"voice_id": voice_id, "created_time": str(int(voice.created_at)), "trace_id": trace_id,
@@ -136,7 +172,7 @@ class Account:
 
     def live_voices(self) -> dict[str, int]:
         with self.lock:
-            return {v: self.file_of_voice[v] for v in self.registry.all() if self.registry.is_live(v)}
+            return {v: self.file_of_voice.get(v, 0) for v in self.registry.all() if self.registry.is_live(v)}
 
     def forget_voices(self) -> None:
         """Every cloned voice, uploaded file and clock offset (the caller holds the lock)."""

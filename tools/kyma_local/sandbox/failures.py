@@ -37,6 +37,7 @@ from kyma_local.sandbox.transport import Handler, drop, end_chunked, send_json, 
 from kyma_local.sandbox.wire import (
     PATH_CLONE,
     PATH_DELETE_VOICE,
+    PATH_DESIGN,
     PATH_GET_VOICE,
     PATH_T2A,
     PATH_UPLOAD,
@@ -167,6 +168,8 @@ def _missing_field_body(path: str, trace_id: str) -> dict:
                 "base_resp": base_resp(0)}
     if path == PATH_CLONE:
         return {"input_sensitive": False, "input_sensitive_type": 0, "demo_audio": "", "trace_id": trace_id}
+    if path == PATH_DESIGN:         # a success without voice_id or trial_audio
+        return {"trace_id": trace_id, "base_resp": base_resp(0)}
     if path == PATH_GET_VOICE:
         return {"trace_id": trace_id, "base_resp": base_resp(0)}
     if path == PATH_DELETE_VOICE:

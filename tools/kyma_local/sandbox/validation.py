@@ -3,7 +3,8 @@
 t2a_v2: models, text < 10,000 characters, emotions per model, ``language_boost``
 from MiniMax's list, invisible characters over 10 % (1042), formats / sample
 rates / bitrates / channels (``wav`` cannot stream).  voice_clone: the id's
-shape, the flags, the preview text.  Not checked (the service does it, or only
+shape, the flags, the preview text.  voice_design: the prompt, the preview text (required, at
+most 500 characters), the optional id and watermark flag.  Not checked (the service does it, or only
 injection produces it): the reference clip's duration and format (2037,
 1043/1044 -- the upload takes any bytes).
 """
@@ -45,6 +46,7 @@ SAMPLE_RATES = frozenset({8000, 16000, 22050, 24000, 32000, 44100})
 BITRATES = frozenset({32000, 64000, 128000, 256000})
 MAX_TEXT = 10_000               # text must be shorter than this
 MAX_CLONE_PREVIEW_TEXT = 1000
+MAX_DESIGN_PREVIEW_TEXT = 500
 MAX_INVISIBLE_RATIO = 0.10
 MAX_UPLOAD = 20 * 1024 * 1024   # MiniMax's own cap on a clone reference
 
@@ -105,6 +107,33 @@ def validate_clone(body: Any) -> tuple[int, str]:
     return file_id, voice_id
 
 
+@dataclass
+class Design:
+    """A validated voice_design request."""
+
+    prompt: str
+    preview_text: str
+    voice_id: str | None
+
+
+def validate_design(body: Any) -> Design:
+    if not isinstance(body, dict):
+        raise Reject(2013, "invalid params, body is not a JSON object")
+    prompt, preview_text, voice_id = body.get("prompt"), body.get("preview_text"), body.get("voice_id")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise Reject(2013, "invalid params, prompt is required")
+    if not isinstance(preview_text, str) or not preview_text.strip():
+        raise Reject(2013, "invalid params, preview_text is required")
+    if len(preview_text) > MAX_DESIGN_PREVIEW_TEXT:
+        raise Reject(2013, f"invalid params, preview_text: at most {MAX_DESIGN_PREVIEW_TEXT} characters")
+    if voice_id is not None and (not isinstance(voice_id, str) or not _VOICE_ID.fullmatch(voice_id)):
+        raise Reject(2013, "invalid params, voice_id: 8-256 characters, starting with a "
+                           "letter, letters/digits/-/_ only, not ending with - or _")
+    if "aigc_watermark" in body and not isinstance(body["aigc_watermark"], bool):
+        raise Reject(2013, "invalid params, aigc_watermark must be a boolean")
+    return Design(prompt, preview_text, voice_id)
+
+
 def validate_get_voice(body: Any) -> str:
     """The ``voice_type`` of a get_voice request."""
     voice_type = body.get("voice_type") if isinstance(body, dict) else None
@@ -113,8 +142,8 @@ def validate_get_voice(body: Any) -> str:
     return voice_type
 
 
-def validate_delete_voice(body: Any) -> str:
-    """The ``voice_id`` of a delete_voice request (never a system voice's)."""
+def validate_delete_voice(body: Any) -> tuple[str, str]:
+    """(voice_type, voice_id) of a delete_voice request (never a system voice's)."""
     if not isinstance(body, dict):
         raise Reject(2013, "invalid params, body is not a JSON object")
     voice_type, voice_id = body.get("voice_type"), body.get("voice_id")
@@ -124,7 +153,7 @@ def validate_delete_voice(body: Any) -> str:
         raise Reject(2013, "invalid params, voice_id is required")
     if catalog.is_system_voice(voice_id):
         raise Reject(2013, "invalid params, system voices cannot be deleted")
-    return voice_id
+    return voice_type, voice_id
 
 
 def validate_t2a(body: Any) -> Synthesis:

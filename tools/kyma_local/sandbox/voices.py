@@ -1,10 +1,13 @@
-"""Cloned voices in the sandbox, and MiniMax's 7-day rule.
+"""Cloned and designed voices in the sandbox, and MiniMax's 7-day rule.
 
-MiniMax (minimax-upstream.md §2, §4):
+MiniMax (minimax-upstream.md §2, §4; voice-design.md):
 
-* a cloned voice that is not used by a real T2A call (streamed or not) within
-  7 days of its cloning is deleted; the preview inside ``voice_clone`` does
-  not count;
+* a cloned or designed voice that is not used by a real T2A call (streamed or
+  not) within 7 days of its making is deleted; the preview inside
+  ``voice_clone`` or ``voice_design`` does not count;
+* a voice has a ``voice_type``: ``voice_cloning`` or ``voice_generation``
+  (designed); ``get_voice`` lists each under its own, and ``delete_voice``
+  finds a voice only under its own type;
 * a cloned voice may not appear in ``get_voice`` until it has been used once;
 * ``delete_voice`` deletes a clone, and a deleted id can never be reused
   (cloning it again answers 2039, like a duplicate).
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 SEVEN_DAYS = 7 * 24 * 3600.0
+CLONING, GENERATION = "voice_cloning", "voice_generation"
 
 
 @dataclass
@@ -34,9 +38,12 @@ class ClonedVoice:
     uses: int = 0
     deleted_at: float | None = None
     deleted_because: str | None = None   # "unused" (the 7-day rule) or "deleted" (delete_voice)
+    voice_type: str = CLONING            # or GENERATION: a designed voice (file_id 0, no file)
+    prompt: str | None = None            # what a designed voice was designed from
 
     def as_dict(self) -> dict:
-        return {"voice_id": self.voice_id, "file_id": self.file_id, "created_at": self.created_at,
+        return {"voice_id": self.voice_id, "voice_type": self.voice_type, "file_id": self.file_id,
+                "created_at": self.created_at,
                 "first_used_at": self.first_used_at, "uses": self.uses, "deleted_at": self.deleted_at,
                 "deleted_because": self.deleted_because}
 
@@ -76,6 +83,15 @@ class VoiceRegistry:
             self._voices[voice_id] = voice
             return voice
 
+    def design(self, voice_id: str, prompt: str) -> ClonedVoice:
+        """A voice designed from `prompt` (``voice_generation``): ids are shared with clones."""
+        with self._lock:
+            if voice_id in self._voices:
+                raise VoiceTaken(voice_id)
+            voice = ClonedVoice(voice_id, 0, self.now(), voice_type=GENERATION, prompt=prompt)
+            self._voices[voice_id] = voice
+            return voice
+
     def register(self, voice_id: str, file_id: int) -> ClonedVoice:
         """Test control: make `voice_id` a live clone now, whatever its past (a live one is kept)."""
         with self._lock:
@@ -95,9 +111,12 @@ class VoiceRegistry:
             voice.uses += 1
             return voice
 
-    def delete(self, voice_id: str) -> ClonedVoice:
+    def delete(self, voice_id: str, voice_type: str = CLONING) -> ClonedVoice:
+        """`delete_voice`: only a live voice of that `voice_type` (another type's is unknown)."""
         with self._lock:
             voice = self._live(voice_id)
+            if voice.voice_type != voice_type:
+                raise UnknownVoice(voice_id)
             voice.deleted_at, voice.deleted_because = self.now(), "deleted"
             return voice
 
@@ -115,11 +134,11 @@ class VoiceRegistry:
                 return False
             return True
 
-    def listed(self) -> list[ClonedVoice]:
-        """Live voices `get_voice` shows: only those used at least once."""
+    def listed(self, voice_type: str = CLONING) -> list[ClonedVoice]:
+        """Live voices of `voice_type` that `get_voice` shows: only those used at least once."""
         with self._lock:
             return [v for v in list(self._voices.values())
-                    if self._alive(v) and v.first_used_at is not None]
+                    if v.voice_type == voice_type and self._alive(v) and v.first_used_at is not None]
 
     def get(self, voice_id: str) -> ClonedVoice | None:
         with self._lock:

@@ -15,10 +15,11 @@ from requests.structures import CaseInsensitiveDict
 
 PATH_UPLOAD = "/v1/files/upload"
 PATH_CLONE = "/v1/voice_clone"
+PATH_DESIGN = "/v1/voice_design"
 PATH_T2A = "/v1/t2a_v2"
 PATH_GET_VOICE = "/v1/get_voice"
 PATH_DELETE_VOICE = "/v1/delete_voice"
-PATHS = (PATH_UPLOAD, PATH_CLONE, PATH_T2A, PATH_GET_VOICE, PATH_DELETE_VOICE)
+PATHS = (PATH_UPLOAD, PATH_CLONE, PATH_DESIGN, PATH_T2A, PATH_GET_VOICE, PATH_DELETE_VOICE)
 CONTROL_PREFIX = "/__sandbox/"
 
 DEFAULT_API_KEY = "test-minimax-key"

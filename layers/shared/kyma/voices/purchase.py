@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from kyma.billing.money import micros_to_header, micros_to_json
 from kyma.billing.paid_call import PaidCalls
 from kyma.edge import errors
 from kyma.platform.config import Config
@@ -71,3 +72,16 @@ def buy_voice(order: Order, make: Callable[[str], T], *, account_id: str, reques
         raise
     metrics.add_metric(name="ChargedMicroUSD", unit=MetricUnit.Count, value=order.price_micros)
     return voice_id, made
+
+
+def receipt(*, voice_id: str, name: str | None, model: str, cost_micros: int, balance_micros: int | None,
+            provider_name: str) -> tuple[dict, dict]:
+    """The response of a bought voice (the seed page's shape, shared by clone and design): its
+    body fields and its `X-Kyma-*` headers.  No balance (the read after the charge failed): null,
+    and no balance header."""
+    fields = {"voice_id": voice_id, "name": name, "model": model, "cost_usd": micros_to_json(cost_micros),
+              "balance_usd": None if balance_micros is None else micros_to_json(balance_micros)}
+    headers = {"X-Kyma-Model": model, "X-Kyma-Cost-USD": micros_to_header(cost_micros),
+               **({} if balance_micros is None else {"X-Kyma-Balance-USD": micros_to_header(balance_micros)}),
+               "X-Kyma-Provider": provider_name}
+    return fields, headers
