@@ -27,6 +27,7 @@ CASES = {
     "voice-activation-scheduled.json": ("VoiceActivationFunction", "sweep"),
     "voice-clone-inline.json": ("VoiceCloneFunction", 200),
     "voice-clone-create-upload.json": ("VoiceCloneFunction", 201),
+    "voice-design.json": ("VoiceDesignFunction", 200),
 }
 
 
@@ -56,7 +57,7 @@ def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, loa
     else:
         assert result["statusCode"] == expected, body_of(result)
         assert result["headers"]["X-Request-Id"] == event["requestContext"]["requestId"]
-    if function in ("SpeechFunction", "VoiceCloneFunction") and expected == 200:
+    if function in ("SpeechFunction", "VoiceCloneFunction", "VoiceDesignFunction") and expected == 200:
         assert result["headers"]["X-Kyma-Provider"] == "sandbox"
         assert local_sandbox.calls and all(
             c.headers["Authorization"] == "Bearer sandbox-local-key" for c in local_sandbox.calls)

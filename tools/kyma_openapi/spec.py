@@ -24,6 +24,14 @@ from kyma.speech.request import (
 )
 from kyma.voices.catalog import DEFAULT_LIMIT, MAX_LIMIT, TYPES
 from kyma.voices.clone import CLONE_MODEL, MAX_NAME_CHARS
+from kyma.voices.design import (
+    AGE_GROUPS,
+    DESIGN_MODEL,
+    GENDERS,
+    MAX_DESCRIPTION_CHARS,
+    MAX_PREVIEW_TEXT_CHARS,
+)
+from kyma.voices.previews import PREVIEW_URL_SECONDS
 from kyma.voices.records import SYSTEM_VOICE_PATTERN
 from kyma.voices.uploads import MAX_CONTENT_TYPE_CHARS, MAX_FILENAME_CHARS
 
@@ -151,6 +159,35 @@ def voice_clone() -> dict:
     }}
 
 
+def voice_design() -> dict:
+    description = {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_CHARS,
+                   "description": "The voice in words, e.g. \"warm female narrator, slight British accent, calm\". "
+                                  "Alias: text."}
+    return {"post": {
+        "operationId": "designVoice", "summary": "Design a voice from a description, with its preview ($4.20)",
+        "tags": ["voices"], "parameters": [IDEMPOTENCY_PARAMETER],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {
+            "type": "object", "anyOf": [{"required": ["description"]}, {"required": ["text"]}],
+            "description": "Unknown fields are ignored; a field given as null counts as absent.",
+            "properties": {name: _nullable(schema) for name, schema in {
+                "description": description,
+                "text": {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_CHARS},
+                "model": {"type": "string", "enum": [DESIGN_MODEL], "default": DESIGN_MODEL},
+                "name": {"type": "string", "maxLength": MAX_NAME_CHARS,
+                         "description": "Optional label, at most 64 characters."},
+                "preview_text": {"type": "string", "minLength": 1, "maxLength": MAX_PREVIEW_TEXT_CHARS,
+                                 "description": "What the preview says (a default sentence when absent)."},
+                "gender": {"type": "string", "enum": list(GENDERS), "description": "A hint, folded into the "
+                                                                                  "description."},
+                "age_group": {"type": "string", "enum": list(AGE_GROUPS),
+                              "description": "A hint, folded into the description."},
+            }.items()}}}}},
+        "responses": {**_ok("The new voice, the charge and its preview.", _ref("DesignedVoice"),
+                            headers=PAID_HEADERS),
+                      **_errors(400, 402, 409, 502)},
+    }}
+
+
 def uploads() -> dict:
     return {"post": {
         "operationId": "createUpload", "summary": "A presigned S3 upload for a reference up to 10 MB",
@@ -254,7 +291,8 @@ VOICE_ID_PARAMETER = {"name": "voice_id", "in": "path", "required": True,
 
 def voices() -> dict:
     return {"get": {
-        "operationId": "listVoices", "summary": "Your cloned voices (newest first), then the system catalog",
+        "operationId": "listVoices",
+        "summary": "Your cloned and designed voices (newest first), then the system catalog",
         "tags": ["voices"],
         "parameters": [
             {"name": "type", "in": "query", "schema": {"type": "string", "enum": list(TYPES), "default": "all"}},
@@ -268,10 +306,10 @@ def voices() -> dict:
 
 def voice() -> dict:
     return {
-        "get": {"operationId": "getVoice", "summary": "One of your cloned voices, or a system voice",
+        "get": {"operationId": "getVoice", "summary": "One of your cloned or designed voices, or a system voice",
                 "tags": ["voices"], "parameters": [VOICE_ID_PARAMETER],
                 "responses": {**_ok("The voice.", _ref("Voice")), **_errors(404, 502)}},
-        "delete": {"operationId": "deleteVoice", "summary": "Delete one of your cloned voices (no refund)",
+        "delete": {"operationId": "deleteVoice", "summary": "Delete one of your cloned or designed voices (no refund)",
                    "tags": ["voices"], "parameters": [VOICE_ID_PARAMETER],
                    "responses": {**_ok("Deleted, here and at MiniMax.", _ref("DeletedVoice")),
                                  **_errors(400, 404, 502)}},
@@ -299,6 +337,19 @@ def schemas() -> dict:
                             "voice_id": {"type": "string", "pattern": "^kyma_[0-9a-f]{16}$"},
                             "name": {"type": ["string", "null"]}, "model": {"type": "string"},
                             "cost_usd": usd, "balance_usd": {"type": ["number", "null"], "minimum": 0}}},
+        "DesignedVoice": {
+            "type": "object",
+            "required": ["voice_id", "name", "model", "cost_usd", "balance_usd", "preview_url", "preview_expires_at"],
+            "properties": {
+                "voice_id": {"type": "string", "pattern": "^kyma_[0-9a-f]{16}$"},
+                "name": {"type": ["string", "null"]}, "model": {"type": "string", "enum": [DESIGN_MODEL]},
+                "cost_usd": usd, "balance_usd": {"type": ["number", "null"], "minimum": 0},
+                "preview_url": {"type": ["string", "null"], "format": "uri",
+                                "description": f"The preview MiniMax rendered, presigned for "
+                                               f"{PREVIEW_URL_SECONDS // 3600} h (null in the rare case "
+                                               "MiniMax sent none). A replay with the same Idempotency-Key "
+                                               "signs a fresh URL to the same preview."},
+                "preview_expires_at": {"type": ["string", "null"], "format": "date-time"}}},
         "Upload": {"type": "object", "required": ["upload_id", "url", "fields", "expires_at", "max_bytes"],
                    "properties": {"upload_id": {"type": "string"}, "url": {"type": "string"},
                                   "fields": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -325,7 +376,8 @@ def schemas() -> dict:
                                "characters": {"type": "integer", "minimum": 0}, "cost_usd": usd}}}}},
         "Voice": {"type": "object", "required": ["voice_id", "type", "name", "status", "created_at"],
                   "properties": {
-                      "voice_id": {"type": "string"}, "type": {"type": "string", "enum": ["cloned", "system"]},
+                      "voice_id": {"type": "string"},
+                      "type": {"type": "string", "enum": [t for t in TYPES if t != "all"]},
                       "name": {"type": ["string", "null"]}, "model": {"type": ["string", "null"]},
                       "status": {"type": "string", "enum": ["activating", "active", "expired"]},
                       "created_at": {"type": ["string", "null"], "format": "date-time"}}},
@@ -385,6 +437,7 @@ def build() -> dict:
             "/v1/usage": usage_report(),
             "/v1/audio/voice-clone": voice_clone(),
             "/v1/audio/voice-clone/uploads": uploads(),
+            "/v1/audio/voice-design": voice_design(),
             "/v1/audio/speech": speech(),
             "/v1/audio/voices": voices(),
             "/v1/audio/voices/{voice_id}": voice(),
