@@ -15,7 +15,7 @@ import pytest
 
 from kyma_local import aws_calls
 
-RATE_LIMITED_ENDPOINTS = ("speech", "voice-clone", "uploads", "voices", "account")
+RATE_LIMITED_ENDPOINTS = ("speech", "voice-clone", "voice-design", "uploads", "voices", "account")
 
 # Never reach a real AWS account or a developer's running stack from tests.
 os.environ.pop("AWS_ENDPOINT_URL", None)

@@ -122,6 +122,15 @@ def clone_event(account_id: str, audio: bytes | None = None, *, filename: str = 
                      headers={"Content-Type": ctype, **(headers or {})})
 
 
+def design_event(account_id: str, body: dict | bytes | str | None = None, *, headers: dict | None = None) -> dict:
+    """POST /v1/audio/voice-design as API Gateway delivers it (JSON, base64)."""
+    if body is None:
+        body = {"description": "A warm female narrator, slight British accent, calm."}
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return api_event("POST", "/v1/audio/voice-design", body=raw, account_id=account_id,
+                     headers={"Content-Type": "application/json", **(headers or {})})
+
+
 # ── the books ────────────────────────────────────────────────────────────
 START = 50_000_000          # the usual opening balance in tests: $50.00
 SYSTEM_VOICE = "English_expressive_narrator"
@@ -135,11 +144,11 @@ def voices_of(ddb, cfg, owner: str) -> set[str]:
 
 def assert_books_balance(books, ddb, cfg, account: str) -> dict:
     """The invariants: balance = top-ups − charges − open holds ≥ 0, and a voice row
-    exists for exactly the charged clones."""
+    exists for exactly the charged clones and designs."""
     audit = books.audit(account)
     assert audit["consistent"], audit
     charged = {e["voice_id"] for e in books.entries(account)
-               if e.get("kind") == "voice_clone" and e["status"] == "charged"}
+               if e.get("kind") in ("voice_clone", "voice_design") and e["status"] == "charged"}
     assert voices_of(ddb, cfg, account) == charged
     return audit
 

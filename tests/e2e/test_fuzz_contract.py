@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ENDPOINTS = ("speech", "voice-clone", "uploads", "voices", "account")
+ENDPOINTS = ("speech", "voice-clone", "voice-design", "uploads", "voices", "account")
 
 
 def test_the_fuzzer_finds_no_5xx_no_contract_violation_and_the_books_balance(stack, tmp_path):
