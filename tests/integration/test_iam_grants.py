@@ -136,6 +136,25 @@ def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
         with pytest.raises(ProcessDied):
             clone_call(json_event("/v1/audio/voice-clone", acct, {"upload_id": second["upload_id"]}))
 
+    # VoiceDesignFunction: a keyed design (its preview put in S3) and its replay (a fresh URL), a
+    # refused one, one MiniMax fails, and a settle that applied but lost its answer.
+    fresh_environment()
+    design = load_handler("VoiceDesignFunction")
+
+    def design_call(body, headers=None, account_id=acct):
+        return design(json_event("/v1/audio/voice-design", account_id, body, headers), context("VoiceDesignFunction"))
+
+    described = {"description": "A calm narrator."}
+    assert design_call(described, {"Idempotency-Key": "iam-design"})["statusCode"] == 200
+    assert design_call(described, {"Idempotency-Key": "iam-design"})["headers"]["Idempotent-Replayed"] == "true"
+    assert design_call(described, {"Idempotency-Key": "iam-design-402"}, poor.account_id)["statusCode"] == 402
+    minimax.fail_when("/v1/voice_design", "http_500")
+    assert design_call(described)["statusCode"] == 502
+    minimax.clear_failures()
+    with monkeypatch.context() as lossy:
+        lossy.setattr(Ledger, "settle", settle_then_lose_the_answer)
+        assert design_call(described)["statusCode"] == 200
+
     # ReconcilerFunction: releases that hold (and gives the upload back).
     assert load_handler("ReconcilerFunction")({}, context("ReconcilerFunction"))["released"] == 1
 
