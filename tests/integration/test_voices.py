@@ -339,8 +339,8 @@ def test_an_activation_racing_a_deletion_never_refunds(fns, accounts, books, ddb
     event = stream_event(ddb, cfg, voice)
     real_delete = MiniMaxClient.delete_voice
 
-    def delete_then_the_stream_arrives(self, voice_id, *, deadline):
-        deleted = real_delete(self, voice_id, deadline=deadline)
+    def delete_then_the_stream_arrives(self, voice_id, *, deadline, **kwargs):
+        deleted = real_delete(self, voice_id, deadline=deadline, **kwargs)
         # The stream's activation runs between the upstream deletion and the tombstone: MiniMax
         # answers 20132 for the voice, and nothing may be refunded for a voice its owner deleted.
         fns["activation"](event, context("VoiceActivationFunction", 120))
