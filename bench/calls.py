@@ -42,7 +42,7 @@ class CallLog:
 def call_counts() -> list[dict]:
     import audio_fixtures as fx
     import boto3
-    from helpers import api_event, clone_event, context, lwa_call
+    from helpers import api_event, clone_event, context, design_event, lwa_call
     from moto import mock_aws
 
     from kyma.accounts.store import Accounts
@@ -122,6 +122,31 @@ def call_counts() -> list[dict]:
         fake.clear_failures()
         fake.fail_when("/v1/voice_clone", 1002)
         measure("clone rate-limited upstream (503)", "voice-clone", clone_call(fresh_account()), expect=503)
+        fake.clear_failures()
+
+        design = handlers["VoiceDesignFunction"]
+
+        def design_call(account, *, key=None, body=None):
+            headers = {"Idempotency-Key": key} if key else None
+            event = design_event(account.account_id, body, headers=headers)
+            return lambda: design(event, context())
+
+        measure("happy path", "voice-design", design_call(fresh_account()), expect=200)
+        measure("happy path + Idempotency-Key", "voice-design", design_call(fresh_account(), key="bench-d1"),
+                expect=200)
+        design_replayed = fresh_account()
+        design_call(design_replayed, key="bench-d-replay")()
+        measure("replay (same Idempotency-Key: a fresh preview URL)", "voice-design",
+                design_call(design_replayed, key="bench-d-replay"), expect=200)
+        measure("refused by validation (400)", "voice-design", design_call(
+            fresh_account(), body={"description": "x" * 1001}), expect=400)
+        measure("402 insufficient credits", "voice-design", design_call(fresh_account(1)), expect=402)
+        fake.fail_when("/v1/voice_design", 1026)
+        measure("sensitive description (400 content_rejected)", "voice-design", design_call(fresh_account()),
+                expect=400)
+        fake.clear_failures()
+        fake.fail_when("/v1/voice_design", 1002)
+        measure("design rate-limited upstream (503)", "voice-design", design_call(fresh_account()), expect=503)
         fake.clear_failures()
 
         voice_owner = fresh_account()

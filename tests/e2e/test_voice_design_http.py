@@ -12,8 +12,8 @@ import time
 import openai
 import pytest
 import requests
-from e2e.conftest import StackProcess
 
+from e2e.conftest import StackProcess
 from kyma.audio import inspect_audio
 from kyma_local.sandbox.control import SandboxControl
 
