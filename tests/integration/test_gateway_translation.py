@@ -195,6 +195,18 @@ def test_the_speech_posts_own_throttle_applies(gw):
     assert len(pools["SpeechFunction"].events) == statuses.count(200)
 
 
+def test_the_voice_design_posts_own_throttle_is_minimaxs_20_a_minute(gw):
+    # template.yaml: POST /v1/audio/voice-design, a bucket of 20 refilled at 0.33/s (MiniMax's 20
+    # designs a minute for the platform account), far below the stage-wide 50/s.
+    gateway, pools = gw
+    started = time.monotonic()
+    statuses = [gateway.handle("POST", "/v1/audio/voice-design", "", AUTH, b"{}").status for _ in range(25)]
+    refilled = int(0.33 * (time.monotonic() - started)) + 1
+    assert statuses[:20] == [200] * 20
+    assert statuses.count(200) <= 20 + refilled and statuses[-1] == 429
+    assert len(pools["VoiceDesignFunction"].events) == statuses.count(200)
+
+
 def test_a_body_without_content_type_is_binary_like_application_json(gw):
     # API Gateway takes a missing Content-Type as application/json, which */* makes binary.
     gateway, pools = gw
