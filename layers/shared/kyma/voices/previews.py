@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from kyma.audio import inspect_audio
 from kyma.edge.errors import ApiError
 from kyma.platform.observability import logger
@@ -56,7 +58,7 @@ class Previews:
         key = preview_key(account_id, voice_id, extension)
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=audio, ContentType=content_type)
-        except Exception:
+        except (ClientError, BotoCoreError):
             logger.exception("could not store a designed voice's preview", extra={"voice_id": voice_id})
             return None
         return key

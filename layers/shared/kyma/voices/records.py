@@ -150,8 +150,8 @@ def ownership_check(cfg: Config, voice_id: str, account_id: str, *, activating: 
         if voice["owner_id"] != account_id:
             return errors.VoiceNotOwned(f"Voice {voice_id} belongs to another account.")
         if status_of(voice) == EXPIRED:
-            return errors.VoiceExpired(f"Voice {voice_id} has expired: MiniMax no longer has it. Clone it again "
-                                       "(an expired voice that was never used was refunded).")
+            return errors.VoiceExpired(f"Voice {voice_id} has expired: MiniMax no longer has it. Clone or design "
+                                       "it again (an expired voice that was never used was refunded).")
         return UsableInOtherState(voice_id, status_of(voice))
 
     usable = ("(attribute_not_exists(#status) OR #status = :activating)" if activating else "#status = :active")
