@@ -45,7 +45,8 @@ def design(request: Request, design_request: voice_design.DesignInput, guard: st
 
 def _response(record: dict) -> Response:
     """The contract's body: the clone response's fields, then the preview's URL, signed now."""
-    url, expires = svc.previews.url(record["preview_key"]) if record.get("preview_key") else (None, None)
+    signed = svc.previews.url(record["preview_key"]) if record.get("preview_key") else None
+    url, expires = signed if signed is not None else (None, None)
     return json_response(200, {**record["fields"], "preview_url": url,
                                "preview_expires_at": None if expires is None else iso(expires)}, record["headers"])
 

@@ -289,6 +289,27 @@ def test_a_preview_s3_cannot_keep_still_delivers_the_paid_voice(fns, accounts, b
     assert assert_books_balance(books, ddb, cfg, acct)["charged"] == DESIGN
 
 
+def test_a_preview_url_that_cannot_be_signed_still_delivers_the_paid_voice(fns, accounts, books, ddb, cfg,
+                                                                          monkeypatch):
+    from botocore.exceptions import NoCredentialsError
+
+    acct = accounts.create(START).account_id
+    real_s3 = Previews.s3
+
+    class Unsigned:
+        def __init__(self, s3):
+            self.put_object = s3.put_object
+
+        def generate_presigned_url(self, *args, **kwargs):
+            raise NoCredentialsError()
+
+    monkeypatch.setattr(Previews, "s3", property(lambda self: Unsigned(real_s3.fget(self))))
+    body = designed(fns, acct)
+    assert body["preview_url"] is None and body["voice_id"] and body["cost_usd"] == 4.2
+    assert row(ddb, cfg, body["voice_id"])["preview_key"]          # kept: a replay signs it later
+    assert assert_books_balance(books, ddb, cfg, acct)["charged"] == DESIGN
+
+
 def test_a_lost_answer_retried_is_one_voice_one_charge(fns, accounts, books, ddb, cfg, minimax):
     acct = accounts.create(START).account_id
     minimax.fail_next(PATH, "lost_answer")                       # designed upstream, the answer lost

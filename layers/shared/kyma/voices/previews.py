@@ -63,9 +63,14 @@ class Previews:
             return None
         return key
 
-    def url(self, key: str, now: float | None = None) -> tuple[str, int]:
-        """A presigned GET URL for the preview at `key`, and when it expires (epoch seconds)."""
+    def url(self, key: str, now: float | None = None) -> tuple[str, int] | None:
+        """A presigned GET URL for the preview at `key`, and when it expires (epoch seconds); None if
+        it cannot be signed (no credentials: logged).  It answers a paid request: it never raises."""
         now = time.time() if now is None else now
-        url = self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
-                                             ExpiresIn=PREVIEW_URL_SECONDS)
+        try:
+            url = self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                                 ExpiresIn=PREVIEW_URL_SECONDS)
+        except (ClientError, BotoCoreError):
+            logger.exception("could not sign a preview URL", extra={"preview_key": key})
+            return None
         return url, int(now) + PREVIEW_URL_SECONDS
