@@ -389,6 +389,18 @@ def test_a_designed_voice_lost_before_activation_is_410_free_and_its_4_20_refund
         body_of(voices_get(fns, acct, f"/v1/audio/voices/{voice}"))["status"] == "expired"
 
 
+def test_a_designed_row_without_a_recorded_price_is_refunded_the_design_price_not_the_clones(
+        fns, accounts, books, ddb, cfg, minimax):
+    acct = accounts.create(START).account_id
+    voice = designed(fns, acct)["voice_id"]
+    ddb.update_item(TableName=cfg.voices_table, Key=to_item({"voice_id": voice}),
+                    UpdateExpression="REMOVE price_micros")
+    minimax.advance_clock(8 * 86_400)
+    assert error_of(speak(fns, acct, voice)).code == "voice_expired"
+    assert [e["amount_micros"] for e in books.entries(acct) if e["type"] == "refund"] == [DESIGN]
+    assert books.balance(acct) == START
+
+
 def test_the_sweep_expires_an_unused_designed_voice_with_its_4_20(configure, minimax, load_handler, accounts,
                                                                   books, ddb, cfg):
     configure(VOICE_SWEEP_MIN_AGE_SECONDS=0, VOICE_SWEEP_PACE_SECONDS=0)

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("set-limits", help="an account's own rate limit for one endpoint (also flushes the "
                                           "authorizer cache)")
     p.add_argument("account")
-    p.add_argument("endpoint", help="speech, voice-clone, uploads, voices or account")
+    p.add_argument("endpoint", help="speech, voice-clone, voice-design, uploads, voices or account")
     p.add_argument("--per-minute", type=int, required=True)
     p.add_argument("--burst", type=int, required=True, help="requests per second at most")
     p = sub.add_parser("issue-key", help="an additional API key for an account")

@@ -56,7 +56,7 @@ class Hold:
     amount_micros: int
     upload_id: str | None = None
     guard: str | None = None      # the Idempotency-Key's charge guard (kyma.billing.idempotency)
-    kind: str = ""                # what the charge pays for ("voice_clone", "speech"): its usage row
+    kind: str = ""                # what the charge pays for ("voice_clone", "voice_design", "speech"): its usage row
     model: str = ""
     characters: int = 0
 

@@ -4,6 +4,8 @@ Wire format: ``/work/shared/reference/minimax-upstream.md``.  Calls:
 
 * ``POST /v1/files/upload`` (multipart, streamed) -> ``file.file_id``
 * ``POST /v1/voice_clone`` (JSON) registers the file under our ``voice_id``
+* ``POST /v1/voice_design`` (JSON) designs a voice from a prompt under our ``voice_id``
+  -> ``trial_audio`` (the preview, hex)
 * ``POST /v1/t2a_v2`` (JSON, ``output_format: "hex"``) -> ``data.audio``; with
   ``stream: true`` Server-Sent Events, one ``data: {json}`` per audio chunk
 * ``POST /v1/get_voice`` / ``POST /v1/delete_voice``
