@@ -343,6 +343,22 @@ def test_the_same_key_twice_is_one_charge_and_a_fresh_url_to_the_same_preview(fn
     assert books.balance(acct) == START - DESIGN
 
 
+def test_the_same_key_ten_times_concurrently_is_one_charge_one_voice(minimax, aws, accounts, books, ddb, cfg):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kyma_local.runtime import FunctionPool
+
+    acct = accounts.create(START).account_id
+    pool = FunctionPool(aws.functions["VoiceDesignFunction"], max_environments=10)
+    with ThreadPoolExecutor(10) as executor:
+        responses = list(executor.map(lambda _: pool.invoke(design_event(
+            acct, headers={"Idempotency-Key": "design-race"})).payload, range(10)))
+    assert {r["statusCode"] for r in responses} == {200}, [body_of(r) for r in responses]
+    assert len({body_of(r)["voice_id"] for r in responses}) == 1
+    assert len(minimax.calls_to(PATH)) == 1 and len(voices_of(ddb, cfg, acct)) == 1
+    assert assert_books_balance(books, ddb, cfg, acct)["charged"] == DESIGN
+
+
 def test_text_and_description_are_the_same_request_for_a_key(fns, accounts, books):
     acct = accounts.create(START).account_id
     key = {"Idempotency-Key": "design-alias"}
