@@ -126,7 +126,7 @@ class Config:
 DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
     "speech": (60, 10),
     "voice-clone": (10, 3),
-    "voice-design": (10, 3),       # MiniMax allows 20 designs a minute for the whole platform
+    "voice-design": (5, 2),        # a quarter of MiniMax's 20 designs a minute for the whole platform
     "uploads": (30, 5),
     "voices": (120, 20),
     "account": (120, 20),          # balance, ledger, usage
