@@ -5,6 +5,7 @@ as the local stack does it."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,18 @@ def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, loa
         assert result["headers"]["X-Kyma-Provider"] == "sandbox"
         assert local_sandbox.calls and all(
             c.headers["Authorization"] == "Bearer sandbox-local-key" for c in local_sandbox.calls)
+
+
+def test_an_event_an_hour_old_still_runs_when_the_lambda_context_has_time(aws, local_sandbox, accounts, load_handler):
+    # Given events/voices-list.json stamped an hour ago, as `sam local start-api` stamps every event
+    # of a run that started an hour ago (SAM CLI computes requestTimeEpoch once)
+    accounts.create(50_000_000, account_id="acct_demo")
+    event = json.loads((EVENTS / "voices-list.json").read_text())
+    event["requestContext"]["requestTimeEpoch"] = int((time.time() - 3600) * 1000)
+    # When VoicesFunction runs it with a fresh Lambda context (29 s left)
+    result = load_handler("VoicesFunction")(event, context("VoicesFunction"))
+    # Then it asks MiniMax for the system voices within the context's time, and lists them
+    assert result["statusCode"] == 200, body_of(result)
+    voices = json.loads(result["body"])["voices"]
+    assert any(v["type"] == "system" for v in voices)
+    assert any(c.path.startswith("/v1/get_voice") for c in local_sandbox.calls)

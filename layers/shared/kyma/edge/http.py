@@ -92,19 +92,46 @@ class Request:
         return json_body.parse_object(self.body)
 
 
+# A requestTimeEpoch up to this far ahead of the function's clock is clock skew (API Gateway's and
+# Lambda's hosts keep NTP time); further ahead, it is not API Gateway's.
+CLOCK_SKEW_SECONDS = 1.0
+_untrusted_epoch_warned = False
+
+
 def request_deadline(request_context: Mapping[str, Any], context: Any, api_timeout: float) -> float:
     """When this request must stop working: the earlier of Lambda's own timeout (`context`'s
     remaining time) and API Gateway's integration timeout (measured from `requestTimeEpoch`,
-    when the gateway got the request), less a margin to release any hold and answer."""
+    when the gateway got the request), less a margin to release any hold and answer.
+
+    A `requestTimeEpoch` older than the integration timeout (API Gateway would have answered 504
+    and never invoked) or in the future is not API Gateway's: an emulator's (SAM CLI stamps every
+    event of one `sam local start-api` run with its start time) or a replayed event's.  Then the
+    Lambda context alone sets the deadline, and a warning is logged once per process."""
     now_mono, now_wall = time.monotonic(), time.time()
     budget = api_timeout
     started_ms = request_context.get("requestTimeEpoch")
-    if isinstance(started_ms, (int, float)) and started_ms > 0:
-        budget = api_timeout - max(0.0, now_wall - started_ms / 1000)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if callable(remaining):
-        budget = min(budget, remaining() / 1000)
+    lambda_budget = remaining() / 1000 if callable(remaining) else None
+    if isinstance(started_ms, (int, float)) and not isinstance(started_ms, bool) and started_ms > 0:
+        age = now_wall - started_ms / 1000
+        if -CLOCK_SKEW_SECONDS <= age <= api_timeout:
+            budget = api_timeout - max(0.0, age)
+        else:
+            _warn_untrusted_epoch(age, api_timeout)
+            if lambda_budget is not None:
+                budget = lambda_budget
+    if lambda_budget is not None:
+        budget = min(budget, lambda_budget)
     return now_mono + budget - SAFETY_MARGIN_SECONDS
+
+
+def _warn_untrusted_epoch(age: float, api_timeout: float) -> None:
+    global _untrusted_epoch_warned
+    if _untrusted_epoch_warned:
+        return
+    _untrusted_epoch_warned = True
+    logger.warning("requestTimeEpoch not trusted: the deadline comes from the Lambda context alone",
+                   extra={"request_age_seconds": round(age, 3), "api_timeout_seconds": api_timeout})
 
 
 @dataclass
