@@ -70,3 +70,22 @@ def test_the_authorizer_never_logs_the_key(authorizer, accounts, caplog):
         authorizer(event_with("Bearer sk-kyma-secret-guess"), context())
     assert new.api_key not in caplog.text and "secret-guess" not in caplog.text
     assert "allowed" in caplog.text and "denied" in caplog.text
+
+
+def test_the_key_lookup_is_a_consistent_read(accounts, ddb, cfg):
+    """A key revoked a moment ago must not be read as active from a lagging replica, and cached
+    by API Gateway for 300 s: the authorizer's one GetItem is strongly consistent."""
+    from kyma.api_keys import ApiKeys
+
+    new = accounts.create(1)
+    seen: list[dict] = []
+
+    def record(params: dict, **_: object) -> None:
+        seen.append(dict(params))
+
+    ddb.meta.events.register("before-parameter-build.dynamodb.GetItem", record)
+    try:
+        assert ApiKeys(ddb, cfg).owner_of(new.api_key) == (new.account_id, None)
+    finally:
+        ddb.meta.events.unregister("before-parameter-build.dynamodb.GetItem", record)
+    assert [(p["TableName"], p.get("ConsistentRead")) for p in seen] == [(cfg.api_keys_table, True)]

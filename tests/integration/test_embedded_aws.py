@@ -13,19 +13,24 @@ from kyma_local.template import Template
 EVIL = "https://any-page.example"
 
 
+APP = "https://app.example.com"
+
+
 @pytest.fixture(scope="module")
 def embedded():
+    """The template's buckets as a stack with UploadsCorsOrigins=APP creates them."""
     aws = EmbeddedAws()
     endpoint = aws.start()
-    template = Template(name_prefix="kyma-cors")
+    template = Template(name_prefix="kyma-cors", parameters={"UploadsCorsOrigins": APP})
     create_resources(template, endpoint_url=endpoint)
     yield endpoint, template
     aws.stop()
 
 
-def preflight(url: str, method: str = "POST", headers: str = "content-type,x-amz-target") -> requests.Response:
+def preflight(url: str, method: str = "POST", headers: str = "content-type,x-amz-target",
+              origin: str = EVIL) -> requests.Response:
     return requests.options(url, timeout=10, headers={
-        "Origin": EVIL, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers})
+        "Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers})
 
 
 def test_a_cross_origin_preflight_gets_a_grant_only_from_a_bucket_cors_rule_as_in_s3(embedded):
@@ -35,10 +40,26 @@ def test_a_cross_origin_preflight_gets_a_grant_only_from_a_bucket_cors_rule_as_i
         response = preflight(url)
         assert "Access-Control-Allow-Origin" not in response.headers, (url, dict(response.headers))
         assert "Access-Control-Allow-Methods" not in response.headers
-    # The browser upload flow: UploadsBucket's own rule (POST from any origin) still answers.
-    response = preflight(f"{endpoint}/{template.physical_name('UploadsBucket')}", headers="content-type")
-    assert response.headers.get("Access-Control-Allow-Origin") in ("*", EVIL)
+    # The browser upload flow: UploadsBucket's own rule answers the configured origin, and only it.
+    uploads = f"{endpoint}/{template.physical_name('UploadsBucket')}"
+    response = preflight(uploads, headers="content-type", origin=APP)
+    assert response.headers.get("Access-Control-Allow-Origin") == APP
     assert response.headers.get("Access-Control-Allow-Methods") == "POST"
+    response = preflight(uploads, headers="content-type")
+    assert "Access-Control-Allow-Origin" not in response.headers, dict(response.headers)
+
+
+def test_without_configured_origins_no_page_may_post_to_the_uploads_bucket():
+    aws = EmbeddedAws()
+    endpoint = aws.start()
+    try:
+        template = Template(name_prefix="kyma-nocors")        # UploadsCorsOrigins: the default, none
+        create_resources(template, endpoint_url=endpoint)
+        response = preflight(f"{endpoint}/{template.physical_name('UploadsBucket')}", headers="content-type",
+                             origin=APP)
+        assert "Access-Control-Allow-Origin" not in response.headers, dict(response.headers)
+    finally:
+        aws.stop()
 
 
 def test_a_cross_origin_read_of_a_table_gets_no_grant(embedded):

@@ -83,8 +83,8 @@ def test_the_speech_route_streams_from_a_web_adapter_function_and_its_clocks_agr
                                                   "/response-streaming-invocations")
     speech = out["SpeechFunction"]["Properties"]
     assert speech["Handler"] == "run.sh"
-    assert speech["Layers"][1] == {"Fn::Sub": "arn:aws:lambda:${AWS::Region}:753240598075:layer:"
-                                              "LambdaAdapterLayerArm64:26"}
+    assert speech["Layers"][1] == {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:753240598075:layer:"
+                                              "LambdaAdapterLayerArm64:30"}    # pinned: test_template_first_deploy
     env = speech["Environment"]["Variables"]
     assert (env["AWS_LAMBDA_EXEC_WRAPPER"], env["AWS_LWA_INVOKE_MODE"]) == ("/opt/bootstrap", "response_stream")
     # One maximum duration: the integration's, the function's and the one the app stops before

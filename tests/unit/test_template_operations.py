@@ -139,9 +139,9 @@ def test_money_and_customer_tables_are_retained_when_the_stack_or_the_table_goes
 def test_the_reconciler_never_runs_twice_at_once_and_its_failed_runs_land_in_a_queue():
     from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 
-    cfn = translated()
+    cfn = translated(ReserveConcurrency="true")        # off by default: tests/unit/test_template_first_deploy.py
     function = cfn.props("ReconcilerFunction")
-    assert function["ReservedConcurrentExecutions"] == 1
+    assert cfn.resolve(function["ReservedConcurrentExecutions"]) == 1
     (config,) = [v["Properties"] for v in cfn.of_type("AWS::Lambda::EventInvokeConfig").values()
                  if v["Properties"]["FunctionName"] == {"Ref": "ReconcilerFunction"}]
     assert 0 <= config["MaximumRetryAttempts"] <= 2

@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 
 
+_NO_VALUE = object()     # what `!Ref AWS::NoValue` resolves to before its key is dropped
+
+
 class _CfnLoader(yaml.SafeLoader):
     pass
 
@@ -123,14 +126,21 @@ class Template:
 
     # ── intrinsics ──
     def resolve(self, value: Any) -> Any:
+        """The value with intrinsics evaluated; `!Ref AWS::NoValue` leaves its key or item out."""
+        out = self._resolve(value)
+        return None if out is _NO_VALUE else out
+
+    def _resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [v for v in map(self._resolve, value) if v is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             (key, arg), = value.items()
             if key == "Ref":
-                return self.parameters.get(arg) or self.physical_name(arg)
+                if arg == "AWS::NoValue":
+                    return _NO_VALUE
+                return self.parameters[arg] if arg in self.parameters else self.physical_name(arg)
             if key == "Fn::GetAtt":
                 logical, attr = arg
                 name = self.physical_name(logical)
@@ -143,11 +153,15 @@ class Template:
                         else {"Ref": m.group(1)})), text)
             if key == "Fn::If":
                 cond, yes, no = arg
-                return self.resolve(yes if self.condition(cond) else no)
+                return self._resolve(yes if self.condition(cond) else no)
             if key == "Fn::Join":
                 sep, parts = arg
                 return sep.join(str(self.resolve(p)) for p in parts)
-        return {k: self.resolve(v) for k, v in value.items()}
+            if key == "Fn::Split":
+                sep, text = arg
+                return str(self.resolve(text)).split(sep)
+        resolved = {k: self._resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
 
     def condition(self, name: str) -> bool:
         return bool(self._eval_condition(self.doc.get("Conditions", {})[name]))

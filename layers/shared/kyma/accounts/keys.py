@@ -47,8 +47,9 @@ class ApiKeys:
         """(account, its own rate limits as JSON or None) for an active key; None if unknown or revoked.
         The limits are copied onto every key of the account (kyma.accounts.store.Accounts.set_limits), so
         the authorizer learns them with its one read and passes them on in its context."""
+        # Consistent: a key revoked a moment ago must not be read as active and cached for 300 s.
         item = from_item(self.ddb.get_item(
-            TableName=self.cfg.api_keys_table, Key=to_item({"key_hash": hash_key(api_key)}),
+            TableName=self.cfg.api_keys_table, Key=to_item({"key_hash": hash_key(api_key)}), ConsistentRead=True,
             ProjectionExpression="account_id, #s, rate_limits", ExpressionAttributeNames={"#s": "status"},
         ).get("Item"))
         if not item or item.get("status") != ACTIVE:
