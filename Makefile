@@ -8,12 +8,21 @@ SAM    := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 # sam build needs the Lambda runtime's Python (3.13) on PATH; pyenv users get it this way.
 SAM_PYENV := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.13' | head -1)
 
-.PHONY: run test lint build deploy deploy-prod invoke sample bench clean lock openapi
+.PHONY: run test test-py313 lint build deploy deploy-prod invoke sample bench clean lock openapi sam-local
 
 $(VENV)/.installed: pyproject.toml layers/shared/requirements.in requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c requirements-lock.txt -e '.[dev]'
+	touch $@
+
+# The integration tier also runs on Lambda's Python (3.13): python3.13 on PATH, or pyenv's.
+PY313 ?= $(if $(SAM_PYENV),$(shell pyenv root)/versions/$(SAM_PYENV)/bin/python3.13,python3.13)
+VENV313 := .venv-py313
+$(VENV313)/.installed: pyproject.toml layers/shared/requirements.in requirements-lock.txt
+	$(PY313) -m venv $(VENV313)
+	$(VENV313)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV313)/bin/python -m pip install --quiet -c requirements-lock.txt -e '.[dev]'
 	touch $@
 
 $(SAM_VENV)/.installed:
@@ -28,6 +37,10 @@ run: $(VENV)/.installed
 ## test: the whole suite, offline
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+## test-py313: the integration tier on Python 3.13, Lambda's runtime (.venv-py313)
+test-py313: $(VENV313)/.installed
+	$(VENV313)/bin/python -m pytest tests/integration
 
 ## sample: write reference.mp3 (15 s) to try voice cloning against the local stack
 sample: $(VENV)/.installed
@@ -57,6 +70,14 @@ LAYER_PIP_ENV := PIP_PLATFORM=manylinux2014_aarch64 PIP_ONLY_BINARY=:all: PIP_IM
 build: $(SAM_VENV)/.installed
 	$(LAYER_PIP_ENV) $(if $(SAM_PYENV),PYENV_VERSION=$(shell $(PYTHON) -c 'import platform;print(platform.python_version())'):$(SAM_PYENV)) $(SAM) build
 
+## sam-local: the built artifact under the real SAM CLI in Docker (x86_64): `sam local invoke` of every
+## zip function on its event and `sam local start-api` driven by curl, every answer checked.  Installs and
+## starts Docker if absent; builds the python3.13 base image offline if it cannot be pulled (PORT=... for start-api)
+sam-local: $(VENV)/.installed build
+	tools/sam-local/docker.sh
+	PY313=$(PY313) tools/sam-local/base-image.sh x86_64
+	$(PY) -m kyma_local.sam_local
+
 deploy: build
 	$(SAM) deploy
 
@@ -83,4 +104,4 @@ lock:
 	/tmp/kyma-lock/bin/pip freeze --exclude kyma-voice-api | grep -v '^-e' > requirements-lock.txt
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .kyma-local.json
+	rm -rf $(VENV) $(SAM_VENV) $(VENV313) .aws-sam .pytest_cache .kyma-local.json

@@ -7,6 +7,7 @@ listens on that address only, so nothing is exposed beyond the host and its cont
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import threading
@@ -31,10 +32,8 @@ class _Pipe(socketserver.BaseRequestHandler):
                 pass
             finally:
                 for s in (src, dst):
-                    try:
+                    with contextlib.suppress(OSError):
                         s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
 
         back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
         back.start()
@@ -68,7 +67,7 @@ class Relay:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def stop(self) -> None:
         self._server.shutdown()
