@@ -75,7 +75,7 @@ def test_the_authorizer_never_logs_the_key(authorizer, accounts, caplog):
 def test_the_key_lookup_is_a_consistent_read(accounts, ddb, cfg):
     """A key revoked a moment ago must not be read as active from a lagging replica, and cached
     by API Gateway for 300 s: the authorizer's one GetItem is strongly consistent."""
-    from kyma.api_keys import ApiKeys
+    from kyma.accounts.keys import ApiKeys
 
     new = accounts.create(1)
     seen: list[dict] = []

@@ -1,4 +1,4 @@
-"""kyma.http.request_deadline: the earlier of API Gateway's budget (from requestTimeEpoch) and the
+"""kyma.edge.http.request_deadline: the earlier of API Gateway's budget (from requestTimeEpoch) and the
 Lambda context's remaining time, less the margin, and a requestTimeEpoch that cannot be API
 Gateway's (older than the integration timeout, or in the future) is not trusted: SAM CLI stamps
 every event of one `sam local start-api` run with its start time, and replayed events carry old ones."""
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from kyma import http
-from kyma.http import SAFETY_MARGIN_SECONDS, request_deadline
+from kyma.edge import http
+from kyma.edge.http import SAFETY_MARGIN_SECONDS, request_deadline
 
 API_TIMEOUT = 29.0
 

@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         # The host side (accounts, keys) through loopback; the functions through the relays.
         os.environ.update(local_environment(template, aws))
         create_resources(template, endpoint_url=aws.endpoint)
-        from kyma.accounts import Accounts
-        from kyma.aws import dynamodb
-        from kyma.config import config
+        from kyma.accounts.store import Accounts
+        from kyma.platform.aws import dynamodb
+        from kyma.platform.config import config
 
         config.cache_clear()
         accounts = Accounts(dynamodb(), config())

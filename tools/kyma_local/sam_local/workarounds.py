@@ -6,7 +6,7 @@ template.yaml, and each says why.  Root causes, found by trying: /work/shared/re
 
 1. One `requestId` / `requestTimeEpoch` per `start-api` run: computed once, as default
    arguments of `RequestContext.__init__` (samcli/local/events/api_event.py).  No workaround
-   here: kyma.http.request_deadline no longer trusts an epoch older than the integration
+   here: kyma.edge.http.request_deadline no longer trusts an epoch older than the integration
    timeout (API Gateway never does that); X-Request-Id repeats within one run under sam local.
 2. `--env-vars` only overrides variables the template declares: `declare_variables`.
 3. `--docker-network host` does not set host networking; containers reach the host at the
