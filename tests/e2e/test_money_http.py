@@ -82,3 +82,26 @@ def test_kyma_admin_audit_passes_then_names_a_hand_corrupted_account(stack):
                         UpdateExpression="SET balance_micros = balance_micros - :one",
                         ExpressionAttributeValues={":one": {"N": "1"}})
     assert stack.admin("audit").returncode == 0
+
+
+def test_kyma_admin_failures_shows_a_failed_reconciler_run_and_redrives_it_until_the_queue_is_empty(stack):
+    # Given a reconciler run Lambda gave up on, in the local stack's failure queue
+    state = json.loads(stack.state_file.read_text())
+    sqs = boto3.client("sqs", endpoint_url=state["aws_endpoint"], region_name=state["region"],
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    url = sqs.get_queue_url(QueueName=state["queues"]["ReconcilerFailureQueue"])["QueueUrl"]
+    record = {"version": "1.0", "timestamp": "2026-12-01T10:05:02.123Z",
+              "requestContext": {"requestId": "r-1", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+              "requestPayload": {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}},
+              "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+              "responsePayload": {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 120 s"}}
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+    # When the operator looks, then redrives
+    shown = stack.admin("failures").stdout
+    assert "reconciler failures: 1 message(s)" in shown and "activation failures: 0 message(s)" in shown
+    assert "RetriesExhausted  3 attempt(s)  Sandbox.Timedout: Task timed out after 120 s" in shown
+    redriven = stack.admin("failures", "--redrive").stdout
+    # Then the reconciler ran again (for real, in the local stack) and the queue is empty: its alarm clears
+    assert "reconciler failures: ReconcilerFunction ran again ({\"released\": 0" in redriven
+    assert "1 message(s) deleted" in redriven and "0 message(s) left" in redriven
+    assert "0 message(s) in all" in stack.admin("failures").stdout

@@ -5,6 +5,8 @@ Target selection (first that applies):
   --accounts-table ...  explicit table names (all four: accounts, api keys, ledger, voices)
   (nothing)             the local stack started by `make run` (.kyma-local.json)
 
+`failures` needs a stack or the local stack (its queues and functions come from there).
+
 Every balance change is a ledger entry: top-ups are written in the same
 transaction as the balance update.  API keys are printed once and stored only
 as SHA-256 hashes.
@@ -21,6 +23,7 @@ import urllib.request
 from datetime import UTC, datetime
 
 from kyma.edge.errors import ApiError
+from kyma_admin.failures import FailureQueue, lambda_invoker, local_invoker, redrive, show
 from kyma_local.state import STATE_FILE
 
 
@@ -33,7 +36,25 @@ class Target:
     describe: str
     rest_api_id: str = ""
     stage: str = ""
-    control_url: str = ""       # local stack only: flushes its authorizer cache
+    control_url: str = ""       # local stack only: flushes its authorizer cache, runs schedules
+    failure_queues: list[FailureQueue] = dataclasses.field(default_factory=list)
+
+
+def stack_failure_queues(out: dict[str, str]) -> list[FailureQueue]:
+    """The failure queues a deployed stack outputs (none from a stack deployed before they were)."""
+    queues = [("reconciler failures", "ReconcilerFailureQueueUrl", "ReconcilerFunctionName", True),
+              ("activation failures", "ActivationFailuresQueueUrl", "VoiceActivationFunctionName", False)]
+    return [FailureQueue(label, out[url], out[fn], with_event) for label, url, fn, with_event in queues
+            if url in out and fn in out]
+
+
+def local_failure_queues(queue_names: dict[str, str]) -> list[FailureQueue]:
+    import boto3
+
+    sqs = boto3.client("sqs")
+    url = {k: sqs.get_queue_url(QueueName=name)["QueueUrl"] for k, name in queue_names.items()}
+    return [FailureQueue("reconciler failures", url["ReconcilerFailureQueue"], "ReconcilerFunction", True),
+            FailureQueue("activation failures", url["ActivationFailuresQueue"], "VoiceActivationFunction", False)]
 
 
 def resolve_target(args: argparse.Namespace) -> Target:
@@ -45,7 +66,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
         params = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
         return Target(out["AccountsTableName"], out["ApiKeysTableName"], out["LedgerTableName"],
                       out["VoicesTableName"], f"stack {args.stack_name}", out.get("RestApiId", ""),
-                      params.get("Stage", ""))
+                      params.get("Stage", ""), failure_queues=stack_failure_queues(out))
     if args.accounts_table:
         missing = [n for n in ("api_keys_table", "ledger_table", "voices_table") if not getattr(args, n)]
         if missing:
@@ -60,7 +81,8 @@ def resolve_target(args: argparse.Namespace) -> Target:
                        "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": state["region"]})
     t = state["tables"]
     return Target(t["AccountsTable"], t["ApiKeysTable"], t["LedgerTable"], t["VoicesTable"],
-                  f"local stack {state['api_url']}", control_url=state["control_url"])
+                  f"local stack {state['api_url']}", control_url=state["control_url"],
+                  failure_queues=local_failure_queues(state["queues"]) if args.command == "failures" else [])
 
 
 def services(target: Target):
@@ -130,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("endpoint", help="speech, voice-clone, voice-design, uploads, voices or account")
     p.add_argument("--per-minute", type=int, required=True)
     p.add_argument("--burst", type=int, required=True, help="requests per second at most")
+    p = sub.add_parser("failures", help="the failure queues (reconciler runs, activation batches Lambda gave up "
+                                        "on): each message; --redrive runs the work again and deletes what it covered")
+    p.add_argument("--redrive", action="store_true",
+                   help="rerun the reconciler / the activation sweep once per non-empty queue; on success delete "
+                        "the messages it covered (exit 1 if any are left)")
     p = sub.add_parser("issue-key", help="an additional API key for an account")
     p.add_argument("account")
     p = sub.add_parser("revoke-key", help="revoke one key, or every key of an account")
@@ -177,6 +204,8 @@ def _run(args: argparse.Namespace, target: Target, accounts, ledger, books) -> i
         return 0 if audit["consistent"] else 2
     elif args.command == "audit":
         return _audit(target, books)
+    elif args.command == "failures":
+        return _failures(args, target)
     elif args.command == "set-limits":
         limits = accounts.set_limits(args.account, args.endpoint, per_minute=args.per_minute, burst=args.burst)
         print(f"{args.account}: {json.dumps(limits, sort_keys=True)}; {flush_authorizer_cache(target)}")
@@ -191,6 +220,27 @@ def _run(args: argparse.Namespace, target: Target, accounts, ledger, books) -> i
         print(f"revoked {count} key(s); {flush_authorizer_cache(target)}")
         return 0 if count else 1
     return 0
+
+
+def _failures(args: argparse.Namespace, target: Target) -> int:
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    if not target.failure_queues:
+        print(f"kyma-admin: no failure queues known for {target.describe} (pass --stack-name of a stack "
+              "deployed with their outputs, or start the local stack)", file=sys.stderr)
+        return 2
+    sqs = boto3.client("sqs")
+    if not args.redrive:
+        total = show(sqs, target.failure_queues)
+        print(f"{total} message(s) in all ({target.describe})")
+        return 0
+    invoke = (local_invoker(target.control_url) if target.control_url
+              else lambda_invoker(boto3.client("lambda", config=BotoConfig(read_timeout=900,
+                                                                           retries={"max_attempts": 0}))))
+    left = redrive(sqs, target.failure_queues, invoke)
+    print(f"{left} message(s) left ({target.describe})")
+    return 0 if left == 0 else 1
 
 
 def _audit(target: Target, books) -> int:

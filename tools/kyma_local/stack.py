@@ -130,6 +130,7 @@ class LocalStack:
             "control_url": self.api_url + CONTROL_PREFIX,
             "tables": {k: self.template.physical_name(k) for k in self.template.tables},
             "buckets": {k: self.template.physical_name(k) for k in self.template.buckets},
+            "queues": {k: self.template.physical_name(k) for k in self.template.queues},
             "demo_account_id": DEMO_ACCOUNT_ID,
             "provider": "sandbox" if self.sandbox else "minimax",
             "sandbox": ({"url": self.sandbox.base_url, "api_key": self.sandbox.api_key,
