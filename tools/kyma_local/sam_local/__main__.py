@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
 
         config.cache_clear()
         accounts = Accounts(dynamodb(), config())
-        a = accounts.create(DEMO_BALANCE_MICROS, account_id=DEMO_ACCOUNT_ID, label="sam local A")
-        b = accounts.create(DEMO_BALANCE_MICROS, label="sam local B")
+        # The events' account (acct_demo), and a second one the audit must count too.
+        demo = accounts.create(DEMO_BALANCE_MICROS, account_id=DEMO_ACCOUNT_ID, label="sam local invoke")
+        accounts.create(DEMO_BALANCE_MICROS, label="sam local invoke, second")
         # What every function sees: the template's shared variables with local names, the embedded
         # AWS and the sandbox.  (local_environment's is the union of every function's: one process.)
         shared = set(template.doc["Globals"]["Function"]["Environment"]["Variables"])
@@ -98,10 +99,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.only in (None, "invoke"):
             t = time.monotonic()
-            checks.invoke_all(sam, local_template, env_file, a.api_key, workdir, report, dropped)
+            checks.invoke_all(sam, local_template, env_file, demo.api_key, workdir, report, dropped)
             report.line(f"== sam local invoke: {time.monotonic() - t:.0f} s")
 
         if args.only in (None, "start-api"):
+            # Two fresh accounts ($50.00 each), whatever the invokes charged.
+            a = accounts.create(DEMO_BALANCE_MICROS, label="sam local start-api A")
+            b = accounts.create(DEMO_BALANCE_MICROS, label="sam local start-api B")
             reference = workdir / "reference.mp3"
             reference.write_bytes(reference_mp3())
             port = args.port or free_port()
