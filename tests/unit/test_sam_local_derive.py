@@ -78,3 +78,14 @@ def test_derive_declares_every_variable_it_sets_and_points_at_the_built_code(tmp
     assert dropped == ["SpeechFunction"] and "SpeechFunction" not in local["Resources"]
     assert local["Resources"]["AccountFunction"]["Properties"]["CodeUri"] == str(build / "AccountFunction")
     assert local["Resources"]["SharedLayer"]["Properties"]["ContentUri"] == str(build / "SharedLayer")
+
+
+def test_every_function_sam_local_can_run_is_invoked_on_an_event_with_its_answer_checked(doc):
+    from kyma_local.sam_local.checks import EVENTS, INVOKES
+
+    dropped = workarounds.drop_unrunnable(doc)          # what SAM local cannot run offline (the Web Adapter)
+    runnable = set(workarounds.functions(doc))
+    invoked = {function for _, function, _ in INVOKES}
+    assert runnable and not set(dropped) & runnable
+    assert invoked == runnable, f"no sam local invoke for {sorted(runnable - invoked)}"
+    assert all((EVENTS / name).is_file() for name, _, _ in INVOKES)

@@ -95,6 +95,12 @@ def _clone(body: dict) -> None:
     expect((body["cost_usd"], body["balance_usd"]) == (2.1, 47.9), f"charged {body}")
 
 
+def _design(body: dict) -> None:
+    expect(bool(VOICE_ID.match(body["voice_id"])), f"voice_id {body.get('voice_id')}")
+    expect((body["cost_usd"], body["balance_usd"]) == (4.2, 43.7), f"charged {body}")
+    expect(str(body.get("preview_url") or "").startswith("http"), f"preview_url {body.get('preview_url')}")
+
+
 def _upload(body: dict) -> None:
     expect(body["upload_id"].startswith("up_") and body["max_bytes"] == 10 * 1024 * 1024, f"upload {body}")
     expect(bool(body["url"]) and "key" in body["fields"], f"presigned POST {body}")
@@ -140,6 +146,8 @@ INVOKES: list[tuple[str, str, Callable[[dict], str]]] = [
     ("reconciler-scheduled.json", "ReconcilerFunction", _is({"released": 0, "already_closed": 0, "failed": 0,
                                                              "stuck": 0})),
     ("audit-scheduled.json", "AuditFunction", _audit),
+    # Last, so the checks above see the one cloned voice: $4.20 more off the demo account's $47.90.
+    ("voice-design.json", "VoiceDesignFunction", _proxy(200, _design)),
 ]
 
 
