@@ -280,7 +280,7 @@ def test_an_unknown_settle_outcome_is_500_billing_outcome_unknown_never_no_charg
 
 def test_a_preview_s3_cannot_keep_still_delivers_the_paid_voice(fns, accounts, books, ddb, cfg, monkeypatch):
     acct = accounts.create(START).account_id
-    monkeypatch.setattr(Previews, "s3", property(lambda self: type("Broken", (), {
+    monkeypatch.setattr(Previews, "store", property(lambda self: type("Broken", (), {
         "put_object": raising(ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "x"}}, "PutObject"))
     })()))
     body = designed(fns, acct)
@@ -396,6 +396,7 @@ def test_a_designed_voice_lost_before_activation_is_410_free_and_its_4_20_refund
     minimax.advance_clock(8 * 86_400)                            # MiniMax deleted it, unused
     error = error_of(speak(fns, acct, voice))
     assert (error.status, error.code) == (410, "voice_expired")
+    assert "the voice's price was refunded" in error.message and "clone" not in error.message
     assert row(ddb, cfg, voice)["status"] == "expired"
     refunds = [e for e in books.entries(acct) if e["type"] == "refund"]
     assert [(e["amount_micros"], e["voice_id"]) for e in refunds] == [(DESIGN, voice)]   # its own price
@@ -507,3 +508,79 @@ def test_a_deletion_the_sweep_finishes_uses_voice_generation_too(configure, mini
     assert swept["deleted"] == 1 and row(ddb, cfg, voice)["status"] == "deleted"
     assert minimax.calls_to("/v1/delete_voice")[-1].json == {"voice_type": "voice_generation", "voice_id": voice}
     assert voice not in minimax.voices
+
+
+def test_a_design_answered_with_little_time_left_keeps_the_paid_voice_without_storing_its_preview(
+        fns, accounts, books, ddb, cfg, minimax):
+    """Storing the preview must never run the request past its deadline: that would release the hold
+    and lose a voice MiniMax already made (found by a review: S3's retries took ~20 s)."""
+    acct = accounts.create(START).account_id
+    # 3 s of Lambda time: the request's deadline is about 1 s away once MiniMax has answered.
+    response = fns["design"](design_event(acct), context("VoiceDesignFunction", 3))
+    assert response["statusCode"] == 200, error_of(response)
+    body = body_of(response)
+    assert body["preview_url"] is None
+    s3 = boto3.client("s3")
+    assert s3.list_objects_v2(Bucket=cfg.audio_bucket, Prefix=f"previews/{acct}/").get("KeyCount") == 0
+    assert row(ddb, cfg, body["voice_id"])["status"] == "activating"
+    assert books.balance(acct) == START - DESIGN and books.audit(acct)["consistent"]
+    assert len(minimax.calls_to("/v1/voice_design")) == 1
+
+
+def test_the_preview_store_cannot_outlast_the_time_it_is_given():
+    """The bounded client's worst case (every attempt connecting and reading to its timeout) fits in
+    PREVIEW_STORE_SECONDS, the time the design keeps free for it before the deadline."""
+    from kyma.platform.aws import bounded_s3
+    from kyma.voices.previews import PREVIEW_STORE_SECONDS
+
+    config = bounded_s3().meta.config
+    attempts = config.retries["total_max_attempts"] if "total_max_attempts" in config.retries \
+        else config.retries["max_attempts"]
+    backoff = 1.0 * (attempts - 1)          # standard mode: at most 1 s base backoff between attempts
+    assert attempts * (config.connect_timeout + config.read_timeout) + backoff <= PREVIEW_STORE_SECONDS
+
+
+def test_listing_one_designed_voice_among_hundreds_of_clones_takes_a_few_queries(aws, ddb, cfg):
+    """DynamoDB applies Limit before the filter: a `type=designed&limit=1` page among 250 newer
+    clones must not cost a query per clone (a review found 201), and its cursor must continue right
+    after the row shown."""
+    from kyma.voices.records import voice_put
+    from kyma.voices.store import Voices
+
+    owner, now = "acct_many", int(time.time())
+    designed_rows = []
+    for n in range(2):
+        item = voice_put(cfg, voice_id=f"kyma_d{n:015x}", owner_id=owner, name=None, model="minimax-voice-design",
+                         provider="minimax", request_id="r", price_micros=DESIGN, kind="designed")["Put"]["Item"]
+        item["created_at"] = {"N": str(now - 10_000 - n)}
+        ddb.put_item(TableName=cfg.voices_table, Item=item)
+        designed_rows.append(f"kyma_d{n:015x}")
+    for n in range(250):
+        item = voice_put(cfg, voice_id=f"kyma_c{n:015x}", owner_id=owner, name=None, model="minimax-voice-clone",
+                         provider="minimax", request_id="r", price_micros=2_100_000)["Put"]["Item"]
+        item["created_at"] = {"N": str(now - n)}
+        ddb.put_item(TableName=cfg.voices_table, Item=item)
+    queries = []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(ddb, name)
+
+        def query(self, **kw):
+            queries.append(kw["Limit"])
+            return ddb.query(**kw)
+
+    voices = Voices(Counting(), cfg)
+    rows, cursor = voices.owned_page(owner, limit=1, start=None, kind="designed")
+    assert [r["voice_id"] for r in rows] == [designed_rows[0]] and len(queries) <= 4
+    assert cursor is not None
+    rows, cursor = voices.owned_page(owner, limit=1, start=cursor, kind="designed")
+    assert [r["voice_id"] for r in rows] == [designed_rows[1]] and cursor is None     # the oldest: the end
+    # Unfiltered pages still come in order, each continuing after the last row shown.
+    seen, cursor = [], None
+    while True:
+        rows, cursor = voices.owned_page(owner, limit=40, start=cursor)
+        seen += [r["voice_id"] for r in rows]
+        if cursor is None:
+            break
+    assert seen == [f"kyma_c{n:015x}" for n in range(250)] + designed_rows

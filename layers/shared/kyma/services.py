@@ -15,7 +15,7 @@ from kyma.billing.accounting import Books
 from kyma.billing.idempotency import Idempotency
 from kyma.billing.ledger import Ledger
 from kyma.billing.paid_call import PaidCalls
-from kyma.platform.aws import dynamodb, s3
+from kyma.platform.aws import bounded_s3, dynamodb, s3
 from kyma.platform.config import Config, config
 from kyma.speech.audio_store import AudioStore
 from kyma.voices.lifecycle import Lifecycle
@@ -50,4 +50,4 @@ def _services(cfg: Config) -> Services:
     return Services(cfg=cfg, ledger=ledger, books=books, paid=PaidCalls(ledger, books),
                     idempotency=Idempotency(ddb, cfg), uploads=Uploads(ddb, s3, cfg),
                     audio=AudioStore(s3, cfg.audio_bucket), voices=voices,
-                    lifecycle=Lifecycle(voices, ledger, cfg), previews=Previews(s3, cfg.audio_bucket))
+                    lifecycle=Lifecycle(voices, ledger, cfg), previews=Previews(s3, cfg.audio_bucket, bounded_s3))

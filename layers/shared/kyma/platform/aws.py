@@ -37,6 +37,17 @@ def dynamodb():
     return client("dynamodb")
 
 
+# A write that may be skipped when time is short (a designed voice's preview, after MiniMax made the
+# voice): at most 2 attempts of 1 s connect + 2 s read, about 6.5 s with backoff (PREVIEW_STORE_SECONDS).
+_BOUNDED_CONFIG = BotoConfig(connect_timeout=1, read_timeout=2,
+                             retries={"mode": "standard", "total_max_attempts": 2})
+
+
+@lru_cache(maxsize=1)
+def bounded_s3():
+    return boto3.client("s3", config=_BOUNDED_CONFIG.merge(BotoConfig(signature_version="s3v4")))
+
+
 @lru_cache(maxsize=1)
 def s3():
     # Presigned URLs need SigV4 to work in every region.

@@ -109,7 +109,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
             raise
         outcome = svc.lifecycle.expire(inp.voice_id, reason="lost_upstream")
         raise errors.VoiceExpired(f"Voice {inp.voice_id} has expired: MiniMax no longer has it; nothing was "
-                                  "charged" + (" and the clone's price was refunded." if outcome == "refunded"
+                                  "charged" + (" and the voice's price was refunded." if outcome == "refunded"
                                                else ".")) from exc
     except errors.UpstreamError as exc:
         upstream_failure(exc, "speech", model=inp.sku, streamed=inp.streamed)

@@ -137,7 +137,7 @@ def design(inp: DesignInput, *, account_id: str, request_id: str, deadline: floa
     def make(voice_id: str) -> str | None:
         """Design upstream, then keep the preview (its S3 key, recorded on the voice row)."""
         preview = provider.design_voice(inp.prompt, inp.preview_text, voice_id, deadline=deadline)
-        return previews.put(account_id, voice_id, preview) if preview else None
+        return previews.put(account_id, voice_id, preview, deadline=deadline) if preview else None
 
     voice_id, key = buy_voice(Order(DESIGNED, inp.model, inp.name, price), make, account_id=account_id,
                               request_id=request_id, deadline=deadline, paid=paid, provider=provider, cfg=cfg,

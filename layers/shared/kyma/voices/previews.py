@@ -24,6 +24,10 @@ from kyma.platform.observability import logger
 
 PREFIX = "previews/"
 PREVIEW_URL_SECONDS = 86_400
+# The preview is stored after MiniMax made the voice and before the settle: only if the store (a
+# bounded S3 client: kyma.platform.aws.bounded_s3, about 6.5 s at worst) cannot run the request past
+# its deadline, which would release the hold and lose the paid voice for its preview.
+PREVIEW_STORE_SECONDS = 8.0
 
 
 def preview_key(account_id: str, voice_id: str, audio_format: str) -> str:
@@ -42,22 +46,32 @@ def sniff(audio: bytes) -> tuple[str, str]:
 
 
 class Previews:
-    def __init__(self, s3: Callable[[], Any], bucket: str) -> None:
-        """`s3` returns the client, created on first use (only the design function needs it)."""
+    def __init__(self, s3: Callable[[], Any], bucket: str, store: Callable[[], Any] | None = None) -> None:
+        """`s3` returns the client that signs, `store` the bounded one that writes (`s3` if not
+        given), each created on first use (only the design function needs them)."""
         self._s3 = s3
+        self._store = store or s3
         self.bucket = bucket
 
     @property
     def s3(self) -> Any:
         return self._s3()
 
-    def put(self, account_id: str, voice_id: str, audio: bytes) -> str | None:
-        """Keep the preview; its key, or None if it could not be stored (logged: the voice the
-        customer pays for does not depend on its preview)."""
+    @property
+    def store(self) -> Any:
+        return self._store()
+
+    def put(self, account_id: str, voice_id: str, audio: bytes, *, deadline: float) -> str | None:
+        """Keep the preview; its key, or None if it could not be stored or too little time is left
+        before `deadline` (logged: the voice the customer pays for does not depend on its preview)."""
+        if deadline - time.monotonic() < PREVIEW_STORE_SECONDS:      # deadlines are monotonic (kyma.edge.http)
+            logger.warning("too little time left to store a designed voice's preview; the voice is kept "
+                           "without one", extra={"voice_id": voice_id})
+            return None
         extension, content_type = sniff(audio)
         key = preview_key(account_id, voice_id, extension)
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=audio, ContentType=content_type)
+            self.store.put_object(Bucket=self.bucket, Key=key, Body=audio, ContentType=content_type)
         except (ClientError, BotoCoreError):
             logger.exception("could not store a designed voice's preview", extra={"voice_id": voice_id})
             return None

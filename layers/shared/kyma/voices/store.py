@@ -19,6 +19,9 @@ from kyma.voices.records import (
     activation_update,
 )
 
+# Items read per query of an owner's voices, whatever the page size (see owned_page).
+READ_PAGE = 100
+
 
 class Voices:
     """Reads and single-item writes of the Voices table (transactions live in the ledger)."""
@@ -48,17 +51,23 @@ class Voices:
             "ExpressionAttributeValues": values(o=owner_id, deleted=DELETED, deleting=DELETING, **kinds),
             "Limit": limit}
         rows: list[dict] = []
-        while len(rows) < limit:
+        while True:
             if start:
                 kwargs["ExclusiveStartKey"] = to_item(start)
-            kwargs["Limit"] = limit - len(rows)
+            # DynamoDB applies Limit before the filter: read at least READ_PAGE items per query, or
+            # a filter that skips most rows (type=designed among many clones) costs a query per row.
+            kwargs["Limit"] = max(READ_PAGE, limit - len(rows))
             page = self.ddb.query(**kwargs)
-            rows += [r for r in map(from_item, page.get("Items", [])) if r is not None]
+            fresh = [r for r in map(from_item, page.get("Items", [])) if r is not None]
             last = from_item(page.get("LastEvaluatedKey"))
-            if not last:
-                return rows, None
+            room = limit - len(rows)
+            if len(fresh) > room:       # more than the page holds: continue after the last row shown
+                rows += fresh[:room]
+                return rows, {k: rows[-1][k] for k in ("voice_id", "owner_id", "created_at")}
+            rows += fresh
+            if not last or len(rows) == limit:
+                return rows, last
             start = last
-        return rows, start
 
     def activating(self, *, limit: int) -> list[dict]:
         """Voices still activating, oldest first (the sweep's work list)."""
