@@ -241,7 +241,9 @@ def test_a_client_that_disconnects_mid_stream_is_seen_by_the_app(stack):
     got = request(stack.address, "GET", "/forever?gap=0.05", AUTH, chunks_wanted=2)
     assert len(got.chunks) == 2
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not stack.app_events.exists():
+    # The app writes its line when it sees the disconnect: wait for the whole line, not the file.
+    while time.monotonic() < deadline and not (stack.app_events.exists()
+                                               and stack.app_events.read_text().endswith("\n")):
         time.sleep(0.05)
     assert stack.app_events.read_text().split(": ")[0] == "/forever"
     assert stack.app_events.read_text().strip().endswith(("BrokenPipeError", "ConnectionResetError"))
