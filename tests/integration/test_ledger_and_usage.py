@@ -72,6 +72,34 @@ def test_bad_ledger_parameters_are_400(fns, accounts, query):
     assert error_of(get(fns, acct, "/v1/credits/ledger", query)).status == 400
 
 
+def test_a_cursor_with_a_trailing_newline_is_400_and_the_cursor_itself_pages(fns, accounts, ledger):
+    """The cursor must be exactly an entry id: a `$` regex would also take "<id>\\n"."""
+    import base64
+
+    acct = accounts.create(START).account_id
+    for usd in (1, 2, 3):
+        ledger.top_up(acct, usd * 1_000_000)
+    cursor = body_of(get(fns, acct, "/v1/credits/ledger", "limit=1"))["next_cursor"]
+    entry_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    with_newline = base64.urlsafe_b64encode((entry_id + "\n").encode()).decode().rstrip("=")
+    refused = error_of(get(fns, acct, "/v1/credits/ledger", f"limit=1&cursor={with_newline}"))
+    assert (refused.status, refused.code) == (400, "invalid_request")
+    assert [e["amount_usd"] for e in body_of(get(fns, acct, "/v1/credits/ledger",
+                                                 f"limit=1&cursor={cursor}"))["entries"]] == [2.0]
+
+
+@pytest.mark.parametrize("query, says", [
+    ("start=2026-13-01", "start and end must be dates as YYYY-MM-DD, e.g. 2026-11-01."),
+    ("end=2026-02-30", "start and end must be dates as YYYY-MM-DD, e.g. 2026-11-01."),
+    ("end=0001-01-05", "0001-01-05 has no 30 days before it: send start too."),
+])
+def test_usage_date_errors_say_what_is_wrong(fns, accounts, query, says):
+    acct = accounts.create(START).account_id
+    error = error_of(get(fns, acct, "/v1/usage", query))
+    assert error.status == 400 and says in error.message and "0001-01-30" not in error.message
+    assert body_of(get(fns, acct, "/v1/usage", "start=0001-01-01&end=0001-01-05"))["usage"] == []
+
+
 def test_usage_is_what_was_charged_today_per_endpoint_and_model(fns, accounts, minimax):
     acct = accounts.create(START).account_id
     fns["clone"](clone_event(acct, fx.mp3_cbr(12.0)), context())

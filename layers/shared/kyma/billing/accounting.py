@@ -100,7 +100,7 @@ class Books:
 
 # ── the customer's view of an entry ──────────────────────────────────────
 STATUS_SHOWN = {OPEN: "pending", CHARGED: "charged", RELEASED: "released"}
-ENTRY_ID = re.compile(r"^[0-9]{13}-[0-9a-f]{12}$")
+ENTRY_ID = re.compile(r"[0-9]{13}-[0-9a-f]{12}")     # whole string: fullmatch (a `$` also takes a final newline)
 
 
 def statement_entry(entry: dict) -> dict:
@@ -131,6 +131,6 @@ def _entry_of(cursor: str) -> str:
         entry_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (ValueError, UnicodeDecodeError):
         entry_id = ""
-    if not ENTRY_ID.match(entry_id):
+    if not ENTRY_ID.fullmatch(entry_id):
         raise errors.InvalidRequest("cursor is not a cursor this endpoint returned (send it back unchanged).")
     return entry_id

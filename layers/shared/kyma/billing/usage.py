@@ -48,9 +48,16 @@ def parse_range(query: dict[str, str], today: date | None = None) -> tuple[str, 
     today = today or datetime.now(UTC).date()
     try:
         end = _day(query["end"]) if "end" in query else today
-        start = _day(query["start"]) if "start" in query else end - timedelta(days=DEFAULT_DAYS - 1)
-    except (ValueError, OverflowError):       # not a date, or the default start before year 1
-        raise errors.InvalidRequest("start and end must be dates as YYYY-MM-DD, from 0001-01-30.") from None
+        start = _day(query["start"]) if "start" in query else None
+    except ValueError:                        # not a date: the message names the form, nothing else
+        raise errors.InvalidRequest("start and end must be dates as YYYY-MM-DD, e.g. 2026-11-01.") from None
+    if start is None:
+        try:
+            start = end - timedelta(days=DEFAULT_DAYS - 1)
+        except OverflowError:                 # the default start would fall before 0001-01-01
+            raise errors.InvalidRequest(f"Without start, the range is the {DEFAULT_DAYS} days up to end, and "
+                                        f"{end.isoformat()} has no {DEFAULT_DAYS} days before it: send start "
+                                        "too.") from None
     if start > end:
         raise errors.InvalidRequest("start must not be after end.")
     if (end - start).days + 1 > MAX_DAYS:
