@@ -64,6 +64,8 @@ def aws(monkeypatch):
     # Concurrency and money tests send bursts from one account: per-account rate limits are out of
     # their way here, and tested on their own (test_rate_limits.py sets an account's limits low).
     monkeypatch.setenv("RATE_LIMIT_DEFAULTS", json.dumps({e: [100_000, 10_000] for e in RATE_LIMITED_ENDPOINTS}))
+    # ... and so is the shared upstream budget (test_upstream_budget.py sets it to MiniMax's 60).
+    monkeypatch.setenv("UPSTREAM_SPEECH_RPM", "1000000")
     config.cache_clear()
     with mock_aws():
         create_resources(template)

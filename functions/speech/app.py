@@ -12,6 +12,7 @@ from kyma.platform import init_phase
 
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
+from kyma.accounts import upstream
 from kyma.accounts.rate_limits import caller_check
 from kyma.billing.idempotency import key_from
 from kyma.edge import errors
@@ -39,11 +40,14 @@ def speak(request: Request, out: Output) -> None:
 
 def synthesize(request: Request, speech_input: speech_request.SpeechInput, out: Output, guard: str | None) -> dict:
     """The paid work, once per Idempotency-Key: reserve, synthesize into `out`, settle; the record to replay."""
+    keep = key_from(request.headers) is not None
     return speech.synthesize(
         speech_input, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
-        svc=svc, provider=provider(), delivery=speech_delivery.for_request(speech_input.delivery, out),
-        keep=key_from(request.headers) is not None, guard=guard,
-        rate_limit=caller_check(svc.cfg, "speech", request.account_id, request.authorizer))
+        svc=svc, provider=provider(), delivery=speech_delivery.for_request(speech_input.delivery, out,
+                                                                          replayable=keep),
+        keep=keep, guard=guard,
+        rate_limit=caller_check(svc.cfg, "speech", request.account_id, request.authorizer),
+        upstream=upstream.check(svc.cfg, request.account_id))
 
 
 def replay(record: dict, speech_input: speech_request.SpeechInput, out: Output) -> None:

@@ -22,7 +22,8 @@ class StackProcess:
     def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.state_file = tmp / "kyma-local.json"
         self.env = {**os.environ, "KYMA_LOCAL_STATE": str(self.state_file), "PORT": "0",
-                    "PYTHONUNBUFFERED": "1", "KYMA_LOCAL_THROTTLING": "off"}
+                    "PYTHONUNBUFFERED": "1", "KYMA_LOCAL_THROTTLING": "off",
+                    "KYMA_LOCAL_UPSTREAM_SPEECH_RPM": "1000000"}
         # Never a developer's real MiniMax key (or endpoint) unless a test passes one.
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MINIMAX_API_KEY",
                      "MINIMAX_BASE_URL"):

@@ -392,6 +392,7 @@ def test_speech_after_the_charge_delivers_even_if_the_balance_read_fails(handler
 
 
 def test_a_failed_speech_settle_is_500_and_free(handler, accounts, books, minimax, monkeypatch, ledger):
+    """With an Idempotency-Key the settle comes before the file is sent: a failed one is an error."""
     from botocore.exceptions import ClientError
 
     from kyma.billing.ledger import Ledger
@@ -399,9 +400,27 @@ def test_a_failed_speech_settle_is_500_and_free(handler, accounts, books, minima
     acct = accounts.create(START).account_id
     monkeypatch.setattr(Ledger, "settle", raising(
         ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")))
-    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}))
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, {"Idempotency-Key": "settle-1"}))
     assert error.status == 500 and "no charge" in error.message
     assert_free(books, minimax, acct)
+
+
+def test_a_whole_file_without_a_key_is_sent_before_its_settle_and_a_failed_settle_leaves_it_free(
+        handler, accounts, books, minimax, monkeypatch):
+    """Without a key nothing could replay the file, so it is sent first and charged after; a settle
+    that then fails follows paid_call: released (the file was delivered, and is free)."""
+    from botocore.exceptions import ClientError
+
+    from kyma.billing.ledger import Ledger
+
+    acct = accounts.create(START).account_id
+    monkeypatch.setattr(Ledger, "settle", raising(
+        ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")))
+    response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
+    assert response["statusCode"] == 200 and body_of(response) == minimax.last_audio
+    assert_free(books, minimax, acct)
+    (hold,) = [e for e in books.entries(acct) if e["type"] == "hold"]
+    assert (hold["status"], hold["release_reason"]) == ("released", "settle_failed")
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")   # the "crash", in the app

@@ -186,6 +186,10 @@ def local_environment(template: Template, aws: EmbeddedAws) -> dict[str, str]:
     if os.environ.get("MINIMAX_BASE_URL"):
         env["MINIMAX_BASE_URL"] = os.environ["MINIMAX_BASE_URL"]
     env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    # KYMA_LOCAL_UPSTREAM_SPEECH_RPM: test stacks that make many paid calls in a burst (with
+    # KYMA_LOCAL_THROTTLING=off) widen the shared upstream budget; `make run` keeps the template's.
+    if os.environ.get("KYMA_LOCAL_UPSTREAM_SPEECH_RPM"):
+        env["UPSTREAM_SPEECH_RPM"] = os.environ["KYMA_LOCAL_UPSTREAM_SPEECH_RPM"]
     return env
 
 

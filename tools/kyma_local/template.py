@@ -154,6 +154,9 @@ class Template:
             if key == "Fn::If":
                 cond, yes, no = arg
                 return self._resolve(yes if self.condition(cond) else no)
+            if key == "Fn::FindInMap":
+                table, first, second = (str(self.resolve(a)) for a in arg)
+                return self.doc["Mappings"][table][first][second]
             if key == "Fn::Join":
                 sep, parts = arg
                 return sep.join(str(self.resolve(p)) for p in parts)

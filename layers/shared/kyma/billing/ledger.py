@@ -99,7 +99,7 @@ class Ledger:
     def reserve(self, account_id: str, amount_micros: int, *, kind: str, request_id: str,
                 reference: dict | None = None, conditions: Sequence[Check] = (),
                 upload_id: str | None = None, guard: str | None = None, rate_limit: Check | None = None,
-                expires_in: int | None = None) -> Hold:
+                upstream: Check | None = None, expires_in: int | None = None) -> Hold:
         """Debit `amount_micros` into an open hold, or raise the reason it cannot be.
 
         `expires_in`: seconds until the reconciler may release the hold (default: the
@@ -111,8 +111,11 @@ class Ledger:
         `guard`: the charge guard of an Idempotency-Key; refused (409) if it was ever charged.
         `rate_limit`: the caller's per-account counter (kyma.accounts.rate_limits.check), counted only if
         the reserve applies, at no extra round trip.
-        The answer when several fail: the rate limit, the key, the voice, the upload, then money
-        (a voice that is not yours is 403 even when the balance is also short).
+        `upstream`: a share of the provider's platform-wide quota (kyma.accounts.upstream.check),
+        taken only if the reserve applies: a refused request leaves no hold and no count.
+        The answer when several fail: the rate limit, the key, the voice, the upload, money, then
+        the upstream quota (a voice that is not yours is 403 even when the balance is also short;
+        the shared quota answers 503 only for a request that would otherwise have passed).
         """
         if amount_micros <= 0:
             raise ValueError("a hold must be positive")
@@ -127,6 +130,8 @@ class Ledger:
         if upload_id is not None:
             checks.append(claims.claim_check(self.cfg, upload_id, account_id, hold.entry_id))
         checks.append(self._debit_check(account_id, amount_micros))
+        if upstream is not None:
+            checks.append(upstream)
         tx = Transaction(self.ddb)
         for check in checks:
             tx.add(check.name, check.item)

@@ -5,7 +5,8 @@ something fails, so that no failure after a reserve loses or takes money:
 
 - the work raises → the hold is released (exactly once) and the error propagates;
 - the work finishes after the request's deadline (API Gateway would already have
-  answered the client) → released: nothing is charged for a result nobody receives;
+  answered the client) → released: nothing is charged for a result nobody receives
+  (`TooLate`; work that delivers before the settle checks it itself, before delivering);
 - the settle fails → released and `settle_failed()` is raised, unless the settle had
   in fact been applied (its answer was lost), which is a success; if neither can be
   confirmed → 500 billing_outcome_unknown, never "no charge";
@@ -46,6 +47,17 @@ def hold_lifetime(deadline: float, minimum: int) -> int:
     return max(minimum, math.ceil(deadline - time.monotonic()) + HOLD_GRACE_SECONDS)
 
 
+class TooLate(errors.ProviderError):
+    """The result came after the request's deadline: API Gateway has already answered (or closed)
+    the client, so nobody can receive it, and nothing is charged.  Work that delivers before it
+    settles raises this itself, before delivering (`PaidCalls.check_deadline`)."""
+
+    release_reason = "deadline"
+
+    def __init__(self) -> None:
+        super().__init__("The provider answered too late to deliver the result in time; nothing was charged. Retry.")
+
+
 class PaidCalls:
     def __init__(self, ledger: Ledger, books: Books) -> None:
         self.ledger = ledger
@@ -57,14 +69,14 @@ class PaidCalls:
         try:
             result = work()
         except Exception as exc:
-            reason = "provider_error" if isinstance(exc, errors.UpstreamError) else getattr(
-                exc, "release_reason", "error")         # e.g. "client_gone" (kyma.edge.web_app.ClientGone)
+            # e.g. "client_gone" (kyma.edge.web_app.ClientGone), "deadline" (TooLate)
+            reason = getattr(exc, "release_reason", None) or (
+                "provider_error" if isinstance(exc, errors.UpstreamError) else "error")
             self.release_safely(hold, reason)
             raise
         if deadline is not None and time.monotonic() > deadline:
-            self.release_safely(hold, "deadline")
-            raise errors.ProviderError("The provider answered too late to deliver the result in time; "
-                                       "nothing was charged. Retry.")
+            self.release_safely(hold, TooLate.release_reason)
+            raise TooLate()
         try:
             self.ledger.settle(hold, items=items(result))
         except HoldNotOpen as exc:
@@ -81,6 +93,12 @@ class PaidCalls:
             if not applied:
                 raise settle_failed() from exc
         return result
+
+    @staticmethod
+    def check_deadline(deadline: float) -> None:
+        """Inside work that delivers its result before the settle: TooLate (released) once past it."""
+        if time.monotonic() > deadline:
+            raise TooLate()
 
     def release_safely(self, hold: Hold, reason: str) -> bool | None:
         """Release without masking the error being handled.  None: could not release now

@@ -32,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -105,6 +107,28 @@ class Output:
             raise RuntimeError("write() needs a started, unfinished response")
         if data:                      # a zero-length chunk would end the body
             self._send(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def connected(self) -> bool:
+        """False once the connection is known to be closed by the other end (the adapter, or the
+        local gateway behind it, closed it because the client left).  The request has been read
+        whole, so a readable socket with nothing to read is the peer's end of the connection.
+        True says only that no close has been seen (in AWS, Lambda's response stream never
+        closes it early: see README, Billing)."""
+        if self.done:
+            return False
+        sock = self._handler.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return not readable or bool(sock.recv(1, socket.MSG_PEEK))
+        except (OSError, ValueError):     # reset, or already closed
+            return False
+
+    def ensure_connected(self) -> None:
+        """Raise ClientGone if the connection is known to be closed (see `connected`)."""
+        if not self.connected():
+            self.done = True
+            self._handler.close_connection = True
+            raise ClientGone("the connection was closed before the response")
 
     def finish(self) -> None:
         """The terminating chunk: the client knows the body is complete."""

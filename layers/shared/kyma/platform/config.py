@@ -48,6 +48,9 @@ class Config:
     # Per-account rate limits by endpoint: (per minute, burst per second), DEFAULT_RATE_LIMITS
     # unless RATE_LIMIT_DEFAULTS (JSON {"speech": [60, 10], ...}) says otherwise for this deployment.
     rate_limit_defaults: tuple[tuple[str, int, int], ...]     # (endpoint, per minute, burst)
+    # MiniMax's T2A quota for the whole platform, per minute (template parameter UpstreamSpeechRpm):
+    # the shared upstream budget (kyma.accounts.upstream) and the per-account speech default.
+    upstream_speech_rpm: int
     # Prices (integer micro-dollars).
     voice_clone_price_micros: int
     voice_design_price_micros: int
@@ -84,6 +87,7 @@ class Config:
         def integer(name: str, default: int) -> int:
             return int(env.get(name) or default)
 
+        upstream_rpm = max(1, integer("UPSTREAM_SPEECH_RPM", DEFAULT_UPSTREAM_SPEECH_RPM))
         return cls(
             stage=env.get("STAGE", "dev"),
             accounts_table=env.get("ACCOUNTS_TABLE", ""),
@@ -102,7 +106,8 @@ class Config:
             minimax_read_timeout=num("MINIMAX_READ_TIMEOUT", 120.0),   # capped by each request's deadline
             minimax_api_key_local=env.get("KYMA_LOCAL_MINIMAX_API_KEY", ""),
             provider_name=env.get("KYMA_PROVIDER_NAME", "minimax"),
-            rate_limit_defaults=_limits(env.get("RATE_LIMIT_DEFAULTS", "")),
+            rate_limit_defaults=_limits(env.get("RATE_LIMIT_DEFAULTS", ""), upstream_rpm),
+            upstream_speech_rpm=upstream_rpm,
             voice_clone_price_micros=integer("VOICE_CLONE_PRICE_MICROS", DEFAULT_VOICE_CLONE_PRICE_MICROS),
             voice_design_price_micros=integer("VOICE_DESIGN_PRICE_MICROS", DEFAULT_VOICE_DESIGN_PRICE_MICROS),
             speech_price_hd_micros_per_1k=integer("SPEECH_PRICE_HD_PER_1K_MICROS",
@@ -121,10 +126,22 @@ class Config:
         )
 
 
+# MiniMax's international T2A quota: 60 calls a minute per MiniMax account, i.e. for the platform.
+DEFAULT_UPSTREAM_SPEECH_RPM = 60
+
+
+def speech_default_limit(upstream_rpm: int) -> tuple[int, int]:
+    """The per-account speech default (per minute, burst per second) for an upstream quota: the
+    open part of the shared budget (kyma.accounts.upstream.Budget: Q - Q/3, 40 of MiniMax's 60), so
+    an account alone within its own limit is never refused by the shared quota."""
+    return upstream_rpm - upstream_rpm // 3, 10
+
+
 # Per-account rate limits by endpoint: (requests per minute, burst per second).  Here, not in
-# kyma.accounts.rate_limits, so that configuration depends on nothing above it.
+# kyma.accounts.rate_limits, so that configuration depends on nothing above it.  Speech follows
+# the upstream quota (speech_default_limit); this is its value for MiniMax's 60.
 DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
-    "speech": (60, 10),
+    "speech": speech_default_limit(DEFAULT_UPSTREAM_SPEECH_RPM),
     "voice-clone": (10, 3),
     "voice-design": (5, 2),        # a quarter of MiniMax's 20 designs a minute for the whole platform
     "uploads": (30, 5),
@@ -133,9 +150,10 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
 }
 
 
-def _limits(text: str) -> tuple[tuple[str, int, int], ...]:
+def _limits(text: str, upstream_rpm: int = DEFAULT_UPSTREAM_SPEECH_RPM) -> tuple[tuple[str, int, int], ...]:
     overrides = json.loads(text) if text else {}
-    merged = {**DEFAULT_RATE_LIMITS, **{k: (int(v[0]), int(v[1])) for k, v in overrides.items()}}
+    merged = {**DEFAULT_RATE_LIMITS, "speech": speech_default_limit(upstream_rpm),
+              **{k: (int(v[0]), int(v[1])) for k, v in overrides.items()}}
     return tuple((endpoint, rpm, burst) for endpoint, (rpm, burst) in sorted(merged.items()))
 
 

@@ -5,8 +5,10 @@ is in hand (before it, nothing has been sent, so any failure is an ordinary erro
 response), `audio(chunk)` for each chunk as MiniMax produces it, and `end(billing)` after
 the charge settled.
 
-- `Buffered` ("buffered", no stream flag): keeps the chunks and sends the whole file at
-  `end`, with every billing header including X-Kyma-Balance-USD (the charge settled first).
+- `Buffered` ("buffered", no stream flag): keeps the chunks and sends the whole file with
+  every billing header including X-Kyma-Balance-USD (the reserve has debited it already).
+  Without an Idempotency-Key it is sent *before* the settle and charged only if the send
+  went through (`before_charge`); with one, after the settle (the audio is kept first).
 - `RawAudio` ("audio", or `stream: true`): status and the headers known before the first
   byte (model, characters, cost, provider) at `begin`, each chunk at once, the body's
   last chunk after the settle.  No balance header (it is not known when headers go).
@@ -84,6 +86,7 @@ class Billing:
 
 class Delivery(Protocol):
     needs_balance: bool
+    before_charge: bool         # the whole response is sent before the settle (see Buffered)
 
     def begin(self, billing: Billing) -> None: ...
 
@@ -93,25 +96,41 @@ class Delivery(Protocol):
 
 
 class Buffered:
+    """The whole file.  `before_charge` (no Idempotency-Key, so nothing could replay it): the file is
+    sent *before* the settle, and a client known to be gone (`Output.ensure_connected`, checked at
+    every chunk and before the send) or a failed send raises ClientGone, which releases the hold;
+    the upstream stops at once.  Otherwise (a key: the audio is kept for replays first) the file is
+    sent after the settle, as the replay would send it."""
+
     needs_balance = True
 
-    def __init__(self, out: Output, extra_headers: dict[str, str]) -> None:
+    def __init__(self, out: Output, extra_headers: dict[str, str], *, before_charge: bool = False) -> None:
         self.out, self.extra = out, extra_headers
+        self.before_charge = before_charge
         self.parts: list[bytes] = []
+        self.sent = False
 
     def begin(self, billing: Billing) -> None:
         pass
 
     def audio(self, chunk: bytes) -> None:
+        if self.before_charge:
+            self.out.ensure_connected()
         self.parts.append(chunk)
 
     def end(self, billing: Billing) -> None:
+        if self.sent:
+            return          # sent before the charge; nothing is left to send after it
+        if self.before_charge:
+            self.out.ensure_connected()
         audio, self.parts = b"".join(self.parts), []
+        self.sent = True
         self.out.send(Response(200, audio, {**billing.headers(), **self.extra}))
 
 
 class RawAudio:
     needs_balance = False
+    before_charge = False
 
     def __init__(self, out: Output, extra_headers: dict[str, str]) -> None:
         self.out, self.extra = out, extra_headers
@@ -128,6 +147,7 @@ class RawAudio:
 
 class Events:
     needs_balance = True
+    before_charge = False
 
     def __init__(self, out: Output, extra_headers: dict[str, str]) -> None:
         self.out, self.extra = out, extra_headers
@@ -143,10 +163,13 @@ class Events:
         self.out.write(event({"type": "speech.audio.done", "usage": usage(billing)}))
 
 
-def for_request(delivery: str, out: Output, *, replayed: bool = False) -> Delivery:
+def for_request(delivery: str, out: Output, *, replayed: bool = False, replayable: bool = True) -> Delivery:
+    """`replayable`: an Idempotency-Key keeps the audio, so a whole file may be charged before it is
+    sent (a replay resends it); without one it is sent first, and charged only once sent."""
     extra = {"Idempotent-Replayed": "true"} if replayed else {}
-    kinds: dict[str, type[Buffered] | type[RawAudio] | type[Events]] = {
-        BUFFERED: Buffered, AUDIO: RawAudio, SSE: Events}
+    if delivery == BUFFERED:
+        return Buffered(out, extra, before_charge=not replayable and not replayed)
+    kinds: dict[str, type[RawAudio] | type[Events]] = {AUDIO: RawAudio, SSE: Events}
     return kinds[delivery](out, extra)
 
 

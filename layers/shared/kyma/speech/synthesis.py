@@ -8,7 +8,9 @@ The cost is known before the first byte, so the reserve comes first.  The audio
 then goes to the client as MiniMax produces it (`kyma.speech.delivery`: one whole
 file, raw chunks or Server-Sent Events), and the charge settles only after the last
 chunk has been handed on.  If MiniMax fails or stops early, or the client goes away,
-the hold is released: partial audio is free.  A whole file is sent after the settle.
+the hold is released: partial audio is free.  A whole file with an Idempotency-Key is sent
+after the settle (its audio is kept, so a retry replays it); without one it is sent before
+the settle, and a client gone before the send went through is released, never charged.
 
 Audio that an Idempotency-Key may replay is kept in S3 *before* the charge settles:
 audio that cannot be replayed is never charged.
@@ -54,7 +56,7 @@ AFTER_STREAM_SECONDS = 10.0
 
 def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: float, svc: Services,
                provider: MiniMaxClient, delivery: Delivery, keep: bool = False, guard: str | None = None,
-               rate_limit: Check | None = None) -> dict:
+               rate_limit: Check | None = None, upstream: Check | None = None) -> dict:
     """Reserve, synthesize into `delivery`, settle; return the Idempotency-Key record (small JSON).
 
     `keep`: store the audio in S3 for a replay, before the settle (if that fails, the hold is
@@ -75,7 +77,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     billing = Billing(inp.sku, inp.chars, price_micros(inp, cfg), inp.content_type, provider.name)
     provider.check_key()              # a failing secret store fails here, before anything is reserved
     hold, activating = _reserve(inp, account_id, request_id, billing.cost_micros, cloned, svc, guard,
-                                hold_lifetime(deadline, cfg.hold_timeout_seconds), rate_limit)
+                                hold_lifetime(deadline, cfg.hold_timeout_seconds), rate_limit, upstream)
     request = SynthesisRequest(model=SKUS[inp.sku][0], text=inp.text, voice_id=inp.voice_id,
                                audio_format=inp.audio_format, sample_rate=inp.sample_rate, bitrate=inp.bitrate,
                                speed=inp.speed, vol=inp.vol, pitch=inp.pitch, emotion=inp.emotion,
@@ -94,13 +96,21 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
                     kept.append(chunk)
         if stored_key is not None:
             svc.audio.put(stored_key, b"".join(kept), inp.content_type)
+        if delivery.before_charge:
+            # A whole file nothing could replay: sent before the charge, so that a client gone
+            # before its last byte was accepted is released (ClientGone), never charged.  Too late
+            # for API Gateway (nobody is listening any more): released before anything is sent.
+            paid.check_deadline(deadline)
+            delivery.end(replace(billing, balance_micros=paid.balance_or_none(account_id)))
         return size
 
     try:
-        # A streamed response's last byte has been handed on when `work` returns: nothing is left
-        # to miss a deadline, so a slow reader that got everything is charged like any other.
+        # A streamed response's last byte has been handed on when `work` returns, and so has a
+        # whole file sent before its charge: nothing is left to miss a deadline, so a slow reader
+        # that got everything is charged like any other.
         # A voice still activating is recorded as used with the charge (never refunded after this).
-        size = paid.complete(hold, work, deadline=None if inp.streamed else deadline, settle_failed=lambda: (
+        sent_in_work = inp.streamed or delivery.before_charge
+        size = paid.complete(hold, work, deadline=None if sent_in_work else deadline, settle_failed=lambda: (
             errors.InternalError("The audio could not be billed, so its delivery was not completed; no charge "
                                  "was applied. Safe to retry.")),
             items=lambda _: [voices.use_update(cfg, inp.voice_id, int(time.time()))] if activating else [])
@@ -122,6 +132,8 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     metrics.add_metric(name="ChargedMicroUSD", unit=MetricUnit.Count, value=billing.cost_micros)
     logger.info("speech delivered", extra={"account_id": account_id, "model": inp.sku, "chars": inp.chars,
                                            "audio_bytes": size, "cloned_voice": cloned, "delivery": inp.delivery})
+    if delivery.before_charge:
+        return billing.record(stored_key)       # sent already (and nothing to keep for a replay)
     if delivery.needs_balance or keep:
         billing = replace(billing, balance_micros=paid.balance_or_none(account_id))
     try:
@@ -141,7 +153,8 @@ def _mark_active(svc: Services, voice_id: str) -> None:
 
 
 def _reserve(inp: SpeechInput, account_id: str, request_id: str, cost: int, cloned: bool, svc: Services,
-             guard: str | None, expires_in: int, rate_limit: Check | None) -> tuple[Hold, bool]:
+             guard: str | None, expires_in: int, rate_limit: Check | None,
+             upstream: Check | None) -> tuple[Hold, bool]:
     """The reserve, gated on the voice for a cloned one: checked as active first (the common case),
     then as activating (then this synthesis activates it).  Returns (hold, activating)."""
     activating = False
@@ -152,7 +165,7 @@ def _reserve(inp: SpeechInput, account_id: str, request_id: str, cost: int, clon
                                       conditions=[voices.ownership_check(svc.cfg, inp.voice_id, account_id,
                                                                          activating=activating)] if cloned else (),
                                       guard=guard, expires_in=expires_in,
-                                      rate_limit=rate_limit), activating
+                                      rate_limit=rate_limit, upstream=upstream), activating
         except voices.UsableInOtherState as state:
             activating = state.status == voices.ACTIVATING
     raise errors.ServiceUnavailable("The voice is changing state; retry in a moment.")
