@@ -167,7 +167,7 @@ class Recorder:
         answer = self.answer(event) if callable(self.answer) else self.answer
         return InvokeResult(answer, self.error, self.error_message)
 
-    def invoke_stream(self, event, *, wait):
+    def invoke_stream(self, event, *, wait, on_connect=None):
         from kyma_local.web_adapter import InvocationFailed
 
         self.events.append(event)

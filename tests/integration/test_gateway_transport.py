@@ -178,3 +178,49 @@ def test_an_unusual_method_reaches_the_gateway_not_http_servers_501():
         served.stop()
     assert response.status == 200 and response.getheader("x-amzn-RequestId")   # the stand-in fallback answered
     assert served.pools["FallbackFunction"].events[-1]["httpMethod"] == "TRACE"
+
+
+def test_a_stalled_request_body_is_timed_out_and_never_reaches_the_function(served, monkeypatch):
+    """API Gateway does not wait forever for a body the client stopped sending: the stand-in drops
+    a request that sends nothing for its idle limit (30 s; 0.5 s here) with a 408, and forwards nothing."""
+    monkeypatch.setattr(served.server.RequestHandlerClass, "timeout", 0.5)
+    served.start()
+    sock = served.connect()
+    sock.sendall(speech_post(b'{"inp', b"Content-Type: application/json\r\n", b"Content-Length: 100\r\n"))
+    started = time.monotonic()
+    response = read_response(sock)                      # no more bytes: the client stalls
+    assert response.status == 408 and time.monotonic() - started < 5
+    assert envelope(response)["code"] == "invalid_request"
+    assert served.pools["SpeechFunction"].events == []
+    # A request that keeps sending, however slowly, is not cut (each pause is under the limit).
+    sock = served.connect()
+    sock.sendall(speech_post(b"", b"Content-Type: application/json\r\n", b"Content-Length: 2\r\n"))
+    time.sleep(0.3)
+    sock.sendall(b"{")
+    time.sleep(0.3)
+    sock.sendall(b"}")
+    assert read_response(sock).status == 200
+    assert [e["body"] for e in served.pools["SpeechFunction"].events] == ["e30="]
+
+
+def test_a_client_that_leaves_while_a_streamed_integration_runs_has_the_app_connection_closed():
+    """The client closes before any byte of a response: the stand-in closes its connection to the
+    app (the function's next check or write sees it), like a proxy whose client went away."""
+    from kyma_local.gateway.streaming import ClientWatch
+
+    client, gateway_side = socket.socketpair()
+    app_side, app = socket.socketpair()
+    watch = ClientWatch(gateway_side).start()
+    watch.on_gone(lambda: app_side.shutdown(socket.SHUT_RDWR))
+    time.sleep(0.2)
+    app.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        app.recv(1)                                     # the client is still there: nothing happened
+    client.close()
+    app.settimeout(2)
+    assert app.recv(1) == b""                           # closed under the app
+    assert watch.gone
+    late = []
+    watch.on_gone(lambda: late.append(True))            # registered after: runs at once
+    assert late == [True]
+    watch.stop()

@@ -29,8 +29,10 @@ import importlib.util
 import itertools
 import json
 import queue
+import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import HTTPServer
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -173,10 +175,13 @@ class WebAdapterPool(EnvironmentPool[AppEnvironment]):
         return InvokeResult(None, "Unhandled", "buffered invocation of a Lambda Web Adapter function "
                                                "is not supported locally (use ResponseTransferMode: RESPONSE_STREAM)")
 
-    def invoke_stream(self, event: dict, *, wait: float) -> AppResponse:
+    def invoke_stream(self, event: dict, *, wait: float,
+                      on_connect: Callable[[Callable[[], None]], None] | None = None) -> AppResponse:
         """Send the event to a warm (or new) environment's app; return once its status and
         headers arrive.  InvocationTimedOut if they take longer than `wait` seconds or the
-        function's timeout; InvocationFailed if the environment or the app fails first."""
+        function's timeout; InvocationFailed if the environment or the app fails first.
+        `on_connect(abort)`: given, once the connection to the app is open, the action that
+        closes it under the app (the gateway calls it when its client goes away)."""
         self._slots.acquire()
         try:
             env, _ = self._warm_or_new()
@@ -189,6 +194,10 @@ class WebAdapterPool(EnvironmentPool[AppEnvironment]):
         method, target, headers, body = adapter_request(event, context, int((time.time() + self.timeout) * 1000))
         conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=max(0.001, min(wait, self.timeout)))
         try:
+            conn.connect()
+            if on_connect is not None:
+                sock = conn.sock
+                on_connect(lambda: sock.shutdown(socket.SHUT_RDWR))
             conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
             for name, value in headers:
                 conn.putheader(name, value)

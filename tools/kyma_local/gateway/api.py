@@ -15,7 +15,7 @@ from kyma_local.gateway.media import is_binary
 from kyma_local.gateway.proxy import invoke_proxy
 from kyma_local.gateway.responses import GatewayResponses, HttpResponse
 from kyma_local.gateway.routes import Route, compile_resource, match
-from kyma_local.gateway.streaming import StreamingResponse, open_stream
+from kyma_local.gateway.streaming import ClientWatch, StreamingResponse, open_stream
 from kyma_local.gateway.throttle import TokenBucket, bucket_for, buckets_from
 from kyma_local.template import ApiEvent, Function, Template
 
@@ -51,7 +51,8 @@ class LocalApiGateway:
         return self.responses.render(kind, request_id, status=status)
 
     def handle(self, method: str, raw_path: str, query: str, headers: list[tuple[str, str]],
-               body: bytes, source_ip: str = "127.0.0.1") -> HttpResponse | StreamingResponse:
+               body: bytes, source_ip: str = "127.0.0.1",
+               watch: ClientWatch | None = None) -> HttpResponse | StreamingResponse:
         request_id = str(uuid.uuid4())
         started = time.time()
         if len(body) > MAX_REQUEST_BYTES:
@@ -82,7 +83,7 @@ class LocalApiGateway:
             return self.gateway_response("REQUEST_TOO_LARGE", request_id)
         if route.streams:
             return open_stream(route.pool, event, timeout_ms=route.timeout_ms, responses=self.responses,
-                               request_id=request_id)
+                               request_id=request_id, watch=watch)
         return invoke_proxy(route.pool, event, timeout_ms=route.timeout_ms, request_headers=single,
                             binary_types=self.binary_types, responses=self.responses, request_id=request_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import string
 import uuid
@@ -11,7 +12,7 @@ from typing import Any
 from kyma_local.gateway.api import LocalApiGateway
 from kyma_local.gateway.limits import CONTROL_PREFIX, MAX_HEADER_BYTES, MAX_REQUEST_BYTES
 from kyma_local.gateway.responses import HttpResponse
-from kyma_local.gateway.streaming import StreamCut, StreamingResponse
+from kyma_local.gateway.streaming import ClientWatch, StreamCut, StreamingResponse
 
 _HEX = frozenset(string.hexdigits.encode())
 _MAX_LINE = 65536
@@ -29,15 +30,42 @@ class _Incomplete(Exception):
     """The body ended before its framing said (client gone): never handed to a function."""
 
 
+class _Stalled(Exception):
+    """The client stopped sending its request part-way for REQUEST_IDLE_TIMEOUT_S."""
+
+
+# A request (line, headers or body) that sends nothing for this long is dropped, never forwarded:
+# API Gateway's front end closes stalled client connections rather than wait for them (it
+# documents no figure; 30 s here, like CloudFront's default idle timeout).  The response phase
+# has no such limit here (the integration's own timeouts apply).
+REQUEST_IDLE_TIMEOUT_S = 30.0
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version, sys_version = "kyma-local", ""
     gateway: LocalApiGateway
+    timeout = REQUEST_IDLE_TIMEOUT_S     # StreamRequestHandler sets it on the connection
+
+    def handle_one_request(self) -> None:
+        # Every request on a kept-alive connection gets the idle limit again while it is read.
+        self.connection.settimeout(self.timeout)
+        super().handle_one_request()
 
     def _serve(self) -> None:
         path, _, query = self.path.partition("?")
         try:
-            body = self._read_body()
+            try:
+                body = self._read_body()
+            except TimeoutError:
+                raise _Stalled from None
+            self.connection.settimeout(None)      # the request is in: the response has its own clocks
+        except _Stalled:
+            self.log_message('"%s" body stalled for %.0f s; dropped, not forwarded', self.requestline, self.timeout)
+            with contextlib.suppress(OSError):
+                self._send(self.gateway.responses.render("DEFAULT_4XX", str(uuid.uuid4()), status=408), close=True)
+            self.close_connection = True
+            return
         except _TooLarge:
             self._send(self.gateway.gateway_response("REQUEST_TOO_LARGE", str(uuid.uuid4())), close=True)
             return
@@ -52,12 +80,20 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(CONTROL_PREFIX):
             self._control(path[len(CONTROL_PREFIX):])
             return
-        response = self.gateway.handle(self.command, path, query, list(self.headers.items()), body,
-                                       self.client_address[0])
-        if isinstance(response, StreamingResponse):
-            self._stream(response)
-        else:
-            self._send(response)
+        watch = ClientWatch(self.connection).start()      # a client that leaves: the app is told
+        try:
+            response = self.gateway.handle(self.command, path, query, list(self.headers.items()), body,
+                                           self.client_address[0], watch=watch)
+            if isinstance(response, StreamingResponse):
+                self._stream(response)
+            else:
+                self._send(response)
+        except OSError:
+            if not watch.gone:
+                raise
+            self.close_connection = True                 # nobody is left to answer
+        finally:
+            watch.stop()
 
     def parse_request(self) -> bool:
         words = str(self.raw_requestline, "iso-8859-1").split()

@@ -8,7 +8,11 @@ idle timeout is 5 minutes; the first 10 MB go unthrottled, then 2 MB/s.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import select
+import socket
+import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -22,6 +26,55 @@ THROTTLED_BYTES_PER_S = 2 * 1024 * 1024
 IDLE_TIMEOUT_S = 300.0
 _RESPONSE_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
                                   "transfer-encoding", "content-length"})
+
+
+class ClientWatch:
+    """Watches the client's connection while its request runs, and runs the registered actions
+    once the client is seen gone (its end of the connection closed).  The request was read whole,
+    so a readable socket with nothing to read is the client's close.  Locally this closes the
+    connection to the app (`invoke_stream`), so a whole file still being made learns of it; in
+    AWS, Lambda's response stream gives the function no such signal (README, Billing)."""
+
+    POLL_S = 0.05
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._actions: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.gone = False
+
+    def start(self) -> ClientWatch:
+        threading.Thread(target=self._watch, daemon=True, name="gateway-client-watch").start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def on_gone(self, action: Callable[[], None]) -> None:
+        with self._lock:
+            if not self.gone:
+                self._actions.append(action)
+                return
+        action()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                readable, _, _ = select.select([self._sock], [], [], self.POLL_S)
+                if not readable:
+                    continue
+                if self._sock.recv(1, socket.MSG_PEEK):
+                    return          # the client sent more (a pipelined request): it is there
+            except (OSError, ValueError):
+                pass                # reset or closed: gone too
+            with self._lock:
+                self.gone = True
+                actions, self._actions = self._actions, []
+            for action in actions:
+                with contextlib.suppress(Exception):
+                    action()
+            return
 
 
 class StreamCut(Exception):
@@ -85,11 +138,13 @@ class StreamingResponse:
 
 
 def open_stream(pool: Any, event: dict, *, timeout_ms: int, responses: GatewayResponses,
-                request_id: str) -> HttpResponse | StreamingResponse:
-    """Invoke with response streaming; a gateway response if nothing came back in time."""
+                request_id: str, watch: ClientWatch | None = None) -> HttpResponse | StreamingResponse:
+    """Invoke with response streaming; a gateway response if nothing came back in time.
+    `watch`: the client's connection; if the client goes, the connection to the app is closed."""
     integration_deadline = time.monotonic() + timeout_ms / 1000
     try:
-        app = pool.invoke_stream(event, wait=integration_deadline - time.monotonic())
+        app = pool.invoke_stream(event, wait=integration_deadline - time.monotonic(),
+                                 on_connect=watch.on_gone if watch is not None else None)
     except InvocationTimedOut:
         return responses.render("INTEGRATION_TIMEOUT", request_id)
     except InvocationFailed:
