@@ -296,3 +296,22 @@ def test_the_api_is_regional_so_a_silent_stream_may_wait_five_minutes_not_thirty
     assert api["EndpointConfiguration"] == {"Type": "REGIONAL"}
     assert int(speech["STREAM_IDLE_TIMEOUT_SECONDS"]) == 300
     assert int(speech["STREAM_API_TIMEOUT_SECONDS"]) == 900
+
+
+# ── the upstream quota: one parameter, the budget below the platform's last guard ──
+@pytest.mark.parametrize("rpm", SOURCE.doc["Parameters"]["UpstreamSpeechRpm"]["AllowedValues"])
+def test_the_speech_throttle_sits_far_above_the_shared_upstream_budget_for_every_quota(rpm, monkeypatch):
+    from kyma.platform.config import Config
+
+    made = Template(parameters={"UpstreamSpeechRpm": str(rpm)})
+    (speech,) = [s for s in made.api["MethodSettings"] if s["ResourcePath"] == "/~1v1~1audio~1speech"]
+    rate, burst = float(speech["ThrottlingRateLimit"]), int(speech["ThrottlingBurstLimit"])
+    env = made.environment()
+    assert env["UPSTREAM_SPEECH_RPM"] == str(rpm)
+    cfg = Config.from_env(env)
+    (per_account,) = [(m, b) for e, m, b in cfg.rate_limit_defaults if e == "speech"]
+    # The budget admits rpm a minute; the guard passes 20 times its average rate, and at once more
+    # than a whole minute of the budget plus every account's refusals in a burst of five minutes' worth.
+    assert rate >= 20 * rpm / 60 and burst >= min(5 * rpm, 5000) and burst <= 5000
+    # One account alone within its default limit takes at most the open part of the budget.
+    assert per_account == (rpm - rpm // 3, 10)

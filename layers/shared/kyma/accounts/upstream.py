@@ -99,9 +99,9 @@ class UpstreamBudget:
         self.ddb = client
         self.cfg = cfg
 
-    def take(self, account_id: str, *, pool: str = SPEECH, light: bool = False) -> None:
+    def take(self, account_id: str, *, pool: str = SPEECH, light: bool = False, now: float | None = None) -> None:
         """One call from this minute's budget, or ServiceUnavailable (with Retry-After)."""
-        item = check(self.cfg, account_id, pool=pool, light=light)
+        item = check(self.cfg, account_id, pool=pool, light=light, now=now)
         try:
             self.ddb.update_item(**item.item["Update"])
         except ClientError as exc:
