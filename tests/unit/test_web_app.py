@@ -58,7 +58,21 @@ def forever(request, out):
         raise
 
 
-ROUTES = {("POST", "/inspect"): inspect, ("GET", "/chunks"): chunks, ("GET", "/fails"): fails_mid_stream,
+def watches(request, out):
+    """A whole response made slowly (a whole file): checks the connection while it works."""
+    seen["checks"] = []
+    try:
+        for _ in range(200):
+            seen["checks"].append(out.connected())
+            out.ensure_connected()
+            time.sleep(0.02)
+    except ClientGone:
+        seen["gone"] = True
+        raise
+    return json_response(200, {"done": True})
+
+
+ROUTES = {("POST", "/watches"): watches, ("POST", "/inspect"): inspect, ("GET", "/chunks"): chunks, ("GET", "/fails"): fails_mid_stream,
           ("POST", "/refuses"): refuses, ("GET", "/crashes"): crashes, ("GET", "/forever"): forever}
 
 
@@ -177,3 +191,22 @@ def test_a_route_the_app_does_not_have_is_an_internal_error(app):
     _, response = call(app, "GET", "/nowhere")
     assert response.status == 500 and json.loads(response.read())["error"]["code"] == "internal_error"
 
+
+
+def test_a_whole_response_in_the_making_sees_a_connection_closed_before_its_first_byte(app):
+    conn = socket.create_connection(("127.0.0.1", app), timeout=5)
+    head = "".join(f"{k}: {v}\r\n" for k, v in adapter_headers("/watches").items())
+    conn.sendall(f"POST /watches HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n{head}\r\n{{}}".encode())
+    time.sleep(0.3)
+    assert seen["checks"] and all(seen["checks"])       # open: the body was read whole, nothing more came
+    conn.close()                                        # gone before any byte of the answer
+    deadline = time.monotonic() + 5
+    while "gone" not in seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert seen.get("gone") and seen["checks"][-1] is False
+
+
+def test_a_client_that_stays_gets_the_whole_response_after_the_checks(app):
+    conn, response = call(app, "POST", "/watches", body=b"{}")
+    assert response.status == 200 and json.loads(response.read()) == {"done": True}
+    assert len(seen["checks"]) == 200 and all(seen["checks"]) and "gone" not in seen
