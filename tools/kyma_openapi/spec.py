@@ -209,8 +209,8 @@ def speech() -> dict:
                                 "schema": {"type": "string"}},
         "X-Kyma-Cost-USD": PAID_HEADERS["X-Kyma-Cost-USD"],
         "X-Kyma-Balance-USD": {
-            "description": "Balance after the charge, USD decimal string. Only on the whole-file response "
-                           "(no stream flag), which is sent once the charge settled; absent on streamed "
+            "description": "Balance after the charge, USD decimal string (the reserve debited it already). "
+                           "Only on the whole-file response (no stream flag); absent on streamed "
                            "responses (their headers leave before the charge; SSE carries it in "
                            "speech.audio.done), and if it could not be read.",
             "schema": {"type": "string"}},
@@ -257,7 +257,9 @@ def speech() -> dict:
         "example": {"data": '{"type":"speech.audio.delta","audio":"SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjYx"}'},
     }
     responses = {
-        "200": {"description": "The audio: one whole file (no stream flag; sent once the charge settled), raw "
+        "200": {"description": "The audio: one whole file (no stream flag; with an Idempotency-Key sent once the "
+                               "charge settled, without one sent first and charged only once it went out: a "
+                               "client gone before it is released), raw "
                                "audio sent as MiniMax produces it (stream_format: audio, or stream: true), or "
                                "Server-Sent Events (stream_format: sse). Always bytes, never base64, whatever "
                                "the Accept header. The charge settles after the last byte; if the stream fails "
@@ -271,7 +273,9 @@ def speech() -> dict:
     }
     responses["410"]["description"] = ("Gone: voice_expired (MiniMax no longer has this cloned voice; nothing "
                                        "charged, the clone refunded if it was never used), or idempotency_expired.")
-    responses["503"]["description"] = ("service_unavailable: MiniMax is at capacity or unavailable to us; nothing "
+    responses["503"]["description"] = ("service_unavailable: MiniMax is at capacity or unavailable to us, or the "
+                                       "platform's share of MiniMax's quota for this minute is in use (ours, not "
+                                       "your limit: Retry-After says when the next minute starts); nothing "
                                        "charged. See Retry-After when present.")
     return {"post": {
         "operationId": "createSpeech", "summary": "Text to speech on MiniMax voices, billed per character",
