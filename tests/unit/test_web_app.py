@@ -72,7 +72,8 @@ def watches(request, out):
     return json_response(200, {"done": True})
 
 
-ROUTES = {("POST", "/watches"): watches, ("POST", "/inspect"): inspect, ("GET", "/chunks"): chunks, ("GET", "/fails"): fails_mid_stream,
+ROUTES = {("POST", "/watches"): watches,
+          ("POST", "/inspect"): inspect, ("GET", "/chunks"): chunks, ("GET", "/fails"): fails_mid_stream,
           ("POST", "/refuses"): refuses, ("GET", "/crashes"): crashes, ("GET", "/forever"): forever}
 
 
@@ -207,6 +208,6 @@ def test_a_whole_response_in_the_making_sees_a_connection_closed_before_its_firs
 
 
 def test_a_client_that_stays_gets_the_whole_response_after_the_checks(app):
-    conn, response = call(app, "POST", "/watches", body=b"{}")
+    _conn, response = call(app, "POST", "/watches", body=b"{}")
     assert response.status == 200 and json.loads(response.read()) == {"done": True}
     assert len(seen["checks"]) == 200 and all(seen["checks"]) and "gone" not in seen
