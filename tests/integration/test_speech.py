@@ -58,6 +58,7 @@ def test_a_system_voice_speaks_and_is_billed_per_character(handler, accounts, bo
     acct = accounts.create(START).account_id
     response = speak(handler, acct, {"input": TEXT, "voice_id": SYSTEM_VOICE})
     assert response["statusCode"] == 200, body_of(response)
+    assert response["complete"] is True                     # its terminating chunk came after the charge
     assert response["isBase64Encoded"] is True
     assert body_of(response) == minimax.last_audio                    # byte-identical
     headers = response["headers"]
@@ -408,7 +409,8 @@ def test_a_failed_speech_settle_is_500_and_free(handler, accounts, books, minima
 def test_a_whole_file_without_a_key_is_sent_before_its_settle_and_a_failed_settle_leaves_it_free(
         handler, accounts, books, minimax, monkeypatch):
     """Without a key nothing could replay the file, so it is sent first and charged after; a settle
-    that then fails follows paid_call: released (the file was delivered, and is free)."""
+    that then fails follows paid_call: released, and the body ends without its terminating chunk
+    (as a cut stream), so the client cannot take the free file for a completed, charged one."""
     from botocore.exceptions import ClientError
 
     from kyma.billing.ledger import Ledger
@@ -418,6 +420,7 @@ def test_a_whole_file_without_a_key_is_sent_before_its_settle_and_a_failed_settl
         ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")))
     response = speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
     assert response["statusCode"] == 200 and body_of(response) == minimax.last_audio
+    assert response["complete"] is False
     assert_free(books, minimax, acct)
     (hold,) = [e for e in books.entries(acct) if e["type"] == "hold"]
     assert (hold["status"], hold["release_reason"]) == ("released", "settle_failed")

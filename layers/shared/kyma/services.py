@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from kyma.accounts.upstream import UpstreamBudget
 from kyma.billing.accounting import Books
 from kyma.billing.idempotency import Idempotency
 from kyma.billing.ledger import Ledger
@@ -36,6 +37,7 @@ class Services:
     voices: Voices
     lifecycle: Lifecycle
     previews: Previews
+    upstream: UpstreamBudget        # MiniMax's quota, for upstream work outside a reserve
 
 
 def services() -> Services:
@@ -47,7 +49,9 @@ def services() -> Services:
 def _services(cfg: Config) -> Services:
     ddb = dynamodb()
     ledger, books, voices = Ledger(ddb, cfg), Books(ddb, cfg), Voices(ddb, cfg)
+    upstream = UpstreamBudget(ddb, cfg)
     return Services(cfg=cfg, ledger=ledger, books=books, paid=PaidCalls(ledger, books),
                     idempotency=Idempotency(ddb, cfg), uploads=Uploads(ddb, s3, cfg),
                     audio=AudioStore(s3, cfg.audio_bucket), voices=voices,
-                    lifecycle=Lifecycle(voices, ledger, cfg), previews=Previews(s3, cfg.audio_bucket, bounded_s3))
+                    lifecycle=Lifecycle(voices, ledger, cfg, upstream),
+                    previews=Previews(s3, cfg.audio_bucket, bounded_s3), upstream=upstream)

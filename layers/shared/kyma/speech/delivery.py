@@ -7,8 +7,9 @@ the charge settled.
 
 - `Buffered` ("buffered", no stream flag): keeps the chunks and sends the whole file with
   every billing header including X-Kyma-Balance-USD (the reserve has debited it already).
-  Without an Idempotency-Key it is sent *before* the settle and charged only if the send
-  went through (`before_charge`); with one, after the settle (the audio is kept first).
+  Without an Idempotency-Key it is sent *before* the settle (one chunk; the body's
+  terminating chunk after it) and charged only if the send went through (`before_charge`);
+  with one, after the settle (the audio is kept first), with Content-Length.
 - `RawAudio` ("audio", or `stream: true`): status and the headers known before the first
   byte (model, characters, cost, provider) at `begin`, each chunk at once, the body's
   last chunk after the settle.  No balance header (it is not known when headers go).
@@ -120,11 +121,17 @@ class Buffered:
 
     def end(self, billing: Billing) -> None:
         if self.sent:
-            return          # sent before the charge; nothing is left to send after it
-        if self.before_charge:
-            self.out.ensure_connected()
+            return          # sent before the charge; its terminating chunk follows the settle
         audio, self.parts = b"".join(self.parts), []
         self.sent = True
+        if self.before_charge:
+            # The whole file as one chunk now; the body's terminating chunk only after the settle
+            # (kyma.edge.web_app, when the route returns), as for a raw stream: a client sees the
+            # file complete only once it is charged, and a settle that fails cuts it (free).
+            self.out.ensure_connected()
+            self.out.start(200, {**billing.headers(), **self.extra})
+            self.out.write(audio)
+            return
         self.out.send(Response(200, audio, {**billing.headers(), **self.extra}))
 
 

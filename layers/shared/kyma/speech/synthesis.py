@@ -133,7 +133,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     logger.info("speech delivered", extra={"account_id": account_id, "model": inp.sku, "chars": inp.chars,
                                            "audio_bytes": size, "cloned_voice": cloned, "delivery": inp.delivery})
     if delivery.before_charge:
-        return billing.record(stored_key)       # sent already (and nothing to keep for a replay)
+        return billing.record(stored_key)       # sent already (and nothing kept for a replay)
     if delivery.needs_balance or keep:
         billing = replace(billing, balance_micros=paid.balance_or_none(account_id))
     try:

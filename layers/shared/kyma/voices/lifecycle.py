@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kyma.accounts.upstream import UpstreamBudget
 from kyma.billing.ledger import Ledger
 from kyma.edge import errors
 from kyma.platform.config import Config
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
 
 # The smallest real synthesis MiniMax counts as use: a few characters on the cheaper model.
 ACTIVATION_TEXT = "Hello."
+# Whose share of the upstream budget an activation takes: the platform's own, never the owner's
+# (the call is at our cost, and must not make its owner's next request look busy).
+ACTIVATION_TENANT = "kyma_platform_activation"
 ACTIVATION_MODEL = "speech-2.8-turbo"
 
 
@@ -55,6 +59,7 @@ class Lifecycle:
     voices: Voices
     ledger: Ledger
     cfg: Config
+    upstream: UpstreamBudget | None = None    # MiniMax's shared quota (kyma.accounts.upstream)
 
     # ── activation ───────────────────────────────────────────────────────
     def activate(self, voice_id: str, provider: MiniMaxClient, *, deadline: float) -> str:
@@ -67,6 +72,14 @@ class Lifecycle:
         request = SynthesisRequest(model=ACTIVATION_MODEL, text=ACTIVATION_TEXT, voice_id=voice_id,
                                    audio_format="mp3", sample_rate=16000, bitrate=32000)
         now = int(time.time())
+        if self.upstream is not None:
+            try:
+                # Batch work: from the open part of the minute only, never the reserve kept for
+                # interactive customers (the stream's retries and the sweep try again later).
+                self.upstream.take(ACTIVATION_TENANT, light=False)
+            except errors.ServiceUnavailable as full:
+                logger.info("voice activation deferred: the upstream budget is in use", extra={"voice_id": voice_id})
+                raise errors.ProviderUnavailable(full.message, headers=full.headers) from None
         try:
             provider.synthesize(request, deadline=deadline)
         except errors.UpstreamVoiceMissing:
