@@ -20,6 +20,9 @@ rule (`Rule`).  `FailurePlan` holds both and picks the failure of each call.  Mo
                      the plain error answer
 ``stream_drop``      (streamed t2a_v2) after ``after_chunks=`` chunks, the
                      connection is dropped mid-stream
+``subtitle_missing`` (t2a_v2 with subtitles) the answer's ``subtitle_file`` URL answers 404
+``subtitle_broken``  (t2a_v2 with subtitles) the subtitle file, or each streamed segment,
+                     is not in the documented shape
 ===================  =========================================================
 
 `inject` answers a call with the modes that replace the answer outright; the
@@ -49,9 +52,10 @@ from kyma_local.sandbox.wire import (
 )
 
 MODES = frozenset({"http_500", "base_resp", "timeout", "malformed_json", "malformed_hex",
-                   "missing_field", "connection_drop", "lost_answer", "stream_error", "stream_drop"})
+                   "missing_field", "connection_drop", "lost_answer", "stream_error", "stream_drop",
+                   "subtitle_missing", "subtitle_broken"})
 # Modes that do not replace the answer: the call is processed and they act on the way.
-IN_FLIGHT_MODES = frozenset({"stream_error", "stream_drop", "lost_answer"})
+IN_FLIGHT_MODES = frozenset({"stream_error", "stream_drop", "lost_answer", "subtitle_missing", "subtitle_broken"})
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,8 @@ def make_failure(path: str, mode: str, *, code: int, msg: str | None, status: in
         raise ValueError(f"unknown path {path!r}")
     if mode not in MODES:
         raise ValueError(f"unknown failure mode {mode!r}; one of {sorted(MODES)}")
-    if mode in ("malformed_hex", "stream_error", "stream_drop") and path != PATH_T2A:
+    if mode in ("malformed_hex", "stream_error", "stream_drop", "subtitle_missing", "subtitle_broken") \
+            and path != PATH_T2A:
         raise ValueError(f"{mode} only applies to {PATH_T2A}")
     return Failure(mode, int(code), msg if msg is not None else STATUS_MESSAGES.get(int(code), "error"),
                    int(status), float(seconds), int(after_chunks))

@@ -18,6 +18,7 @@ Not modelled (the service checks these itself, or only injection produces them):
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -25,13 +26,15 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from kyma_local.sandbox import control, speech
+from kyma_local.sandbox import control, speech, subtitles
 from kyma_local.sandbox.endpoints import Account
 from kyma_local.sandbox.failures import IN_FLIGHT_MODES, FailurePlan, Rule, inject, make_failure
 from kyma_local.sandbox.speech import DEFAULT_CHUNK_INTERVAL_MS, DEFAULT_CHUNK_MS, DEFAULT_FIRST_CHUNK_MS
 from kyma_local.sandbox.transport import Handler, Server, drop, is_loopback, read_body, record, send_json, send_raw
 from kyma_local.sandbox.voices import SEVEN_DAYS, VoiceRegistry
 from kyma_local.sandbox.wire import CONTROL_PREFIX, DEFAULT_API_KEY, PATH_T2A, PATHS, RecordedCall, Reject, error_body
+
+MAX_SUBTITLE_FILES = 256
 
 
 class MiniMaxSandbox:
@@ -57,6 +60,7 @@ class MiniMaxSandbox:
         self._plan = FailurePlan()
         self._delays: dict[str, float] = {}
         self._calls: list[RecordedCall] = []
+        self._subtitle_files: dict[str, bytes] = {}
         self.registry = VoiceRegistry(window_seconds=voice_window_seconds, clock=clock)
         self.account = Account(self.registry, self._lock)
 
@@ -215,6 +219,24 @@ class MiniMaxSandbox:
 
     # --- one request (on a handler thread) ---------------------------------
 
+    def subtitle_file(self, trace_id: str, found: list[dict] | None) -> str:
+        """Keep `found` (None: the file is missing) and return the URL MiniMax would link it at."""
+        with self._lock:
+            if found is not None:
+                self._subtitle_files[trace_id] = json.dumps(found, ensure_ascii=False).encode()
+                while len(self._subtitle_files) > MAX_SUBTITLE_FILES:
+                    self._subtitle_files.pop(next(iter(self._subtitle_files)))
+        return f"{self.base_url}{subtitles.FILE_PREFIX}{trace_id}.json"
+
+    def _serve_subtitle_file(self, h: Handler, name: str, trace_id: str) -> None:
+        """A GET of a ``subtitle_file`` URL: signed by its URL, so no Authorization (like MiniMax's)."""
+        with self._lock:
+            data = self._subtitle_files.get(name.removesuffix(".json"))
+        if data is None:
+            send_raw(h, None, 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml", trace_id)
+            return
+        send_raw(h, None, 200, data, "application/json", trace_id)
+
     def handle(self, h: Handler) -> None:
         path = h.path.split("?", 1)[0]
         trace_id = uuid.uuid4().hex
@@ -225,6 +247,9 @@ class MiniMaxSandbox:
             return
         if path.startswith(CONTROL_PREFIX):
             control.answer(self, h, path[len(CONTROL_PREFIX):], body)
+            return
+        if path.startswith(subtitles.FILE_PREFIX) and h.command == "GET":
+            self._serve_subtitle_file(h, path[len(subtitles.FILE_PREFIX):], trace_id)
             return
         call, parsed_json, parts = record(h, path, body, trace_id)
         del body

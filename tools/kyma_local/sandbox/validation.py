@@ -68,6 +68,8 @@ class Synthesis:
     stream: bool
     exclude_aggregated: bool
     invisible_ratio: float
+    subtitles: str | None = None            # subtitle_type, when subtitle_enable is true
+    pronunciation: list[str] | None = None  # pronunciation_dict.tone
 
 
 def validate_upload(parts: dict | None) -> dict:
@@ -206,7 +208,33 @@ def validate_t2a(body: Any) -> Synthesis:
     if ratio > MAX_INVISIBLE_RATIO:
         raise Reject(1042)
     return Synthesis(body, model, text, voice["voice_id"], fmt, rate, bitrate, channels, stream,
-                     options.get("exclude_aggregated_audio") is True, ratio)
+                     options.get("exclude_aggregated_audio") is True, ratio, _subtitles(body, stream),
+                     _pronunciation(body))
+
+
+SUBTITLE_TYPES = ("sentence", "word", "word_streaming")
+MAX_TONE_ENTRIES = 100
+
+
+def _subtitles(body: dict, stream: bool) -> str | None:
+    enabled = body.get("subtitle_enable", False)
+    if not isinstance(enabled, bool):
+        raise Reject(2013, "invalid params, subtitle_enable must be a boolean")
+    kind = body.get("subtitle_type", "sentence")
+    if kind not in SUBTITLE_TYPES or (kind == "word_streaming" and not stream):
+        raise Reject(2013, f"invalid params, subtitle_type {kind!r}")
+    return kind if enabled else None
+
+
+def _pronunciation(body: dict) -> list[str] | None:
+    """``pronunciation_dict``: ``{"tone": ["original/replacement", ...]}`` (the documented field)."""
+    if body.get("pronunciation_dict") is None:
+        return None
+    tone = body["pronunciation_dict"].get("tone") if isinstance(body["pronunciation_dict"], dict) else None
+    if (not isinstance(tone, list) or len(tone) > MAX_TONE_ENTRIES
+            or not all(isinstance(t, str) and "/" in t.strip("/") for t in tone)):
+        raise Reject(2013, "invalid params, pronunciation_dict.tone: a list of 'original/replacement' strings")
+    return tone
 
 
 _VISIBLE_CONTROLS = frozenset("\n\r\t")

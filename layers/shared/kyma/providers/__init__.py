@@ -27,6 +27,31 @@ class SynthesisRequest:
     pitch: int = 0
     emotion: str | None = None
     language_boost: str | None = None
+    subtitles: str | None = None          # MiniMax's subtitle_type ("sentence" | "word"), or None: no timings
+    pronunciation: tuple[str, ...] = ()   # pronunciation_dict.tone: "original/replacement" entries
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """One word of a segment as MiniMax times it (ms from the start of the audio)."""
+
+    word: str
+    time_begin: int
+    time_end: int
+    word_begin: int | None = None     # where MiniMax says the word is in the text (unconfirmed units)
+    word_end: int | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One subtitle segment (a sentence, for MiniMax) with its timing and, at word level, its words."""
+
+    text: str
+    time_begin: int
+    time_end: int
+    text_begin: int | None = None
+    text_end: int | None = None
+    words: tuple[TimedWord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -35,3 +60,4 @@ class SynthesisResult:
     audio_format: str
     trace_id: str | None = None
     extra_info: dict = field(default_factory=dict)
+    segments: tuple[Segment, ...] = ()    # the subtitles, when the request asked for them

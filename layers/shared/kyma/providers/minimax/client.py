@@ -7,7 +7,9 @@ malformed field is a `ProviderError` like any other failed answer.
 
 from __future__ import annotations
 
+import json
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,15 +22,21 @@ from kyma.providers.minimax.codes import (
     STEP_DELETE,
     STEP_DESIGN,
     STEP_STREAM,
+    STEP_SUBTITLES,
     STEP_SYNTHESIS,
     STEP_UPLOAD,
     STEP_VOICES,
     VOICE_MISSING_CODES,
     Failure,
+    cut_off,
 )
-from kyma.providers.minimax.exchange import Exchange, RetryPolicy
+from kyma.providers.minimax.exchange import READ_BYTES, Exchange, RetryPolicy
 from kyma.providers.minimax.stream import SpeechStream
+from kyma.providers.minimax.subtitles import ShapeError, segments_of_file
 from kyma.providers.minimax.upload import new_session, reference_upload
+
+# A subtitle file is text: a few hundred bytes per sentence.  Anything larger is not one.
+MAX_SUBTITLE_BYTES = 16 * 1024 * 1024
 
 
 class MiniMaxClient:
@@ -150,12 +158,59 @@ class MiniMaxClient:
         del audio_hex
         data.pop("audio", None)
         extra = body.get("extra_info")
+        segments = self._subtitles(data.get("subtitle_file"), request, deadline, trace_id) if request.subtitles else ()
         return SynthesisResult(
             audio=audio,
             audio_format=request.audio_format,
             trace_id=trace_id,
             extra_info=extra if isinstance(extra, dict) else {},
+            segments=segments,
         )
+
+    def _subtitles(self, url: Any, request: SynthesisRequest, deadline: float, trace_id: str | None) -> tuple:
+        """The segments of ``data.subtitle_file``: fetched (a plain GET: the URL is signed, our key is
+        never sent with it), then read strictly (`kyma.providers.minimax.subtitles`).  A missing URL,
+        a file that cannot be fetched or one not in the documented shape is a `ProviderError`
+        (logged with MiniMax's trace id): the paid call releases its hold."""
+        if not isinstance(url, str) or not url.startswith(self._subtitle_schemes()):
+            raise self._missing(STEP_SUBTITLES, "response has no usable data.subtitle_file", trace_id)
+
+        def attempt(_key: str) -> bytes:
+            remaining = deadline - time.monotonic()
+            timeouts = (min(self._http.connect_timeout, remaining), min(self._http.read_timeout, remaining))
+            try:
+                response = self._http.session.get(url, timeout=timeouts, stream=True)
+            except requests.RequestException as exc:
+                raise cut_off(STEP_SUBTITLES, f"could not fetch the subtitle file ({type(exc).__name__})",
+                              trace_id=trace_id) from None
+            try:
+                if response.status_code != 200:
+                    transient = response.status_code >= 500 or response.status_code in (408, 429)
+                    raise Failure(STEP_SUBTITLES, f"subtitle file: HTTP {response.status_code}", trace_id=trace_id,
+                                  http_status=response.status_code, retryable=transient, retry_here=transient)
+                raw = bytearray()
+                for block in response.iter_content(READ_BYTES):
+                    raw += block
+                    if len(raw) > MAX_SUBTITLE_BYTES or time.monotonic() > deadline:
+                        raise Failure(STEP_SUBTITLES, "subtitle file too large or too slow", trace_id=trace_id,
+                                      http_status=200, retryable=False)
+                return bytes(raw)
+            except requests.RequestException as exc:
+                raise cut_off(STEP_SUBTITLES, f"subtitle file cut off ({type(exc).__name__})",
+                              trace_id=trace_id) from None
+            finally:
+                response.close()
+
+        raw = self._http.with_retries(STEP_SUBTITLES, deadline, attempt)
+        try:
+            return segments_of_file(json.loads(raw), words=request.subtitles == "word")
+        except (ValueError, ShapeError) as exc:   # JSON that does not parse is a ValueError too
+            detail = str(exc) if isinstance(exc, ShapeError) else "the subtitle file is not JSON"
+            raise self._missing(STEP_SUBTITLES, detail, trace_id) from None
+
+    def _subtitle_schemes(self) -> tuple[str, ...]:
+        """https only; plain http only when MiniMax itself is reached over http (the local sandbox)."""
+        return ("https://", "http://") if self.base_url.startswith("http://") else ("https://",)
 
     def synthesize_stream(self, request: SynthesisRequest, *, deadline: float,
                           start_by: float | None = None) -> SpeechStream:
@@ -182,7 +237,8 @@ class MiniMaxClient:
                 # An answer before any audio (a refusal, or an HTTP error) comes as plain JSON.
                 _, trace_id = self._http.read_json(STEP_STREAM, response, deadline, key)
                 raise Failure(STEP_STREAM, "answered without streaming", trace_id=trace_id, http_status=200)
-            stream = SpeechStream(self._http, response, request.audio_format, deadline, key)
+            stream = SpeechStream(self._http, response, request.audio_format, deadline, key,
+                                  subtitles=request.subtitles)
             try:
                 stream.start()
             except BaseException:
@@ -272,4 +328,9 @@ def t2a_payload(request: SynthesisRequest, *, stream: bool) -> dict[str, Any]:
         payload["stream_options"] = {"exclude_aggregated_audio": True}
     if request.language_boost:
         payload["language_boost"] = request.language_boost
+    if request.subtitles:
+        payload["subtitle_enable"] = True
+        payload["subtitle_type"] = request.subtitles
+    if request.pronunciation:
+        payload["pronunciation_dict"] = {"tone": list(request.pronunciation)}
     return payload

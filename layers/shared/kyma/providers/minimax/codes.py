@@ -38,6 +38,7 @@ STEP_CLONE = "voice clone"
 STEP_DESIGN = "voice design"
 STEP_SYNTHESIS = "speech synthesis"
 STEP_STREAM = "streamed speech synthesis"
+STEP_SUBTITLES = "speech subtitles"
 STEP_VOICES = "voice listing"
 STEP_DELETE = "voice deletion"
 

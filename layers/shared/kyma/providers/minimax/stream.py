@@ -17,8 +17,10 @@ from typing import Any
 
 import requests
 
+from kyma.providers import Segment
 from kyma.providers.minimax.codes import STEP_STREAM, Failure, cut_off, refusal, status_code, timeout
 from kyma.providers.minimax.exchange import MAX_RESPONSE_BYTES, READ_BYTES, Exchange, looks_like_timeout
+from kyma.providers.minimax.subtitles import ShapeError, segments_of_event
 
 # Half the margin a request keeps after its deadline (kyma.edge.http.SAFETY_MARGIN_SECONDS, 2 s) to settle
 # or release and answer: a stream's end may still be read within it.
@@ -41,6 +43,12 @@ class SpeechStream:
         stream.extra_info                  # MiniMax's extra_info (audio_length, usage_characters...)
         stream.usage_characters            # what MiniMax bills, or None
         stream.trace_id                    # MiniMax's trace id (also on every error)
+        stream.take_segments()             # with subtitles: the segments reported since the last call
+
+    With ``subtitles`` (MiniMax's ``subtitle_type``), each segment MiniMax reports (``data.subtitle``
+    on the segment's last chunk, `kyma.providers.minimax.subtitles`) is kept for `take_segments`
+    before that chunk is yielded; data not in the documented shape, or a stream that ends without
+    any, fails the stream like an error event (`ProviderError`).
 
     Iterate once.  Mid-stream failures raise from the iteration as
     `kyma.edge.errors.UpstreamError` subclasses (an error event: classified by its
@@ -53,8 +61,11 @@ class SpeechStream:
     """
 
     def __init__(self, exchange: Exchange, response: requests.Response, audio_format: str,
-                 deadline: float, key: str) -> None:
+                 deadline: float, key: str, *, subtitles: str | None = None) -> None:
         self.audio_format = audio_format
+        self.subtitles = subtitles
+        self.segments: list[Segment] = []          # every segment so far
+        self._untaken = 0                          # segments[-_untaken:] not yet taken
         self.trace_id: str | None = response.headers.get("Trace-Id") or None
         self.extra_info: dict[str, Any] = {}
         self.complete = False
@@ -76,6 +87,12 @@ class SpeechStream:
     def usage_characters(self) -> int | None:
         value = self.extra_info.get("usage_characters")
         return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def take_segments(self) -> list[Segment]:
+        """The subtitle segments reported since the last call (in order)."""
+        taken = self.segments[len(self.segments) - self._untaken:] if self._untaken else []
+        self._untaken = 0
+        return taken
 
     def __enter__(self) -> SpeechStream:
         return self
@@ -140,12 +157,17 @@ class SpeechStream:
             data = event.get("data")
             if not isinstance(data, dict):
                 continue
+            if self.subtitles and data.get("subtitle") is not None:
+                self._segments(data["subtitle"])
             audio_hex = data.get("audio")
             try:
                 audio = bytes.fromhex(audio_hex) if isinstance(audio_hex, str) and audio_hex else b""
             except ValueError:
                 raise Failure(step, "audio is not valid hex", trace_id=self.trace_id, http_status=200) from None
             if data.get("status") == 2:
+                if self.subtitles and not self.segments:
+                    raise Failure(step, "asked for subtitles, the stream carried none", trace_id=self.trace_id,
+                                  http_status=200, retryable=False)
                 extra = event.get("extra_info")
                 self.extra_info = extra if isinstance(extra, dict) else {}
                 self.complete = True
@@ -157,6 +179,18 @@ class SpeechStream:
                 return self._received(audio)
         raise cut_off(step, "answer cut off (the stream ended before its final event)", trace_id=self.trace_id,
                       http_status=200)
+
+    def _segments(self, raw: Any) -> None:
+        try:
+            parsed = segments_of_event(raw, words=self.subtitles == "word")
+        except ShapeError as exc:
+            raise Failure(STEP_STREAM, f"subtitle data not in the documented shape: {exc}", trace_id=self.trace_id,
+                          http_status=200, retryable=False) from None
+        if self.segments and parsed and parsed[0].time_begin < self.segments[-1].time_begin:
+            raise Failure(STEP_STREAM, "subtitle segments run backwards", trace_id=self.trace_id, http_status=200,
+                          retryable=False)
+        self.segments.extend(parsed)
+        self._untaken += len(parsed)
 
     def _drain(self) -> None:
         """Read to the end of the answer (nothing should follow the final event), so that
