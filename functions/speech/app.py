@@ -1,4 +1,7 @@
-"""POST /v1/audio/speech: text in, audio out, billed per character.
+"""POST /v1/audio/speech: text in, audio out, billed per character; POST
+/v1/audio/speech/with-timestamps: the same speech as one JSON answer with word and sentence
+timings and captions (kyma.speech.timestamps).  Both here, behind the Web Adapter's response
+streaming: no 6 MB response and no 29 s integration timeout, whatever the input's length.
 
 The audio comes as one file, as raw chunks (`stream_format: "audio"` or `stream: true`)
 or as Server-Sent Events (`stream_format: "sse"`), as MiniMax produces it.  The function
@@ -7,6 +10,8 @@ runs behind the AWS Lambda Web Adapter with response streaming (run.sh, template
 forms the audio takes.  With an Idempotency-Key the work runs once; a replay is answered
 from the first request's audio, in the form the replay asks for.
 """
+
+from typing import Any
 
 from kyma.platform import init_phase
 
@@ -22,6 +27,7 @@ from kyma.services import services
 from kyma.speech import delivery as speech_delivery
 from kyma.speech import request as speech_request
 from kyma.speech import synthesis as speech
+from kyma.speech import timestamps as speech_timestamps
 
 svc = services()
 provider()  # INIT: build the MiniMax client now (its imports), not on the first request
@@ -38,13 +44,31 @@ def speak(request: Request, out: Output) -> None:
         raise_charged_but_undelivered()
 
 
+def speak_with_timestamps(request: Request, out: Output) -> None:
+    """POST /v1/audio/speech/with-timestamps: the same paid work, one JSON answer with the timings."""
+    speech_input = speech_request.parse_with_timestamps(request.json())
+    record, replayed = svc.idempotency.for_request(
+        request, scope="speech-timestamps", request_fingerprint=speech_request.fingerprint(speech_input),
+        work=lambda guard: synthesize(request, speech_input, out, guard))
+    if replayed:
+        replay(record, speech_input, out)
+    elif not out.started and not out.done:
+        raise_charged_but_undelivered()
+
+
+def delivery_for(speech_input: speech_request.SpeechInput, out: Output, *, replayable: bool) -> Any:
+    """Where the audio goes: a timed delivery (kyma.speech.timestamps) when timings were asked for."""
+    if speech_input.timestamps:
+        return speech_timestamps.for_request(speech_input, out, replayable=replayable)
+    return speech_delivery.for_request(speech_input.delivery, out, replayable=replayable)
+
+
 def synthesize(request: Request, speech_input: speech_request.SpeechInput, out: Output, guard: str | None) -> dict:
     """The paid work, once per Idempotency-Key: reserve, synthesize into `out`, settle; the record to replay."""
     keep = key_from(request.headers) is not None
     return speech.synthesize(
         speech_input, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
-        svc=svc, provider=provider(), delivery=speech_delivery.for_request(speech_input.delivery, out,
-                                                                          replayable=keep),
+        svc=svc, provider=provider(), delivery=delivery_for(speech_input, out, replayable=keep),
         keep=keep, guard=guard,
         rate_limit=caller_check(svc.cfg, "speech", request.account_id, request.authorizer),
         upstream=upstream.check(svc.cfg, request.account_id))
@@ -52,6 +76,9 @@ def synthesize(request: Request, speech_input: speech_request.SpeechInput, out: 
 
 def replay(record: dict, speech_input: speech_request.SpeechInput, out: Output) -> None:
     """A repeated Idempotency-Key: the first request's audio, in the form this request asks for."""
+    if speech_input.timestamps:
+        speech_timestamps.replay(record, speech_input, out, svc.audio)
+        return
     speech_delivery.replay(record, speech_delivery.for_request(speech_input.delivery, out, replayed=True), svc.audio)
 
 
@@ -62,7 +89,9 @@ def raise_charged_but_undelivered() -> None:
         "to receive it; without one, quote X-Request-Id to support for a refund.")
 
 
-app = WebApp({("POST", "/v1/audio/speech"): speak}, api_timeout=svc.cfg.stream_api_timeout_seconds)
+app = WebApp({("POST", "/v1/audio/speech"): speak,
+              ("POST", "/v1/audio/speech/with-timestamps"): speak_with_timestamps},
+             api_timeout=svc.cfg.stream_api_timeout_seconds)
 make_server = app.make_server       # what the Lambda Web Adapter stand-in (make run) starts
 
 init_phase.end()

@@ -22,6 +22,7 @@ CASES = {
     "openapi-document.json": ("OpenApiFunction", 200),
     "reconciler-scheduled.json": ("ReconcilerFunction", None),
     "speech.json": ("SpeechFunction", 200),
+    "speech-with-timestamps.json": ("SpeechFunction", 200),
     "voices-list.json": ("VoicesFunction", 200),
     "voices-delete.json": ("VoicesFunction", 404),
     "voice-activation-stream.json": ("VoiceActivationFunction", {"batchItemFailures": []}),
@@ -58,6 +59,11 @@ def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, loa
     else:
         assert result["statusCode"] == expected, body_of(result)
         assert result["headers"]["X-Request-Id"] == event["requestContext"]["requestId"]
+    if name == "speech-with-timestamps.json":
+        answer = json.loads(body_of(result))
+        assert [w["text"] for w in answer["words"]] == ["Kyma", "says", "its", "name.", "Then", "it", "stops!"]
+        assert answer["captions"].startswith("WEBVTT") and len(answer["sentences"]) == 2
+        assert local_sandbox.calls[-1].json["pronunciation_dict"] == {"tone": ["Kyma/KEE-ma"]}
     if function in ("SpeechFunction", "VoiceCloneFunction", "VoiceDesignFunction") and expected == 200:
         assert result["headers"]["X-Kyma-Provider"] == "sandbox"
         assert local_sandbox.calls and all(

@@ -15,7 +15,7 @@ given, `stream: true` alone means "audio", neither means the whole audio at once
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -41,6 +41,7 @@ SKUS: dict[str, tuple[str, str]] = {
 ALIASES = {"minimax-speech-hd": "minimax-speech-2.8-hd", "minimax-speech-turbo": "minimax-speech-2.8-turbo"}
 MAX_INPUT_CHARS = 9999           # MiniMax: text < 10,000 characters
 BUFFERED, AUDIO, SSE = "buffered", "audio", "sse"
+TIMED = "timed"                  # POST /v1/audio/speech/with-timestamps: one JSON answer (kyma.speech.timestamps)
 STREAM_FORMATS = (AUDIO, SSE)
 STREAMABLE_FORMATS = ("mp3", "flac", "pcm")
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
@@ -57,6 +58,21 @@ LANGUAGE_BOOSTS = (
     "Thai", "Polish", "Romanian", "Greek", "Czech", "Finnish", "Hindi", "Bulgarian", "Danish", "Hebrew",
     "Malay", "Persian", "Slovak", "Swedish", "Croatian", "Filipino", "Hungarian", "Norwegian", "Slovenian",
     "Catalan", "Nynorsk", "Tamil", "Afrikaans")
+
+# Timings (shared/reference/timestamps.md): word (with-timestamps' default) or sentence; captions.
+TIMESTAMP_LEVELS = ("word", "sentence")
+CAPTION_FORMATS = ("srt", "vtt")
+# MiniMax's pronunciation_dict: {"tone": ["original/replacement", ...]}, at most 100 entries of at most
+# 200 characters, each an original and its replacement around the first "/" (no control characters).
+MAX_PRONUNCIATIONS, MAX_PRONUNCIATION_CHARS = 100, 200
+PRONUNCIATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["tone"],
+    "additionalProperties": False,
+    "properties": {"tone": {"type": "array", "minItems": 1, "maxItems": MAX_PRONUNCIATIONS, "items": {
+        "type": "string", "maxLength": MAX_PRONUNCIATION_CHARS,
+        "pattern": r"^[^/\x00-\x1f\x7f]+/[^\x00-\x1f\x7f]*[^/\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"}}},
+}
 
 _RATES = "|".join(map(str, SAMPLE_RATES))
 FORMAT_PATTERN = (rf"^(?:mp3(?:_(?:{_RATES})(?:_(?:{'|'.join(map(str, MP3_KBPS))}))?)?"
@@ -84,6 +100,8 @@ SCHEMA: dict[str, Any] = {
         "language_boost": {"type": "string", "enum": list(LANGUAGE_BOOSTS)},
         "stream": {"type": "boolean"},
         "stream_format": {"type": "string", "enum": list(STREAM_FORMATS)},
+        "timestamps": {"type": "string", "enum": list(TIMESTAMP_LEVELS)},
+        "pronunciation_dict": PRONUNCIATION_SCHEMA,
     },
 }
 
@@ -101,11 +119,14 @@ class SpeechInput:
     pitch: int
     emotion: str | None
     language_boost: str | None
-    delivery: str = BUFFERED     # BUFFERED, AUDIO (raw chunks) or SSE: how, not what (not in the fingerprint)
+    delivery: str = BUFFERED     # BUFFERED, AUDIO (raw chunks), SSE or TIMED: how, not what (not in the fingerprint)
+    timestamps: str | None = None          # "word" | "sentence": timings wanted (SSE events, or TIMED)
+    pronunciation: tuple[str, ...] = ()    # pronunciation_dict.tone, passed to MiniMax as given
+    captions: str | None = None            # TIMED only: "srt" | "vtt"
 
     @property
     def streamed(self) -> bool:
-        return self.delivery != BUFFERED
+        return self.delivery in STREAM_FORMATS
 
     @property
     def chars(self) -> int:
@@ -136,7 +157,8 @@ def parse(body: dict) -> SpeechInput:
         raise errors.VoiceRequired("voice_id (or voice) is required.")
     request = {"model": body.get("model") if body.get("model") is not None else DEFAULT_MODEL,
                "voice": voice, "input": text}
-    for field in ("response_format", "speed", "voice_settings", "language_boost", "stream", "stream_format"):
+    for field in ("response_format", "speed", "voice_settings", "language_boost", "stream", "stream_format",
+                  "timestamps", "pronunciation_dict"):
         if body.get(field) is not None:
             request[field] = body[field]
     if text is None:
@@ -156,18 +178,44 @@ def parse(body: dict) -> SpeechInput:
         raise errors.UnsupportedFormat(f"response_format '{request['response_format']}' cannot be streamed "
                                        f"(MiniMax streams {', '.join(STREAMABLE_FORMATS)}); choose one of those, "
                                        "or ask for the whole file without stream or stream_format.")
+    if request.get("timestamps") and delivery != SSE:
+        raise errors.InvalidRequest("timestamps come with stream_format 'sse' (speech.timestamps events), or from "
+                                    "POST /v1/audio/speech/with-timestamps; raw audio and whole files carry none.")
     return SpeechInput(sku=sku, text=text, voice_id=voice, audio_format=codec, sample_rate=rate,
                        bitrate=kbps * 1000, speed=float(request.get("speed", 1.0)),
                        vol=float(settings.get("vol", 1.0)), pitch=int(settings.get("pitch", 0)),
                        emotion=settings.get("emotion"), language_boost=request.get("language_boost"),
-                       delivery=delivery)
+                       delivery=delivery, timestamps=request.get("timestamps"),
+                       pronunciation=tuple((request.get("pronunciation_dict") or {}).get("tone", ())))
+
+
+def parse_with_timestamps(body: dict) -> SpeechInput:
+    """POST /v1/audio/speech/with-timestamps: the speech request plus `timestamps` (default word) and
+    `captions`; one JSON answer, so no stream flags."""
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("The body must be a JSON object.")
+    if body.get("stream_format") is not None or body.get("stream"):
+        raise errors.InvalidRequest("with-timestamps answers one JSON document: send no stream or stream_format "
+                                    "(for streamed timings use POST /v1/audio/speech with stream_format 'sse' and "
+                                    "timestamps).")
+    captions = body.get("captions")
+    if captions is not None and captions not in CAPTION_FORMATS:
+        raise errors.InvalidRequest(f"captions must be one of {', '.join(CAPTION_FORMATS)}.")
+    level = body.get("timestamps") if body.get("timestamps") is not None else "word"
+    inp = parse({**body, "timestamps": None, "stream": None})
+    if level not in TIMESTAMP_LEVELS:
+        raise errors.InvalidRequest(f"timestamps must be one of {', '.join(TIMESTAMP_LEVELS)}.")
+    return replace(inp, delivery=TIMED, timestamps=level, captions=captions)
 
 
 def fingerprint(inp: SpeechInput) -> str:
     """What identifies the request for its Idempotency-Key: the request after aliases are resolved.
     How the audio is delivered is not part of it: a retry may ask for the same audio as raw
     bytes, events or one file, and is answered from the first request's audio."""
-    return hash_parts({k: getattr(inp, k) for k in inp.__dataclass_fields__ if k != "delivery"})
+    # The fields added with timings count only when set, so a request without them keeps its fingerprint.
+    optional = ("timestamps", "pronunciation", "captions")
+    return hash_parts({k: getattr(inp, k) for k in inp.__dataclass_fields__
+                       if k != "delivery" and not (k in optional and not getattr(inp, k))})
 
 
 def _format(value: str) -> tuple[str, int, int]:
@@ -217,6 +265,12 @@ def _contract_error(exc: fastjsonschema.JsonSchemaValueException) -> errors.ApiE
         return errors.InvalidRequest("stream must be true or false.")
     if field == "stream_format":
         return errors.InvalidRequest(f"stream_format must be one of {', '.join(STREAM_FORMATS)}.")
+    if field == "timestamps":
+        return errors.InvalidRequest(f"timestamps must be one of {', '.join(TIMESTAMP_LEVELS)}.")
+    if field == "pronunciation_dict":
+        return errors.InvalidRequest(f"pronunciation_dict must be {{\"tone\": [...]}}: 1 to {MAX_PRONUNCIATIONS} "
+                                     "strings 'original/replacement' (e.g. 'Kyma/KEE-ma'), each at most "
+                                     f"{MAX_PRONUNCIATION_CHARS} characters, without control characters.")
     if field == "language_boost":
         return errors.InvalidRequest(f"language_boost must be one of MiniMax's: {', '.join(LANGUAGE_BOOSTS)}.")
     return errors.InvalidRequest(f"Invalid request: {exc.message}.")

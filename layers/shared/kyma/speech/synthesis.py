@@ -26,9 +26,10 @@ reconciler never releases a hold whose stream is still being delivered.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kyma.billing.ledger import Hold
 from kyma.billing.paid_call import hold_lifetime
@@ -36,10 +37,11 @@ from kyma.edge import errors
 from kyma.edge.http import SAFETY_MARGIN_SECONDS
 from kyma.platform.dynamo import Check
 from kyma.platform.observability import MetricUnit, logger, metrics, upstream_failure
-from kyma.providers import SynthesisRequest
+from kyma.providers import Segment, SynthesisRequest
 from kyma.speech.audio_store import speech_key
 from kyma.speech.delivery import Billing, Delivery
-from kyma.speech.request import SKUS, STREAMABLE_FORMATS, SpeechInput, price_micros
+from kyma.speech.request import SKUS, STREAMABLE_FORMATS, TIMED, SpeechInput, price_micros
+from kyma.speech.timestamps import timings_key
 from kyma.voices import records as voices
 from kyma.voices.records import VOICE_ID_PATTERN, is_cloned_voice_id
 
@@ -52,6 +54,14 @@ if TYPE_CHECKING:
 # after the last chunk, and a function stopped by its timeout between the charge and the end of
 # the response would leave a paid response without its end (and a replay record in progress).
 AFTER_STREAM_SECONDS = 10.0
+
+
+class Timed(Protocol):
+    """A delivery that carries timings (kyma.speech.timestamps)."""
+
+    def timestamps(self, segments: list[Segment]) -> None: ...
+
+    def seal(self) -> dict: ...
 
 
 def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: float, svc: Services,
@@ -81,21 +91,30 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     request = SynthesisRequest(model=SKUS[inp.sku][0], text=inp.text, voice_id=inp.voice_id,
                                audio_format=inp.audio_format, sample_rate=inp.sample_rate, bitrate=inp.bitrate,
                                speed=inp.speed, vol=inp.vol, pitch=inp.pitch, emotion=inp.emotion,
-                               language_boost=inp.language_boost)
+                               language_boost=inp.language_boost, subtitles=inp.timestamps,
+                               pronunciation=inp.pronunciation)
     stored_key = speech_key(account_id, request_id, inp.audio_format) if keep else None
+    # Timings (kyma.speech.timestamps): fed after each chunk, sealed before the settle.
+    timed: Timed | None = cast("Timed", delivery) if inp.timestamps else None
 
     def work() -> int:
         kept: list[bytes] = []
         size = 0
-        with _upstream(provider, request, upstream_deadline, silent_until) as source:  # the first chunk is in
+        with _upstream(provider, request, upstream_deadline, silent_until,
+                       whole=inp.delivery == TIMED) as source:  # the first chunk is in
             delivery.begin(billing)
             for chunk in source:
                 delivery.audio(chunk)       # handed on before the next one is read
+                if timed is not None:
+                    timed.timestamps(source.take_segments())
                 size += len(chunk)
                 if keep:
                     kept.append(chunk)
+        timings = timed.seal() if timed is not None else None
         if stored_key is not None:
             svc.audio.put(stored_key, b"".join(kept), inp.content_type)
+            if timings is not None:
+                svc.audio.put(timings_key(stored_key), json.dumps(timings).encode(), "application/json")
         if delivery.before_charge:
             # A whole file nothing could replay: sent before the charge, so that a client gone
             # before its last byte was accepted is released (ClientGone), never charged.  Too late
@@ -141,7 +160,10 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     except Exception as exc:    # charged: whatever happens now, the record is kept so a replay can resend it
         logger.info("the response could not be completed after the charge",
                     extra={"delivery": inp.delivery, "error": type(exc).__name__})
-    return billing.record(stored_key)
+    record = billing.record(stored_key)
+    if timed is not None and stored_key is not None:
+        record["timings_key"] = timings_key(stored_key)
+    return record
 
 
 def _mark_active(svc: Services, voice_id: str) -> None:
@@ -172,10 +194,16 @@ def _reserve(inp: SpeechInput, account_id: str, request_id: str, cost: int, clon
 
 
 class _WholeAnswer:
-    """MiniMax's non-streamed answer (wav, which it does not stream) as a one-chunk source."""
+    """MiniMax's non-streamed answer (wav, which it does not stream; with-timestamps, whose
+    subtitle file comes with a whole answer) as a one-chunk source."""
 
-    def __init__(self, audio: bytes) -> None:
+    def __init__(self, audio: bytes, segments: tuple[Segment, ...] = ()) -> None:
         self._audio: bytes | None = audio
+        self._segments = list(segments)
+
+    def take_segments(self) -> list[Segment]:
+        taken, self._segments = self._segments, []
+        return taken
 
     def __enter__(self) -> _WholeAnswer:
         return self
@@ -188,15 +216,16 @@ class _WholeAnswer:
         return iter([audio] if audio else [])
 
 
-def _upstream(provider: MiniMaxClient, request: SynthesisRequest, deadline: float, start_by: float) -> Any:
+def _upstream(provider: MiniMaxClient, request: SynthesisRequest, deadline: float, start_by: float, *,
+              whole: bool = False) -> Any:
     """MiniMax's audio as a context-managed iterable of chunks, returned once the first chunk
     has arrived (by `start_by`): any failure before it raises here, before anything was sent
-    to the client."""
-    if request.audio_format not in STREAMABLE_FORMATS:
+    to the client.  `whole`: one non-streamed answer even for a streamable format."""
+    if whole or request.audio_format not in STREAMABLE_FORMATS:
         result = provider.synthesize(request, deadline=deadline)
         if not result.audio:
             raise errors.ProviderError("MiniMax speech synthesis returned no audio.", trace_id=result.trace_id)
-        return _WholeAnswer(result.audio)
+        return _WholeAnswer(result.audio, result.segments)
     stream = provider.synthesize_stream(request, deadline=deadline, start_by=start_by)
     if not stream.chunks_received:
         stream.close()
