@@ -60,7 +60,7 @@ def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, loa
         assert result["statusCode"] == expected, body_of(result)
         assert result["headers"]["X-Request-Id"] == event["requestContext"]["requestId"]
     if name == "speech-with-timestamps.json":
-        answer = json.loads(body_of(result))
+        answer = body_of(result)
         assert [w["text"] for w in answer["words"]] == ["Kyma", "says", "its", "name.", "Then", "it", "stops!"]
         assert answer["captions"].startswith("WEBVTT") and len(answer["sentences"]) == 2
         assert local_sandbox.calls[-1].json["pronunciation_dict"] == {"tone": ["Kyma/KEE-ma"]}

@@ -14,13 +14,16 @@ from kyma.billing.idempotency import MAX_KEY_LENGTH
 from kyma.edge import errors
 from kyma.speech.request import (
     ALIASES,
+    CAPTION_FORMATS,
     EMOTIONS,
     FORMAT_PATTERN,
     LANGUAGE_BOOSTS,
     MAX_INPUT_CHARS,
+    PRONUNCIATION_SCHEMA,
     SKUS,
     STREAM_FORMATS,
     STREAMABLE_FORMATS,
+    TIMESTAMP_LEVELS,
 )
 from kyma.voices.catalog import DEFAULT_LIMIT, MAX_LIMIT, TYPES
 from kyma.voices.clone import CLONE_MODEL, MAX_NAME_CHARS
@@ -200,6 +203,33 @@ def uploads() -> dict:
     }}
 
 
+def speech_with_timestamps() -> dict:
+    headers = {
+        "X-Kyma-Model": PAID_HEADERS["X-Kyma-Model"],
+        "X-Kyma-Chars-Billed": {"description": "Characters billed (code points of input).",
+                                "schema": {"type": "string"}},
+        "X-Kyma-Cost-USD": PAID_HEADERS["X-Kyma-Cost-USD"],
+        "X-Kyma-Balance-USD": PAID_HEADERS["X-Kyma-Balance-USD"],
+        "X-Kyma-Provider": PAID_HEADERS["X-Kyma-Provider"],
+        "Idempotent-Replayed": PAID_HEADERS["Idempotent-Replayed"],
+    }
+    responses = {**_ok("The audio (base64) with its timings, captions if asked for, and the billing facts. Sent "
+                       "once the charge settled.", _ref("SpeechWithTimestamps"), headers=headers),
+                 **_errors(400, 402, 403, 404, 409, 410, 502)}
+    responses["502"]["description"] = ("provider_error: MiniMax failed, or its timings could not be read or do not "
+                                       "match the input; nothing charged.")
+    return {"post": {
+        "operationId": "createSpeechWithTimestamps",
+        "summary": "Text to speech with word and sentence timings and captions, as one JSON answer",
+        "description": "The speech request (without stream flags) plus timestamps and captions. Same price, "
+                       "billing and Idempotency-Key semantics as createSpeech. char_start/char_end index the "
+                       "request's input in code points.",
+        "tags": ["speech"], "parameters": [IDEMPOTENCY_PARAMETER],
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("SpeechWithTimestampsRequest")}}},
+        "responses": responses,
+    }}
+
+
 def speech() -> dict:
     audio = {"type": "string", "contentMediaType": "application/octet-stream"}
     headers = {
@@ -234,6 +264,12 @@ def speech() -> dict:
                           "cost_usd": {"type": "number"},
                           "balance_usd": {"type": ["number", "null"],
                                           "description": "null if it could not be read"}}}}},
+        {"type": "object", "required": ["type", "sentences"], "properties": {
+            "type": {"const": "speech.timestamps"},
+            "words": {"type": "array", "items": _ref("TimedText"),
+                      "description": "timestamps word: the words of the segment MiniMax just reported."},
+            "sentences": {"type": "array", "items": _ref("TimedText"),
+                          "description": "The segment's sentence (none for a segment without text)."}}},
         {"type": "object", "required": ["type", "error"], "properties": {
             "type": {"const": "error"},
             "error": {"type": "object", "required": ["code", "message"], "properties": {
@@ -247,7 +283,10 @@ def speech() -> dict:
                        '`{"type": "speech.audio.done", "usage": {"input_tokens": n, "output_tokens": 0, '
                        '"total_tokens": n, "characters_billed": n, "cost_usd": 0.0029, "balance_usd": 49.99}}` '
                        "once the charge settled (OpenAI's usage fields; n = characters billed; balance_usd null "
-                       "if it could not be read). A failure after the first event ends the stream with "
+                       "if it could not be read). With timestamps, "
+                       '`{"type": "speech.timestamps", "words": [...], "sentences": [...]}` follows the audio of '
+                       "each segment (sentence) as MiniMax reports it, always before speech.audio.done. "
+                       "A failure after the first event ends the stream with "
                        '`{"type": "error", "error": {"code": "...", "message": "..."}}` and nothing is charged. '
                        "This schema describes one event.",
         "properties": {
@@ -419,8 +458,61 @@ def schemas() -> dict:
                 "stream": {"type": "boolean", "default": False,
                            "description": "true: the same as stream_format audio (stream_format wins if "
                                           "both are given)."},
+                "timestamps": {"type": "string", "enum": list(TIMESTAMP_LEVELS),
+                               "description": "Only with stream_format sse: speech.timestamps events with the "
+                                              "words (word) or only the sentences (sentence)."},
+                "pronunciation_dict": PRONUNCIATION_SCHEMA,
             }.items()},
         },
+        "SpeechWithTimestampsRequest": {
+            "type": "object",
+            "description": "The speech request without stream or stream_format, plus timestamps and captions.",
+            "allOf": [{"anyOf": [{"required": ["input"]}, {"required": ["text"]}]},
+                      {"anyOf": [{"required": ["voice_id"]}, {"required": ["voice"]}]}],
+            "properties": {name: _nullable(schema) for name, schema in {
+                "model": {"type": "string", "enum": [*ALIASES, *SKUS], "default": "minimax-speech-hd"},
+                "input": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS,
+                          "description": "Billed per code point. Alias: text."},
+                "text": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
+                "voice_id": {"type": "string", "minLength": 1, "maxLength": 256},
+                "voice": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 256},
+                                    {"type": "object", "required": ["id"],
+                                     "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 256}}}]},
+                "response_format": {"type": "string", "pattern": FORMAT_PATTERN, "default": "mp3"},
+                "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0},
+                "voice_settings": {"type": "object", "properties": {
+                    "vol": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
+                    "pitch": {"type": "integer", "minimum": -12, "maximum": 12},
+                    "emotion": {"type": "string", "enum": list(EMOTIONS)}}},
+                "language_boost": {"type": "string", "enum": list(LANGUAGE_BOOSTS)},
+                "timestamps": {"type": "string", "enum": list(TIMESTAMP_LEVELS), "default": "word"},
+                "captions": {"type": "string", "enum": list(CAPTION_FORMATS),
+                             "description": "Also return captions: SRT or WebVTT, a cue per sentence (longer "
+                                            "ones split), at most two lines of about 42 characters."},
+                "pronunciation_dict": PRONUNCIATION_SCHEMA,
+            }.items()},
+        },
+        "TimedText": {
+            "type": "object", "required": ["text", "start_ms", "end_ms", "char_start", "char_end"],
+            "properties": {
+                "text": {"type": "string", "description": "input[char_start:char_end]"},
+                "start_ms": {"type": "integer", "minimum": 0}, "end_ms": {"type": "integer", "minimum": 0},
+                "char_start": {"type": "integer", "minimum": 0,
+                               "description": "Index into the request's input, in code points."},
+                "char_end": {"type": "integer", "minimum": 0}}},
+        "SpeechWithTimestamps": {
+            "type": "object",
+            "required": ["audio_base64", "content_type", "duration_ms", "sentences", "characters_billed",
+                         "cost_usd", "balance_usd"],
+            "properties": {
+                "audio_base64": {"type": "string", "contentEncoding": "base64"},
+                "content_type": {"type": "string"},
+                "duration_ms": {"type": "integer", "minimum": 0, "description": "Measured from the audio."},
+                "words": {"type": "array", "items": _ref("TimedText"), "description": "timestamps word only."},
+                "sentences": {"type": "array", "items": _ref("TimedText")},
+                "captions": {"type": "string", "description": "SRT or WebVTT, when captions was given."},
+                "characters_billed": {"type": "integer", "minimum": 1},
+                "cost_usd": usd, "balance_usd": {"type": ["number", "null"], "minimum": 0}}},
     }
 
 
@@ -443,6 +535,7 @@ def build() -> dict:
             "/v1/audio/voice-clone/uploads": uploads(),
             "/v1/audio/voice-design": voice_design(),
             "/v1/audio/speech": speech(),
+            "/v1/audio/speech/with-timestamps": speech_with_timestamps(),
             "/v1/audio/voices": voices(),
             "/v1/audio/voices/{voice_id}": voice(),
             "/v1/openapi.json": openapi(),
