@@ -203,6 +203,17 @@ def uploads() -> dict:
     }}
 
 
+# A word or sentence with its timing (inlined where an event's data is described: an event's
+# contentSchema is read on its own, without the document's components).
+TIMED_TEXT = {
+    "type": "object", "required": ["text", "start_ms", "end_ms", "char_start", "char_end"],
+    "properties": {
+        "text": {"type": "string", "description": "input[char_start:char_end]"},
+        "start_ms": {"type": "integer", "minimum": 0}, "end_ms": {"type": "integer", "minimum": 0},
+        "char_start": {"type": "integer", "minimum": 0, "description": "Index into the request's input, in code points."},
+        "char_end": {"type": "integer", "minimum": 0}}}
+
+
 def speech_with_timestamps() -> dict:
     headers = {
         "X-Kyma-Model": PAID_HEADERS["X-Kyma-Model"],
@@ -266,9 +277,9 @@ def speech() -> dict:
                                           "description": "null if it could not be read"}}}}},
         {"type": "object", "required": ["type", "sentences"], "properties": {
             "type": {"const": "speech.timestamps"},
-            "words": {"type": "array", "items": _ref("TimedText"),
+            "words": {"type": "array", "items": TIMED_TEXT,
                       "description": "timestamps word: the words of the segment MiniMax just reported."},
-            "sentences": {"type": "array", "items": _ref("TimedText"),
+            "sentences": {"type": "array", "items": TIMED_TEXT,
                           "description": "The segment's sentence (none for a segment without text)."}}},
         {"type": "object", "required": ["type", "error"], "properties": {
             "type": {"const": "error"},
@@ -492,14 +503,7 @@ def schemas() -> dict:
                 "pronunciation_dict": PRONUNCIATION_SCHEMA,
             }.items()},
         },
-        "TimedText": {
-            "type": "object", "required": ["text", "start_ms", "end_ms", "char_start", "char_end"],
-            "properties": {
-                "text": {"type": "string", "description": "input[char_start:char_end]"},
-                "start_ms": {"type": "integer", "minimum": 0}, "end_ms": {"type": "integer", "minimum": 0},
-                "char_start": {"type": "integer", "minimum": 0,
-                               "description": "Index into the request's input, in code points."},
-                "char_end": {"type": "integer", "minimum": 0}}},
+        "TimedText": TIMED_TEXT,
         "SpeechWithTimestamps": {
             "type": "object",
             "required": ["audio_base64", "content_type", "duration_ms", "sentences", "characters_billed",
