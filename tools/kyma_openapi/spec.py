@@ -210,7 +210,8 @@ TIMED_TEXT = {
     "properties": {
         "text": {"type": "string", "description": "input[char_start:char_end]"},
         "start_ms": {"type": "integer", "minimum": 0}, "end_ms": {"type": "integer", "minimum": 0},
-        "char_start": {"type": "integer", "minimum": 0, "description": "Index into the request's input, in code points."},
+        "char_start": {"type": "integer", "minimum": 0,
+                       "description": "Index into the request's input, in code points."},
         "char_end": {"type": "integer", "minimum": 0}}}
 
 
