@@ -197,3 +197,45 @@ def test_timestamps_on_raw_audio_or_whole_files_are_400(handler, accounts, books
                         path="/v1/audio/speech")
         assert error_of(response).status == 400
     assert_nothing_charged(books, acct, [])
+
+
+@pytest.mark.parametrize("fmt", ["wav", "pcm", "flac", "mp3_44100_64"])
+def test_every_format_has_timings_that_end_with_its_measured_audio(handler, accounts, minimax, fmt):
+    response = call(handler, accounts.create(START).account_id,
+                    {"input": TEXT, "voice": SYSTEM_VOICE, "response_format": fmt})
+    answer = body_of(response)
+    assert response["statusCode"] == 200, answer
+    assert abs(answer["words"][-1]["end_ms"] - answer["duration_ms"]) <= 50
+    assert answer["content_type"] == {"wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac"}.get(
+        fmt, "audio/mpeg")
+
+
+def test_an_sse_replay_with_timestamps_resends_the_audio_and_the_words_before_done(handler, accounts, books,
+                                                                                  minimax):
+    acct = accounts.create(START).account_id
+    body = {"input": TEXT, "voice": SYSTEM_VOICE, "stream_format": "sse", "timestamps": "word"}
+    key = {"Idempotency-Key": "sse-timed-once"}
+    first = sse_events(call(handler, acct, body, path="/v1/audio/speech", headers=key))
+    again = sse_events(call(handler, acct, body, path="/v1/audio/speech", headers=key))
+    def words(events):
+        return [w for e in events if e["type"] == "speech.timestamps" for w in e["words"]]
+
+    def audio(events):
+        return b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+
+    assert words(again) == words(first) and audio(again) == audio(first)
+    assert [e["type"] for e in again][-1] == "speech.audio.done"
+    assert len(minimax.calls_to(PATH_T2A)) == 1 and books.balance(acct) == START - COST
+
+
+def test_a_stream_that_carries_no_timings_fails_loudly_and_is_free(handler, accounts, books, minimax, monkeypatch):
+    """A MiniMax that ignores subtitle_enable on a stream: never a speech without the timings asked for."""
+    from kyma_local.sandbox import subtitles
+
+    monkeypatch.setattr(subtitles, "segments_by_chunk", lambda found, rendered, pieces: [[] for _ in pieces])
+    acct = accounts.create(START).account_id
+    response = call(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "stream_format": "sse",
+                                    "timestamps": "word"}, path="/v1/audio/speech")
+    events = sse_events(response)
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "provider_error"
+    assert_nothing_charged(books, acct, ["released"])
