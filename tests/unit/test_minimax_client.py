@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import subprocess
 import sys
@@ -548,3 +549,65 @@ def test_fake_speaks_minimax_on_the_wire(fake):
     r = requests.post(fake.base_url + PATH_CLONE, headers={"Authorization": f"Bearer {KEY}"},
                       json={"file_id": 1, "voice_id": VOICE}, timeout=5)
     assert r.json()["base_resp"]["status_code"] == 2013
+
+
+# ── subtitles (subtitle_enable) and pronunciation_dict ──────────────────
+def test_the_subtitle_file_is_fetched_without_our_key_and_read(client, fake, session):
+    fake.register_voice(VOICE)
+    result = client.synthesize(speech(text="One two. Three!", subtitles="word", pronunciation=("One/Won",)),
+                               deadline=soon())
+    assert [s.text for s in result.segments] == ["One two.", "Three!"]
+    assert [w.word for s in result.segments for w in s.words] == ["One", "two.", "Three!"]
+    sent = fake.calls_to(PATH_T2A)[-1].json
+    assert (sent["subtitle_enable"], sent["subtitle_type"]) == (True, "word")
+    assert sent["pronunciation_dict"] == {"tone": ["One/Won"]}
+    (fetch,) = [s for s in session.sent if s["method"] == "GET"]
+    assert "/files/subtitles/" in fetch["url"] and "Authorization" not in (fetch.get("headers") or {})
+    assert KEY not in repr(fetch)
+
+
+def test_without_subtitles_nothing_about_them_is_sent(client, fake):
+    fake.register_voice(VOICE)
+    assert client.synthesize(speech(), deadline=soon()).segments == ()
+    sent = fake.calls_to(PATH_T2A)[-1].json
+    assert "subtitle_enable" not in sent and "pronunciation_dict" not in sent
+
+
+def test_a_subtitle_file_over_plain_http_is_refused_when_minimax_is_reached_over_https():
+    payload = {"data": {"audio": "4944", "status": 2, "subtitle_file": "http://files.example/s.json"},
+               "base_resp": {"status_code": 0, "status_msg": "success"}}
+
+    class Fixed(requests.Session):
+        def post(self, url, **kwargs):  # type: ignore[override]
+            response = requests.Response()
+            response.status_code, response.raw = 200, io.BytesIO(json.dumps(payload).encode())
+            response.headers["Content-Type"] = "application/json"
+            return response
+
+        def get(self, url, **kwargs):  # type: ignore[override]
+            raise AssertionError("fetched a plain-http subtitle file")
+
+    https_client = MiniMaxClient("https://api.minimax.io", lambda: KEY, session=Fixed(), retry=NO_RETRY)
+    with pytest.raises(ProviderError):
+        https_client.synthesize(speech(subtitles="sentence"), deadline=soon())
+
+
+@pytest.mark.parametrize("mode", ["subtitle_missing", "subtitle_broken"])
+def test_a_missing_or_broken_subtitle_file_is_a_logged_provider_error(client, fake, caplog, mode):
+    fake.register_voice(VOICE)
+    fake.fail_next(PATH_T2A, mode)
+    with caplog.at_level(logging.WARNING, logger="kyma.providers.minimax"), pytest.raises(ProviderError):
+        client.synthesize(speech(subtitles="word"), deadline=soon())
+    (record,) = [r for r in caplog.records if getattr(r, "step", None) == "speech subtitles"]
+    assert record.trace_id == fake.calls_to(PATH_T2A)[-1].trace_id and record.error_class == "ProviderError"
+
+
+def test_streamed_segments_come_with_the_chunk_that_ends_them(client, fake):
+    fake.register_voice(VOICE)
+    stream = client.synthesize_stream(speech(text="First one. Second one.", subtitles="word"), deadline=soon())
+    seen = []
+    with stream:
+        for index, _chunk in enumerate(stream):
+            seen.extend((index, s.text) for s in stream.take_segments())
+    assert [text for _, text in seen] == ["First one.", "Second one."]
+    assert seen[0][0] < seen[1][0]            # the first sentence's timings arrive before the stream ends

@@ -229,7 +229,13 @@ class MiniMaxSandbox:
         return f"{self.base_url}{subtitles.FILE_PREFIX}{trace_id}.json"
 
     def _serve_subtitle_file(self, h: Handler, name: str, trace_id: str) -> None:
-        """A GET of a ``subtitle_file`` URL: signed by its URL, so no Authorization (like MiniMax's)."""
+        """A GET of a ``subtitle_file`` URL: signed by its URL, so no Authorization.  Like an object
+        store's presigned URL, a request that also carries an Authorization header is refused (and a
+        client that sent one would have handed our MiniMax key to a file host)."""
+        if h.headers.get("Authorization"):
+            send_raw(h, None, 400, b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism "
+                     b"allowed</Message></Error>", "application/xml", trace_id)
+            return
         with self._lock:
             data = self._subtitle_files.get(name.removesuffix(".json"))
         if data is None:
