@@ -184,6 +184,13 @@ def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
     # Streamed, as raw audio and as Server-Sent Events (large audio no longer detours through S3).
     assert speak({"input": "Streamed", "voice": SYSTEM_VOICE, "stream_format": "audio"})["statusCode"] == 200
     assert speak({"input": "Events", "voice": SYSTEM_VOICE, "stream_format": "sse"})["statusCode"] == 200
+    # With timestamps, keyed: the timings are kept for the replay next to the audio (speech/*).
+    timed = {"input": "Timed words.", "voice": SYSTEM_VOICE, "captions": "srt"}
+    timed_key = {"Idempotency-Key": "iam-timed"}
+    assert speech(json_event("/v1/audio/speech/with-timestamps", acct, timed, timed_key),
+                  context("SpeechFunction"))["statusCode"] == 200
+    assert speech(json_event("/v1/audio/speech/with-timestamps", acct, timed, timed_key),
+                  context("SpeechFunction"))["headers"]["Idempotent-Replayed"] == "true"
     # MiniMax lost an active voice (20132): speech expires it.
     lost = body_of(clone_call(clone_event(acct, WAV)))["voice_id"]
     assert speak({"input": "Activate", "voice_id": lost})["statusCode"] == 200
