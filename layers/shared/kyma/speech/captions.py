@@ -14,8 +14,6 @@ import io
 import re
 from collections.abc import Sequence
 
-import webvtt
-
 LINE_CHARS = 42           # the usual broadcast line (BBC, Netflix: 42 characters)
 LINES_PER_CUE = 2
 SRT, VTT = "srt", "vtt"
@@ -25,6 +23,8 @@ _TOKEN = re.compile(r"\S+")
 def build(text: str, sentences: Sequence[dict], words: Sequence[dict] | None, fmt: str) -> str:
     """The captions of `text` as `fmt` ("srt" or "vtt"): `sentences` and `words` are the answer's
     timings (`char_start`/`char_end` into `text`, `start_ms`/`end_ms`)."""
+    import webvtt  # on first use: about 20 ms of imports the speech function's cold start does not need
+
     cues = []
     for sentence in sentences:
         for start, end, lines in _cues(text, sentence["char_start"], sentence["char_end"]):
