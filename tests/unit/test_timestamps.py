@@ -45,6 +45,15 @@ def test_words_are_found_where_they_are_even_if_minimax_counts_offsets_otherwise
     assert [s["text"] for s in aligner.sentences] == ["Héllo 🎉 wörld.", "Next one."]
 
 
+def test_pause_markers_between_words_do_not_throw_the_words_off():
+    text = "Wait <#1.5#> for it."
+    aligner = Aligner(text, words=True)
+    aligner.add(Segment(text, 0, 3000, None, None, (TimedWord("Wait", 0, 300), TimedWord("for", 1800, 2000),
+                                                   TimedWord("it.", 2000, 2300))))
+    assert [w["text"] for w in aligner.words] == ["Wait", "for", "it."]
+    assert aligner.words[1]["char_start"] == text.index("for")
+
+
 def test_a_word_not_in_the_input_without_usable_offsets_is_a_provider_error():
     aligner = Aligner("Hello world.", words=True)
     with pytest.raises(errors.ProviderError):

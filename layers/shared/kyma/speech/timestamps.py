@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,7 @@ class Aligner:
 
     def _word(self, word: str, begin: int | None, end: int | None, start_ms: int, end_ms: int) -> dict:
         found = self.text.find(word, self._cursor)
-        if found < 0 or self.text[self._cursor:found].strip(_BETWEEN_WORDS):
+        if found < 0 or _PAUSE.sub("", self.text[self._cursor:found]).strip(_BETWEEN_WORDS):
             if begin is not None and end is not None and self._cursor <= begin < end <= len(self.text):
                 found, length = begin, end - begin          # MiniMax's offsets (say, a replaced word)
             else:
@@ -114,6 +115,8 @@ class Aligner:
         return {"words": self.words, "sentences": self.sentences} if self.with_words else {"sentences": self.sentences}
 
 
+# What may lie between two words MiniMax reports: blanks, punctuation, and its pause markers (<#0.5#>).
+_PAUSE = re.compile(r"<#\d+(?:\.\d+)?#>")
 _BETWEEN_WORDS = " \t\r\n\u3000\u00a0.,;:!?\"'()[]{}-–—…。，、！？；：「」『』《》“”‘’"
 
 
