@@ -239,3 +239,31 @@ def test_a_stream_that_carries_no_timings_fails_loudly_and_is_free(handler, acco
     events = sse_events(response)
     assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "provider_error"
     assert_nothing_charged(books, acct, ["released"])
+
+
+# ── never charged for an answer the client did not get ─────────────────
+def test_without_a_key_the_answer_is_sent_before_the_settle_and_a_failed_settle_leaves_it_free(
+        handler, accounts, books, minimax, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from kyma.billing.ledger import Ledger
+
+    acct = accounts.create(START).account_id
+    charged = call(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
+    assert charged["complete"] is True and books.balance(acct) == START - COST
+    monkeypatch.setattr(Ledger, "settle", lambda *a, **k: (_ for _ in ()).throw(
+        ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")))
+    cut = call(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
+    assert cut["statusCode"] == 200 and cut["complete"] is False     # the body never ends: not a charged answer
+    assert books.balance(acct) == START - COST and holds(books, acct).count("released") == 1
+
+
+def test_a_client_gone_before_the_answer_is_released_never_charged(handler, accounts, books, minimax, monkeypatch):
+    from kyma.edge.web_app import Output
+    from kyma_local.web_adapter import InvocationFailed
+
+    monkeypatch.setattr(Output, "connected", lambda self: False)    # the client closed its connection
+    acct = accounts.create(START).account_id
+    with pytest.raises(InvocationFailed):                           # nothing answered: nobody was listening
+        call(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "captions": "srt"})
+    assert_nothing_charged(books, acct, ["released"])
