@@ -242,7 +242,7 @@ def test_a_stream_that_carries_no_timings_fails_loudly_and_is_free(handler, acco
 
 
 # ── never charged for an answer the client did not get ─────────────────
-def test_without_a_key_the_answer_is_sent_before_the_settle_and_a_failed_settle_leaves_it_free(
+def test_without_a_key_the_answer_is_sent_after_the_settle_and_a_failed_settle_gives_nothing_away(
         handler, accounts, books, minimax, monkeypatch):
     from botocore.exceptions import ClientError
 
@@ -255,6 +255,7 @@ def test_without_a_key_the_answer_is_sent_before_the_settle_and_a_failed_settle_
         ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")))
     cut = call(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE})
     assert cut["statusCode"] == 200 and cut["complete"] is False     # the body never ends: not a charged answer
+    assert cut["body"] in ("", b"")                                  # and no audio, no timings went out
     assert books.balance(acct) == START - COST and holds(books, acct).count("released") == 1
 
 

@@ -9,6 +9,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from botocore.exceptions import ClientError
 from helpers import START, SYSTEM_VOICE, api_event, context, error_of
 
 MINUTE_START = 1_796_000_040.0          # a UTC minute's first second (1796000040 % 60 == 0)
@@ -43,8 +44,8 @@ def test_the_budget_is_derived_from_the_upstream_quota(budget, configure):
     configure(RATE_LIMIT_DEFAULTS="")                   # the deployment's own defaults, not the tests'
 
     b = Budget.of(budget)
-    assert (b.per_minute, b.open, b.reserve, b.light_below) == (60, 40, 20, 15)
-    assert ("speech", 40, 10) in config().rate_limit_defaults        # one account alone: the open part
+    assert (b.per_minute, b.open, b.reserve, b.light_below, b.batch_share) == (60, 40, 20, 15, 10)
+    assert ("speech", 30, 10) in config().rate_limit_defaults   # one account alone: the open part less batch's
 
 
 def test_two_busy_accounts_leave_a_quiet_one_served_and_are_refused_with_503(budget, ledger, books, accounts):
@@ -135,3 +136,43 @@ def test_a_speech_request_refused_by_the_full_quota_is_a_503_envelope_free_and_n
     for acct in (a, b):
         assert all(e["status"] == "charged" for e in books.entries(acct) if e["type"] == "hold")
         assert books.audit(acct)["consistent"]
+
+
+def test_batch_work_takes_at_most_its_share_so_a_customer_within_its_limit_is_served(budget, ledger, accounts):
+    from kyma.accounts.upstream import UpstreamBudget
+    from kyma.platform.aws import dynamodb
+    from kyma.voices.lifecycle import ACTIVATION_TENANT
+
+    up = UpstreamBudget(dynamodb(), budget)
+    taken = 0
+    for i in range(50):                                 # a stream batch of new clones / a sweep run
+        try:
+            up.take(ACTIVATION_TENANT, light=False, now=MINUTE_START + 1 + i / 100)
+            taken += 1
+        except Exception:
+            break
+    acct = accounts.create(START).account_id
+    refused = [reserve(ledger, budget, acct, second=10 + i / 10) for i in range(20)]   # 20 < its 40 limit
+    served = sum(r is None for r in refused)
+    assert served == 20, f"activations took {taken} of the minute; the customer got {served} of 20, then {refused[-1]}"
+
+
+def test_take_survives_a_transaction_conflict_on_the_hot_counter(budget):
+    from kyma.accounts.upstream import UpstreamBudget
+    from kyma.platform.aws import dynamodb
+
+    real = dynamodb()
+    calls = {"n": 0}
+
+    class OnceInConflict:
+        def update_item(self, **kw):
+            calls["n"] += 1
+            if calls["n"] == 1:          # a speech reserve's transaction holds the item right now
+                raise ClientError({"Error": {"Code": "TransactionConflictException",
+                                             "Message": "Transaction is ongoing for the item"}}, "UpdateItem")
+            return real.update_item(**kw)
+
+    try:
+        UpstreamBudget(OnceInConflict(), budget).take("kyma_platform_activation", now=MINUTE_START + 1)
+    except ClientError as exc:
+        pytest.fail(f"take() raised {exc.response['Error']['Code']} instead of retrying (sweep aborts on it)")

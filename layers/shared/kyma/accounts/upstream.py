@@ -10,13 +10,18 @@ share of it (`a_<account_id>`).
 Admission, for a budget of Q a minute (`Budget.of(cfg)`; Q = 60 gives 40 / 20 / 15):
 - anyone, while the minute's total is below Q - Q/3 (the open part: 40);
 - the rest of the minute (the reserve, Q/3: 20) only to *light* accounts, those that have
-  taken fewer than Q/4 (15) of this minute's budget: a quiet account is never starved by
-  busy ones, which can take at most the open part between them;
+  taken fewer than Q/4 (15) of this minute's budget: accounts past 15 (busy ones) can take at
+  most the open part between them, so a quiet account is refused only once more than 20
+  requests of the minute, after its first 40, came from accounts that were themselves light
+  (e.g. four accounts at 15 each);
+- batch work (voice activations, job parts: `light=False`) only from the open part, and all of
+  it together at most Q/6 (10) a minute (the count `b`), so it can never crowd customers out;
 - nothing once Q are taken: a refusal that is ours, not the customer's: 503
   service_unavailable with Retry-After (the seconds to the next minute), never 429.
 
 The per-account default limit for speech is derived from the same Q (kyma.platform.config:
-Q - Q/3 a minute, so one account alone within its limit never meets the reserve), and the
+Q - Q/3 - Q/6 a minute, 30 of 60: one account alone within its limit never meets the shared
+refusal, even with batch work at its share), and the
 API stage's platform throttle sits far above what this budget admits (template.yaml
 Mappings `UpstreamQuota`): it is the last guard against floods, not the quota.
 
@@ -37,7 +42,7 @@ from botocore.exceptions import ClientError
 
 from kyma.edge import errors
 from kyma.platform.config import Config
-from kyma.platform.dynamo import Check, error_code, to_item, values
+from kyma.platform.dynamo import Check, error_code, retry_on_conflict, to_item, values
 from kyma.platform.observability import MetricUnit, metrics
 
 SPEECH = "speech"          # MiniMax T2A (sync, streamed, and async parts)
@@ -50,11 +55,12 @@ class Budget:
     per_minute: int        # Q: the whole platform's quota
     open: int              # anyone, while the total is below this
     light_below: int       # an account with fewer than this many this minute may use the reserve
+    batch_share: int       # batch work (light=False) together, at most this many a minute
 
     @classmethod
     def of(cls, cfg: Config, pool: str = SPEECH) -> Budget:
         q = cfg.upstream_speech_rpm
-        return cls(per_minute=q, open=q - q // 3, light_below=max(1, q // 4))
+        return cls(per_minute=q, open=q - q // 3, light_below=max(1, q // 4), batch_share=max(1, q // 6))
 
     @property
     def reserve(self) -> int:
@@ -76,18 +82,21 @@ def check(cfg: Config, account_id: str, *, pool: str = SPEECH, light: bool = Tru
             f"is in use; nothing was charged. Retry after {retry_after} s.",
             headers={"Retry-After": str(retry_after)})
 
-    condition = "attribute_not_exists(n) OR n < :open"
     if light:
-        condition += " OR (n < :budget AND (attribute_not_exists(#a) OR #a < :light))"
+        condition = ("attribute_not_exists(n) OR n < :open"
+                     " OR (n < :budget AND (attribute_not_exists(#a) OR #a < :light))")
+        update, extra = "ADD n :one, #a :one", {"budget": budget.per_minute, "light": budget.light_below}
+    else:       # batch: the open part only, and all batch work together within its share
+        condition = "(attribute_not_exists(n) OR n < :open) AND (attribute_not_exists(b) OR b < :share)"
+        update, extra = "ADD n :one, #a :one, b :one", {"share": budget.batch_share}
+    expression = update + " SET expires_at = :expires"  # noqa: S608 (DynamoDB update syntax, constants only)
     return Check("upstream", {"Update": {
         "TableName": cfg.rate_counters_table,
         "Key": to_item({"counter_id": f"upstream#{pool}#{minute}"}),
-        "UpdateExpression": "ADD n :one, #a :one SET expires_at = :expires",
+        "UpdateExpression": expression,
         "ConditionExpression": condition,
         "ExpressionAttributeNames": {"#a": f"a_{account_id}"},
-        "ExpressionAttributeValues": values(one=1, open=budget.open, expires=(minute + 2) * 60 + 60,
-                                            **({"budget": budget.per_minute, "light": budget.light_below}
-                                               if light else {})),
+        "ExpressionAttributeValues": values(one=1, open=budget.open, expires=(minute + 2) * 60 + 60, **extra),
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }}, refusal)
 
@@ -103,7 +112,9 @@ class UpstreamBudget:
         """One call from this minute's budget, or ServiceUnavailable (with Retry-After)."""
         item = check(self.cfg, account_id, pool=pool, light=light, now=now)
         try:
-            self.ddb.update_item(**item.item["Update"])
+            # Every speech reserve writes this item in a transaction: a plain update meeting one in
+            # flight is a TransactionConflict, which botocore does not retry (found by a review).
+            retry_on_conflict(lambda: self.ddb.update_item(**item.item["Update"]))
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise

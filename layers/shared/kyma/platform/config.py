@@ -132,9 +132,10 @@ DEFAULT_UPSTREAM_SPEECH_RPM = 60
 
 def speech_default_limit(upstream_rpm: int) -> tuple[int, int]:
     """The per-account speech default (per minute, burst per second) for an upstream quota: the
-    open part of the shared budget (kyma.accounts.upstream.Budget: Q - Q/3, 40 of MiniMax's 60), so
-    an account alone within its own limit is never refused by the shared quota."""
-    return upstream_rpm - upstream_rpm // 3, 10
+    open part of the shared budget less batch work's share (kyma.accounts.upstream.Budget:
+    Q - Q/3 - Q/6, 30 of MiniMax's 60), so an account alone within its own limit is never refused
+    by the shared quota, even while activations and job parts take their share."""
+    return upstream_rpm - upstream_rpm // 3 - max(1, upstream_rpm // 6), 10
 
 
 # Per-account rate limits by endpoint: (requests per minute, burst per second).  Here, not in

@@ -87,7 +87,7 @@ class Billing:
 
 class Delivery(Protocol):
     needs_balance: bool
-    before_charge: bool         # the whole response is sent before the settle (see Buffered)
+    before_charge: bool         # headers before the settle, the body after it (see HeldBody)
 
     def begin(self, billing: Billing) -> None: ...
 
@@ -95,13 +95,39 @@ class Delivery(Protocol):
 
     def end(self, billing: Billing) -> None: ...
 
+    def after_charge(self) -> None: ...
 
-class Buffered:
-    """The whole file.  `before_charge` (no Idempotency-Key, so nothing could replay it): the file is
-    sent *before* the settle, and a client known to be gone (`Output.ensure_connected`, checked at
-    every chunk and before the send) or a failed send raises ClientGone, which releases the hold;
-    the upstream stops at once.  Otherwise (a key: the audio is kept for replays first) the file is
-    sent after the settle, as the replay would send it."""
+
+class HeldBody:
+    """A whole answer nothing could replay (no Idempotency-Key), delivered around its settle: before
+    it, the connection is checked (`Output.ensure_connected`, at every chunk and once more) and the
+    status and headers are sent, so a client known to be gone, or a failed send, raises ClientGone
+    and the hold is released; the body itself only after the settle applied (`after_charge`), then
+    the terminating chunk (kyma.edge.web_app, when the route returns).  A settle that fails leaves
+    headers and no body: nothing is given away (found by a review: sending the body first gave the
+    whole file free when the settle failed)."""
+
+    out: Output
+    before_charge: bool
+    held: bytes | None = None
+
+    def hold_back(self, headers: dict[str, str], body: bytes) -> None:
+        self.out.ensure_connected()
+        self.out.start(200, headers)
+        self.held = body
+
+    def after_charge(self) -> None:
+        """The charge is applied: the body now (ClientGone here is charged, like a cut stream)."""
+        body, self.held = self.held, None
+        if body:
+            self.out.write(body)
+
+
+class Buffered(HeldBody):
+    """The whole file.  `before_charge` (no Idempotency-Key, so nothing could replay it): headers
+    before the settle and the file after it (HeldBody); the upstream stops at once if the client is
+    known to be gone.  Otherwise (a key: the audio is kept for replays first) the file is sent
+    after the settle with Content-Length, as the replay would send it."""
 
     needs_balance = True
 
@@ -121,16 +147,11 @@ class Buffered:
 
     def end(self, billing: Billing) -> None:
         if self.sent:
-            return          # sent before the charge; its terminating chunk follows the settle
+            return          # held before the charge; its body follows the settle (after_charge)
         audio, self.parts = b"".join(self.parts), []
         self.sent = True
         if self.before_charge:
-            # The whole file as one chunk now; the body's terminating chunk only after the settle
-            # (kyma.edge.web_app, when the route returns), as for a raw stream: a client sees the
-            # file complete only once it is charged, and a settle that fails cuts it (free).
-            self.out.ensure_connected()
-            self.out.start(200, {**billing.headers(), **self.extra})
-            self.out.write(audio)
+            self.hold_back({**billing.headers(), **self.extra}, audio)
             return
         self.out.send(Response(200, audio, {**billing.headers(), **self.extra}))
 
@@ -151,10 +172,16 @@ class RawAudio:
     def end(self, billing: Billing) -> None:
         pass        # kyma.edge.web_app writes the last chunk when the route returns
 
+    def after_charge(self) -> None:
+        pass        # streamed: every byte went out before the charge
+
 
 class Events:
     needs_balance = True
     before_charge = False
+
+    def after_charge(self) -> None:
+        pass        # streamed: every event but the done event went out before the charge
 
     def __init__(self, out: Output, extra_headers: dict[str, str]) -> None:
         self.out, self.extra = out, extra_headers

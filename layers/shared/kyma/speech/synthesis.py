@@ -152,7 +152,12 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     logger.info("speech delivered", extra={"account_id": account_id, "model": inp.sku, "chars": inp.chars,
                                            "audio_bytes": size, "cloned_voice": cloned, "delivery": inp.delivery})
     if delivery.before_charge:
-        return billing.record(stored_key)       # sent already (and nothing kept for a replay)
+        try:
+            delivery.after_charge()             # the body, now that it is charged
+        except Exception as exc:    # charged, and nothing kept to replay: like a stream cut after its charge
+            logger.info("the response could not be completed after the charge",
+                        extra={"delivery": inp.delivery, "error": type(exc).__name__})
+        return billing.record(stored_key)
     if delivery.needs_balance or keep:
         billing = replace(billing, balance_micros=paid.balance_or_none(account_id))
     try:

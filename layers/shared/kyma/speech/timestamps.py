@@ -36,7 +36,7 @@ from kyma.edge import errors
 from kyma.edge.http import Response
 from kyma.providers import Segment
 from kyma.speech import captions as caption_files
-from kyma.speech.delivery import REPLAY_CHUNK_BYTES, Billing, Events, event
+from kyma.speech.delivery import REPLAY_CHUNK_BYTES, Billing, Events, HeldBody, event
 from kyma.speech.request import TIMED
 
 if TYPE_CHECKING:
@@ -162,10 +162,10 @@ class _Timed:
             raise errors.ProviderError("MiniMax returned no timings for this speech; nothing was charged.")
 
 
-class WithTimestamps(_Timed):
+class WithTimestamps(_Timed, HeldBody):
     """The JSON answer.  Like `kyma.speech.delivery.Buffered`: without an Idempotency-Key
-    (`before_charge`) it is sent before the settle, as one chunk whose terminating chunk follows the
-    settle, so a client gone before it was accepted is released, never charged; with one, after
+    (`before_charge`) its headers go before the settle and its body after it (HeldBody), so a client
+    gone before is released, never charged, and a failed settle gives nothing away; with one, after
     the settle (audio and timings are kept for replays first), with Content-Length."""
 
     needs_balance = True
@@ -209,9 +209,8 @@ class WithTimestamps(_Timed):
         self.sent = True
         response = answer(audio, self.doc, billing, self.extra)
         if self.before_charge:
-            self.out.ensure_connected()
-            self.out.start(200, response.headers)
-            self.out.write(response.body.encode() if isinstance(response.body, str) else response.body)
+            self.hold_back(response.headers,
+                           response.body.encode() if isinstance(response.body, str) else response.body)
             return
         self.out.send(response)
 
