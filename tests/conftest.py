@@ -15,7 +15,8 @@ import pytest
 
 from kyma_local import aws_calls
 
-RATE_LIMITED_ENDPOINTS = ("speech", "voice-clone", "voice-design", "uploads", "voices", "account")
+RATE_LIMITED_ENDPOINTS = ("speech", "voice-clone", "voice-design", "uploads", "voices", "account", "speech-jobs",
+                          "jobs")
 
 # Never reach a real AWS account or a developer's running stack from tests.
 os.environ.pop("AWS_ENDPOINT_URL", None)

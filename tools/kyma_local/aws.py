@@ -19,6 +19,7 @@ any web page a developer opens read and write the local tables through the loopb
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -102,9 +103,22 @@ def create_resources(template: Template, *, endpoint_url: str | None = None) -> 
     for logical_id, props in template.buckets.items():
         create_bucket(s3, template.physical_name(logical_id), props)
     sqs = boto3.client("sqs", **kwargs)
+    urls = {}
     for logical_id, props in template.queues.items():
-        attributes = {k: str(props[k]) for k in ("MessageRetentionPeriod", "VisibilityTimeout") if k in props}
-        sqs.create_queue(QueueName=template.physical_name(logical_id), Attributes=attributes)
+        attributes = {k: str(props[k]) for k in ("MessageRetentionPeriod", "VisibilityTimeout", "DelaySeconds")
+                      if k in props}
+        urls[logical_id] = sqs.create_queue(QueueName=template.physical_name(logical_id),
+                                            Attributes=attributes)["QueueUrl"]
+    # Redrive policies name their dead-letter queue by ARN: the embedded queue's own.
+    for logical_id, props in template.queues.items():
+        redrive = props.get("RedrivePolicy")
+        if not redrive:
+            continue
+        target = redrive["deadLetterTargetArn"].rsplit(":", 1)[-1]
+        (target_id,) = [q for q in template.queues if template.physical_name(q) == target]
+        arn = sqs.get_queue_attributes(QueueUrl=urls[target_id], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sqs.set_queue_attributes(QueueUrl=urls[logical_id], Attributes={"RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": arn, "maxReceiveCount": str(redrive["maxReceiveCount"])})})
 
 
 def create_table(ddb: Any, name: str, props: dict) -> None:

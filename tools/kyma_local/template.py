@@ -140,6 +140,8 @@ class Template:
             if key == "Ref":
                 if arg == "AWS::NoValue":
                     return _NO_VALUE
+                if self.resources.get(arg, {}).get("Type") == "AWS::SQS::Queue":   # a queue's Ref is its URL
+                    return f"https://sqs.us-east-1.amazonaws.com/123456789012/{self.physical_name(arg)}"
                 return self.parameters[arg] if arg in self.parameters else self.physical_name(arg)
             if key == "Fn::GetAtt":
                 logical, attr = arg

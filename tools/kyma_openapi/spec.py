@@ -12,6 +12,8 @@ from typing import Any
 from kyma.billing.idempotency import HEADER as IDEMPOTENCY_HEADER
 from kyma.billing.idempotency import MAX_KEY_LENGTH
 from kyma.edge import errors
+from kyma.jobs.records import ACTIVE_STATES, TERMINAL_STATES
+from kyma.jobs.submit import JOB_FORMATS, MAX_JOB_CHARS, MAX_METADATA_CHARS, MAX_METADATA_KEYS
 from kyma.speech.request import (
     ALIASES,
     CAPTION_FORMATS,
@@ -338,6 +340,56 @@ def speech() -> dict:
     }}
 
 
+JOB_ID_PARAMETER = {"name": "job_id", "in": "path", "required": True, "description": "The job's id (job_...).",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
+
+
+def speech_jobs() -> dict:
+    location = {"Location": {"description": "/v1/audio/speech/jobs/{job_id}", "schema": {"type": "string"}},
+                "Idempotent-Replayed": PAID_HEADERS["Idempotent-Replayed"]}
+    created = _ok("Queued; the whole price is reserved (charged only when the audio is delivered).",
+                  _ref("SpeechJobCreated"), headers=location, status=202)
+    post_errors = _errors(400, 402, 403, 404, 409, 410, 429, 502)
+    post_errors["429"]["description"] = ("rate_limited, or too_many_jobs: the account already has its maximum "
+                                         "of jobs queued or running. See Retry-After.")
+    return {
+        "post": {
+            "operationId": "createSpeechJob", "summary": "Long-form speech (up to 200,000 characters) as a job",
+            "description": "The whole price is reserved now and charged only when the joined audio is stored; a "
+                           "job that fails, is canceled or runs out of time is never charged. Poll GET "
+                           "/v1/audio/speech/jobs/{job_id} for its status and download URL.",
+            "tags": ["speech"], "parameters": [IDEMPOTENCY_PARAMETER],
+            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("SpeechJobRequest")}}},
+            "responses": {**created, **post_errors},
+        },
+        "get": {
+            "operationId": "listSpeechJobs", "summary": "Your speech jobs, newest first", "tags": ["speech"],
+            "parameters": [
+                {"name": "status", "in": "query",
+                 "schema": {"type": "string", "enum": [*ACTIVE_STATES, *TERMINAL_STATES]}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                {"name": "cursor", "in": "query", "description": "next_cursor of the previous page, unchanged.",
+                 "schema": {"type": "string"}}],
+            "responses": {**_ok("One page of jobs (without download URLs).", _ref("SpeechJobList")),
+                          **_errors(400)},
+        },
+    }
+
+
+def speech_job() -> dict:
+    return {
+        "get": {"operationId": "getSpeechJob", "summary": "One speech job; when succeeded, a download URL",
+                "tags": ["speech"], "parameters": [JOB_ID_PARAMETER],
+                "responses": {**_ok("The job.", _ref("SpeechJob")), **_errors(404)}},
+        "delete": {"operationId": "deleteSpeechJob",
+                   "summary": "Cancel a queued or running job (nothing charged), or delete a finished job's files",
+                   "tags": ["speech"], "parameters": [JOB_ID_PARAMETER],
+                   "responses": {**_ok("The job after the cancel or the deletion.", _ref("SpeechJob")),
+                                 **_errors(404)}},
+    }
+
+
 VOICE_ID_PARAMETER = {"name": "voice_id", "in": "path", "required": True,
                       "description": "A cloned kyma_ id, or a MiniMax system voice id (URL-encoded).",
                       "schema": {"type": "string", "minLength": 1, "maxLength": 256,
@@ -440,6 +492,68 @@ def schemas() -> dict:
             "voices": {"type": "array", "items": _ref("Voice")}, "next_cursor": {"type": ["string", "null"]}}},
         "DeletedVoice": {"type": "object", "required": ["voice_id", "deleted"], "properties": {
             "voice_id": {"type": "string"}, "deleted": {"const": True}}},
+        "SpeechJobRequest": {
+            "type": "object",
+            "description": "The speech request's fields (without stream and stream_format), up to "
+                           f"{MAX_JOB_CHARS:,} characters, in a format that joins exactly, and metadata.",
+            "allOf": [{"anyOf": [{"required": ["input"]}, {"required": ["text"]}]},
+                      {"anyOf": [{"required": ["voice_id"]}, {"required": ["voice"]}]}],
+            "properties": {name: _nullable(schema) for name, schema in {
+                "model": {"type": "string", "enum": [*ALIASES, *SKUS], "default": "minimax-speech-hd"},
+                "input": {"type": "string", "minLength": 1, "maxLength": MAX_JOB_CHARS,
+                          "description": "Billed per code point. Alias: text."},
+                "text": {"type": "string", "minLength": 1, "maxLength": MAX_JOB_CHARS},
+                "voice_id": {"type": "string", "minLength": 1, "maxLength": 256},
+                "voice": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 256},
+                                    {"type": "object", "required": ["id"],
+                                     "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 256}}}]},
+                "response_format": {"type": "string", "pattern": "^(?:" + "|".join(JOB_FORMATS) + ")(?:_[0-9_]+)?$",
+                                    "default": "mp3",
+                                    "description": "mp3, wav or pcm, optionally codec_samplerate[_bitrate]."},
+                "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0},
+                "voice_settings": {"type": "object", "properties": {
+                    "vol": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
+                    "pitch": {"type": "integer", "minimum": -12, "maximum": 12},
+                    "emotion": {"type": "string", "enum": list(EMOTIONS)}}},
+                "language_boost": {"type": "string", "enum": list(LANGUAGE_BOOSTS)},
+                "metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS,
+                             "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_CHARS},
+                             "description": "Echoed in the job."},
+            }.items()},
+        },
+        "SpeechJobCreated": {
+            "type": "object", "required": ["job_id", "status", "model", "voice_id", "characters", "cost_usd",
+                                           "created_at"],
+            "properties": {"job_id": {"type": "string"}, "status": {"const": "queued"}, "model": {"type": "string"},
+                           "voice_id": {"type": "string"}, "characters": {"type": "integer", "minimum": 1},
+                           "cost_usd": usd, "balance_usd": {"type": ["number", "null"]},
+                           "metadata": {"type": "object"},
+                           "created_at": {"type": "string", "format": "date-time"}}},
+        "SpeechJob": {
+            "type": "object", "required": ["job_id", "status", "progress", "characters", "cost_usd", "created_at",
+                                           "output", "error"],
+            "properties": {
+                "job_id": {"type": "string"},
+                "status": {"type": "string", "enum": [*ACTIVE_STATES, *TERMINAL_STATES]},
+                "progress": {"type": "object", "properties": {"parts_done": {"type": "integer"},
+                                                              "parts_total": {"type": "integer"}}},
+                "model": {"type": "string"}, "voice_id": {"type": "string"},
+                "characters": {"type": "integer"}, "cost_usd": usd,
+                "created_at": {"type": "string", "format": "date-time"},
+                "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                "output": {"anyOf": [{"type": "null"}, {"type": "object", "properties": {
+                    "audio_url": {"type": ["string", "null"], "description": "Presigned, short-lived; minted on "
+                                                                             "each GET."},
+                    "content_type": {"type": "string"}, "duration_ms": {"type": "integer"},
+                    "bytes": {"type": "integer"}, "expires_at": {"type": ["string", "null"]}}}]},
+                "error": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["code", "message"],
+                                                       "properties": {"code": {"type": "string"},
+                                                                      "message": {"type": "string"}}}]},
+                "metadata": {"type": "object"},
+                "canceled": {"type": "boolean"}, "files_deleted": {"type": "boolean"}}},
+        "SpeechJobList": {"type": "object", "required": ["data", "next_cursor", "has_more"], "properties": {
+            "data": {"type": "array", "items": _ref("SpeechJob")}, "next_cursor": {"type": ["string", "null"]},
+            "has_more": {"type": "boolean"}}},
         "SpeechRequest": {
             "type": "object",
             "description": "OpenAI audio.speech shape; unknown fields are ignored, and a field given as null "
@@ -541,6 +655,8 @@ def build() -> dict:
             "/v1/audio/voice-design": voice_design(),
             "/v1/audio/speech": speech(),
             "/v1/audio/speech/with-timestamps": speech_with_timestamps(),
+            "/v1/audio/speech/jobs": speech_jobs(),
+            "/v1/audio/speech/jobs/{job_id}": speech_job(),
             "/v1/audio/voices": voices(),
             "/v1/audio/voices/{voice_id}": voice(),
             "/v1/openapi.json": openapi(),

@@ -16,7 +16,8 @@ from kyma.billing.accounting import Books
 from kyma.billing.idempotency import Idempotency
 from kyma.billing.ledger import Ledger
 from kyma.billing.paid_call import PaidCalls
-from kyma.platform.aws import bounded_s3, dynamodb, s3
+from kyma.jobs.store import Jobs
+from kyma.platform.aws import bounded_s3, dynamodb, s3, sqs
 from kyma.platform.config import Config, config
 from kyma.speech.audio_store import AudioStore
 from kyma.voices.lifecycle import Lifecycle
@@ -38,6 +39,7 @@ class Services:
     lifecycle: Lifecycle
     previews: Previews
     upstream: UpstreamBudget        # MiniMax's quota, for upstream work outside a reserve
+    jobs: Jobs
 
 
 def services() -> Services:
@@ -54,4 +56,5 @@ def _services(cfg: Config) -> Services:
                     idempotency=Idempotency(ddb, cfg), uploads=Uploads(ddb, s3, cfg),
                     audio=AudioStore(s3, cfg.audio_bucket), voices=voices,
                     lifecycle=Lifecycle(voices, ledger, cfg, upstream),
-                    previews=Previews(s3, cfg.audio_bucket, bounded_s3), upstream=upstream)
+                    previews=Previews(s3, cfg.audio_bucket, bounded_s3), upstream=upstream,
+                    jobs=Jobs(ddb, s3, sqs, cfg))

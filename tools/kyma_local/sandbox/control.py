@@ -19,6 +19,10 @@ answers loopback clients only (no key: the sandbox itself only listens on
 ``GET  /__sandbox/calls``           the recorded calls (path, trace_id, codes, stream facts)
 ``GET  /__sandbox/voices``          cloned voices and their state
 ``GET  /__sandbox/config``          window and pacing
+``POST /__sandbox/fail_task_when``  ``{"match": "substring", "times"?}``: async tasks whose text
+                                    contains it end ``failed``
+``POST /__sandbox/async_config``    ``{"seconds_per_task"?, "ms_per_char"?}``
+``GET  /__sandbox/async``           async tasks: count, running, max_concurrent
 ==================================  ===============================================
 """
 
@@ -79,6 +83,15 @@ class SandboxControl:
     def config(self) -> dict:
         return self._call("GET", "config")
 
+    def fail_task_when(self, match: str, times: int | None = None) -> None:
+        self._call("POST", "fail_task_when", {"match": match, "times": times})
+
+    def async_config(self, **options: float) -> None:
+        self._call("POST", "async_config", options)
+
+    def async_stats(self) -> dict:
+        return self._call("GET", "async")
+
 
 def answer(sandbox: MiniMaxSandbox, h: Handler, action: str, body: bytes) -> None:
     """Serve one control request (``/__sandbox/<action>``): loopback clients only."""
@@ -105,6 +118,8 @@ def _act(sandbox: MiniMaxSandbox, method: str, action: str, args: dict) -> Any:
         return {"base_url": sandbox.base_url, "voice_window_seconds": sandbox.registry.window_seconds,
                 "first_chunk_ms": sandbox.first_chunk_ms, "chunk_ms": sandbox.chunk_ms,
                 "chunk_interval_ms": sandbox.chunk_interval_ms}
+    if method == "GET" and action == "async":
+        return sandbox.async_tasks.stats()
     if method != "POST":
         raise ValueError(f"unknown control {method} {action}")
     failure_options = {k: args[k] for k in ("msg", "status", "seconds", "after_chunks") if k in args}
@@ -118,6 +133,14 @@ def _act(sandbox: MiniMaxSandbox, method: str, action: str, args: dict) -> Any:
         times = args.get("times")
         sandbox.fail_when(args["path"], args["code"], match=match,
                           times=None if times is None else int(times), **failure_options)
+    elif action == "fail_task_when":
+        times = args.get("times")
+        sandbox.async_tasks.fail_task_when(str(args["match"]), None if times is None else int(times))
+    elif action == "async_config":
+        if "seconds_per_task" in args:
+            sandbox.async_tasks.seconds_per_task = float(args["seconds_per_task"])
+        if "ms_per_char" in args:
+            sandbox.async_tasks.ms_per_char = float(args["ms_per_char"])
     elif action == "clear_failures":
         sandbox.clear_failures()
     elif action == "set_delay":

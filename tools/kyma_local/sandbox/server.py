@@ -25,14 +25,30 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from kyma_local.sandbox import control, speech, subtitles
+from kyma_local.sandbox.async_tasks import DEFAULT_SECONDS_PER_TASK, AsyncTasks
+from kyma_local.sandbox.audio import MS_PER_CHAR
 from kyma_local.sandbox.endpoints import Account
 from kyma_local.sandbox.failures import IN_FLIGHT_MODES, FailurePlan, Rule, inject, make_failure
 from kyma_local.sandbox.speech import DEFAULT_CHUNK_INTERVAL_MS, DEFAULT_CHUNK_MS, DEFAULT_FIRST_CHUNK_MS
 from kyma_local.sandbox.transport import Handler, Server, drop, is_loopback, read_body, record, send_json, send_raw
 from kyma_local.sandbox.voices import SEVEN_DAYS, VoiceRegistry
-from kyma_local.sandbox.wire import CONTROL_PREFIX, DEFAULT_API_KEY, PATH_T2A, PATHS, RecordedCall, Reject, error_body
+from kyma_local.sandbox.wire import (
+    CONTROL_PREFIX,
+    DEFAULT_API_KEY,
+    FILES_PREFIX,
+    GET_PATHS,
+    PATH_ASYNC_CREATE,
+    PATH_ASYNC_QUERY,
+    PATH_FILE_RETRIEVE,
+    PATH_T2A,
+    PATHS,
+    RecordedCall,
+    Reject,
+    error_body,
+)
 
 MAX_SUBTITLE_FILES = 256
 
@@ -41,7 +57,8 @@ class MiniMaxSandbox:
     def __init__(self, api_key: str = DEFAULT_API_KEY, *, host: str = "127.0.0.1", port: int = 0,
                  voice_window_seconds: float = SEVEN_DAYS, first_chunk_ms: float = DEFAULT_FIRST_CHUNK_MS,
                  chunk_ms: float = DEFAULT_CHUNK_MS, chunk_interval_ms: float = DEFAULT_CHUNK_INTERVAL_MS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, async_seconds: float = DEFAULT_SECONDS_PER_TASK,
+                 async_ms_per_char: float = MS_PER_CHAR) -> None:
         if not is_loopback(host):
             raise ValueError("the sandbox only listens on loopback")
         self.api_key = api_key
@@ -63,6 +80,8 @@ class MiniMaxSandbox:
         self._subtitle_files: dict[str, bytes] = {}
         self.registry = VoiceRegistry(window_seconds=voice_window_seconds, clock=clock)
         self.account = Account(self.registry, self._lock)
+        self.async_tasks = AsyncTasks(self.account, self._lock, seconds_per_task=async_seconds,
+                                      ms_per_char=async_ms_per_char)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> MiniMaxSandbox:
@@ -78,6 +97,8 @@ class MiniMaxSandbox:
             "first_chunk_ms": num("KYMA_SANDBOX_FIRST_CHUNK_MS", DEFAULT_FIRST_CHUNK_MS),
             "chunk_ms": num("KYMA_SANDBOX_CHUNK_MS", DEFAULT_CHUNK_MS),
             "chunk_interval_ms": num("KYMA_SANDBOX_CHUNK_INTERVAL_MS", DEFAULT_CHUNK_INTERVAL_MS),
+            "async_seconds": num("KYMA_SANDBOX_ASYNC_SECONDS", DEFAULT_SECONDS_PER_TASK),
+            "async_ms_per_char": num("KYMA_SANDBOX_ASYNC_MS_PER_CHAR", MS_PER_CHAR),
         }
         options.update(overrides)
         return cls(**options)
@@ -190,6 +211,7 @@ class MiniMaxSandbox:
             self.account.audio_size = None
             self._calls.clear()
             self.account.last_audio = None
+            self.async_tasks.reset()
             if voices:
                 self.account.forget_voices()
 
@@ -244,7 +266,8 @@ class MiniMaxSandbox:
         send_raw(h, None, 200, data, "application/json", trace_id)
 
     def handle(self, h: Handler) -> None:
-        path = h.path.split("?", 1)[0]
+        path, _, query_string = h.path.partition("?")
+        query = {k: v[0] for k, v in parse_qs(query_string).items()}
         trace_id = uuid.uuid4().hex
         try:
             body = read_body(h)
@@ -257,6 +280,13 @@ class MiniMaxSandbox:
         if path.startswith(subtitles.FILE_PREFIX) and h.command == "GET":
             self._serve_subtitle_file(h, path[len(subtitles.FILE_PREFIX):], trace_id)
             return
+        if path.startswith(FILES_PREFIX) and h.command == "GET":      # an async result's download URL (no key)
+            result = self.async_tasks.download(path[len(FILES_PREFIX):])
+            if result is None:
+                send_raw(h, None, 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml", "")
+            else:
+                send_raw(h, None, 200, result, "application/x-tar", "")
+            return
         call, parsed_json, parts = record(h, path, body, trace_id)
         del body
 
@@ -266,7 +296,7 @@ class MiniMaxSandbox:
             delay = self._delays.get(path, 0.0)
 
         try:
-            if path not in PATHS or h.command != "POST":
+            if path not in PATHS or h.command != ("GET" if path in GET_PATHS else "POST"):
                 send_raw(h, call, 404, b"404 page not found", "text/plain", trace_id)
                 return
             if failure is not None and failure.mode not in IN_FLIGHT_MODES:
@@ -283,6 +313,12 @@ class MiniMaxSandbox:
                 raise Reject(1004)
             if path == PATH_T2A:
                 speech.t2a(self, h, call, parsed_json, failure)
+            elif path == PATH_ASYNC_CREATE:
+                send_json(h, call, self.async_tasks.create(parsed_json, trace_id))
+            elif path == PATH_ASYNC_QUERY:
+                send_json(h, call, self.async_tasks.query(query, trace_id))
+            elif path == PATH_FILE_RETRIEVE:
+                send_json(h, call, self.async_tasks.retrieve(query, self.base_url, trace_id))
             else:
                 send_json(h, call, self.account.answer(path, parsed_json, parts, trace_id))
         except Reject as rej:

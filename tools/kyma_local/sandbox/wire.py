@@ -19,7 +19,13 @@ PATH_DESIGN = "/v1/voice_design"
 PATH_T2A = "/v1/t2a_v2"
 PATH_GET_VOICE = "/v1/get_voice"
 PATH_DELETE_VOICE = "/v1/delete_voice"
-PATHS = (PATH_UPLOAD, PATH_CLONE, PATH_DESIGN, PATH_T2A, PATH_GET_VOICE, PATH_DELETE_VOICE)
+PATH_ASYNC_CREATE = "/v1/t2a_async_v2"
+PATH_ASYNC_QUERY = "/v1/query/t2a_async_query_v2"
+PATH_FILE_RETRIEVE = "/v1/files/retrieve"
+PATHS = (PATH_UPLOAD, PATH_CLONE, PATH_DESIGN, PATH_T2A, PATH_GET_VOICE, PATH_DELETE_VOICE, PATH_ASYNC_CREATE,
+         PATH_ASYNC_QUERY, PATH_FILE_RETRIEVE)
+GET_PATHS = (PATH_ASYNC_QUERY, PATH_FILE_RETRIEVE)
+FILES_PREFIX = "/__files/"           # where download_url points (MiniMax's file storage)
 CONTROL_PREFIX = "/__sandbox/"
 
 DEFAULT_API_KEY = "test-minimax-key"

@@ -99,11 +99,14 @@ class Ledger:
     def reserve(self, account_id: str, amount_micros: int, *, kind: str, request_id: str,
                 reference: dict | None = None, conditions: Sequence[Check] = (),
                 upload_id: str | None = None, guard: str | None = None, rate_limit: Check | None = None,
-                upstream: Check | None = None, expires_in: int | None = None) -> Hold:
+                upstream: Check | None = None, expires_in: int | None = None,
+                entry_id: str | None = None) -> Hold:
         """Debit `amount_micros` into an open hold, or raise the reason it cannot be.
 
         `expires_in`: seconds until the reconciler may release the hold (default: the
         configured hold timeout); a request that may outlive that timeout passes its own.
+        `entry_id`: the hold's id, when the caller names it in its own items (a speech job's row);
+        made with `new_entry_id` (time-ordered), otherwise made here.
 
         `conditions`: the caller's own conditions on the request, in the order they are answered
         (the voice is the caller's and usable: kyma.voices.records.ownership_check).
@@ -121,7 +124,7 @@ class Ledger:
             raise ValueError("a hold must be positive")
         now = time.time()
         reference = reference or {}
-        hold = Hold(account_id, new_entry_id(now), amount_micros, upload_id, guard, kind=kind,
+        hold = Hold(account_id, entry_id or new_entry_id(now), amount_micros, upload_id, guard, kind=kind,
                     model=str(reference.get("model", "")), characters=int(reference.get("chars", 0)))
         checks: list[Check] = [rate_limit] if rate_limit is not None else []
         if guard is not None:
@@ -197,11 +200,15 @@ class Ledger:
         self._run_closing(tx)
 
     # ── release ──────────────────────────────────────────────────────────
-    def release(self, hold: Hold, *, reason: str) -> bool:
+    def release(self, hold: Hold, *, reason: str, items: Sequence[dict] = ()) -> bool:
         """Give the money back.  True if this call released the hold; False if it was already
-        closed (settled or released by someone else).  Exactly once either way."""
+        closed (settled or released by someone else).  Exactly once either way.
+        `items`: TransactItems that must apply if and only if the release does (a speech job
+        becoming failed or canceled)."""
         tx = Transaction(self.ddb).add("hold", self._close_hold(hold, RELEASED, reason=reason))
         tx.add("account", self._credit(hold.account_id, hold.amount_micros))
+        for n, item in enumerate(items):
+            tx.add(f"item{n}", item)
         if hold.upload_id:
             tx.add("upload", claims.returned_item(self.cfg, hold.upload_id, hold.entry_id))
         try:

@@ -19,7 +19,8 @@ from kyma.platform.config import Config
 from kyma.platform.dynamo import from_item, to_item, values
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-ENDPOINT_OF_KIND = {"voice_clone": "voice-clone", "voice_design": "voice-design", "speech": "speech"}
+ENDPOINT_OF_KIND = {"voice_clone": "voice-clone", "voice_design": "voice-design", "speech": "speech",
+                    "speech_job": "speech-jobs"}
 DEFAULT_DAYS, MAX_DAYS = 30, 366
 
 

@@ -120,6 +120,10 @@ class VoiceNotFound(ApiError):
     status, code = 404, "voice_not_found"
 
 
+class JobNotFound(ApiError):
+    status, code = 404, "job_not_found"
+
+
 class UploadNotFound(ApiError):
     status, code = 404, "upload_not_found"
 
@@ -162,6 +166,12 @@ class RateLimited(ApiError):
     status, code = 429, "rate_limited"
 
 
+class TooManyJobs(ApiError):
+    """The account already has as many speech jobs queued or running as it may."""
+
+    status, code = 429, "too_many_jobs"
+
+
 # ── 5xx: ours ────────────────────────────────────────────────────────────
 class InternalError(ApiError):
     status, code = 500, "internal_error"
@@ -177,6 +187,12 @@ class BillingOutcomeUnknown(ApiError):
 
 class ServiceUnavailable(ApiError):
     status, code = 503, "service_unavailable"
+
+
+class JobTimeout(ApiError):
+    """A speech job's `error` when it ran past its deadline (never raised to a request)."""
+
+    status, code = 504, "job_timeout"
 
 
 class VoiceExpired(ApiError):

@@ -52,3 +52,7 @@ def bounded_s3():
 def s3():
     # Presigned URLs need SigV4 to work in every region.
     return boto3.client("s3", config=_BOTO_CONFIG.merge(BotoConfig(signature_version="s3v4")))
+
+
+def sqs():
+    return client("sqs")

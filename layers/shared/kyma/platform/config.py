@@ -32,6 +32,9 @@ class Config:
     uploads_table: str
     rate_counters_table: str
     usage_table: str
+    jobs_table: str
+    jobs_queue_url: str
+    jobs_bucket: str
     uploads_bucket: str
     audio_bucket: str
     # Upstream.  An empty parameter name means "no MiniMax key configured":
@@ -74,6 +77,18 @@ class Config:
     # How long a request waits for an in-flight twin with the same Idempotency-Key.
     idempotency_wait_seconds: float
     idempotency_ttl_seconds: int
+    # Long-form speech jobs (kyma.jobs): the longest part one MiniMax async task gets, how many
+    # jobs one account may have queued or running, how long a job may take before it fails
+    # (its hold lives JOB_HOLD_GRACE_SECONDS longer), how many async tasks may run upstream at
+    # once for our MiniMax account (kyma.jobs.slots), and the worker's pacing.
+    job_part_max_chars: int
+    job_max_active: int
+    job_deadline_seconds: int
+    job_upstream_slots: int
+    job_poll_seconds: int
+    job_slot_retry_seconds: int
+    job_stuck_seconds: int
+    job_output_url_seconds: int
 
     @property
     def provider(self) -> str:
@@ -98,6 +113,9 @@ class Config:
             uploads_table=env.get("UPLOADS_TABLE", ""),
             rate_counters_table=env.get("RATE_COUNTERS_TABLE", ""),
             usage_table=env.get("USAGE_TABLE", ""),
+            jobs_table=env.get("JOBS_TABLE", ""),
+            jobs_queue_url=env.get("JOBS_QUEUE_URL", ""),
+            jobs_bucket=env.get("JOBS_BUCKET", ""),
             uploads_bucket=env.get("UPLOADS_BUCKET", ""),
             audio_bucket=env.get("AUDIO_BUCKET", ""),
             minimax_base_url=env.get("MINIMAX_BASE_URL", "https://api.minimax.io").rstrip("/"),
@@ -123,6 +141,14 @@ class Config:
             stream_idle_timeout_seconds=num("STREAM_IDLE_TIMEOUT_SECONDS", 300.0),
             idempotency_wait_seconds=num("IDEMPOTENCY_WAIT_SECONDS", 8.0),
             idempotency_ttl_seconds=integer("IDEMPOTENCY_TTL_SECONDS", 86_400),
+            job_part_max_chars=integer("JOB_PART_MAX_CHARS", 50_000),
+            job_max_active=integer("JOB_MAX_ACTIVE", 3),
+            job_deadline_seconds=integer("JOB_DEADLINE_SECONDS", 21_600),
+            job_upstream_slots=integer("JOB_UPSTREAM_SLOTS", 4),
+            job_poll_seconds=integer("JOB_POLL_SECONDS", 15),
+            job_slot_retry_seconds=integer("JOB_SLOT_RETRY_SECONDS", 10),
+            job_stuck_seconds=integer("JOB_STUCK_SECONDS", 900),
+            job_output_url_seconds=integer("JOB_OUTPUT_URL_SECONDS", 3600),
         )
 
 
@@ -143,6 +169,8 @@ def speech_default_limit(upstream_rpm: int) -> tuple[int, int]:
 # the upstream quota (speech_default_limit); this is its value for MiniMax's 60.
 DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
     "speech": speech_default_limit(DEFAULT_UPSTREAM_SPEECH_RPM),
+    "speech-jobs": (10, 3),        # POST /v1/audio/speech/jobs
+    "jobs": (120, 20),             # GET / DELETE /v1/audio/speech/jobs[/{job_id}]
     "voice-clone": (10, 3),
     "voice-design": (5, 2),        # a quarter of MiniMax's 20 designs a minute for the whole platform
     "uploads": (30, 5),

@@ -17,6 +17,7 @@ import requests
 
 from kyma.edge import errors
 from kyma.providers import SynthesisRequest, SynthesisResult
+from kyma.providers.minimax.async_t2a import AsyncT2A
 from kyma.providers.minimax.codes import (
     STEP_CLONE,
     STEP_DELETE,
@@ -51,6 +52,7 @@ class MiniMaxClient:
         system_voices(*, deadline) -> list[{"voice_id", "name", "description"}]
         delete_voice(voice_id, *, voice_type="voice_cloning", deadline) -> bool
         check_key() -> None
+        async_t2a.create / query / download_url / fetch   (long-form speech: `async_t2a`)
 
     `deadline` is a `time.monotonic()` instant.  Failures raise a
     `kyma.edge.errors.UpstreamError` subclass (`kyma.providers.minimax.codes`).  `name` is
@@ -71,6 +73,7 @@ class MiniMaxClient:
             retry=retry if retry is not None else RetryPolicy(),
             rng=rng if rng is not None else random.Random(),  # noqa: S311 -- jitter, not secrecy
         )
+        self.async_t2a = AsyncT2A(self._http)
 
     def __repr__(self) -> str:
         return f"MiniMaxClient(base_url={self.base_url!r}, name={self.name!r})"

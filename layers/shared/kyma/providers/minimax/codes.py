@@ -41,6 +41,10 @@ STEP_STREAM = "streamed speech synthesis"
 STEP_SUBTITLES = "speech subtitles"
 STEP_VOICES = "voice listing"
 STEP_DELETE = "voice deletion"
+STEP_TASK_CREATE = "async speech task creation"
+STEP_TASK_QUERY = "async speech task query"
+STEP_FILE_RETRIEVE = "file retrieval"
+STEP_FILE_DOWNLOAD = "file download"
 
 # MiniMax's error table (minimax-upstream.md §6), by what the answer means here.
 CONTENT_REJECTED_CODES = frozenset({1026, 1027, 1042})

@@ -92,13 +92,22 @@ class Exchange:
 
     def post(self, step: str, path: str, deadline: float, make: Callable[[], dict[str, Any]], *,
              customer_values: bool = True, duplicate_means_done: bool = False,
-             quiet_codes: frozenset[int] = frozenset()) -> tuple[dict, str | None]:
-        """POST (with retries) and return (parsed body, trace_id) of a successful answer.
-        `make()` builds the request's keyword arguments afresh for every attempt."""
+             quiet_codes: frozenset[int] = frozenset(), method: str = "POST",
+             retry_unanswered: bool = True) -> tuple[dict, str | None]:
+        """POST (or `method`, with retries) and return (parsed body, trace_id) of a successful answer.
+        `make()` builds the request's keyword arguments afresh for every attempt.
+        `retry_unanswered=False`: a call that may have been applied without its answer reaching us
+        (a timeout, a dropped connection, an HTTP error without MiniMax's envelope) is not retried
+        (creating an async task twice would render it twice); MiniMax's own refusals still are."""
 
         def attempt(key: str) -> tuple[dict, str | None]:
-            response = self.send(step, path, deadline, key, **make())
-            return self.read_json(step, response, deadline, key, customer_values=customer_values)
+            try:
+                response = self.send(step, path, deadline, key, method=method, **make())
+                return self.read_json(step, response, deadline, key, customer_values=customer_values)
+            except Failure as failure:
+                if not retry_unanswered and failure.provider_code is None:
+                    failure.retry_here = False
+                raise
 
         result = self.with_retries(step, deadline, attempt, duplicate_means_done=duplicate_means_done,
                                    quiet_codes=quiet_codes)
@@ -139,7 +148,7 @@ class Exchange:
             return None
         return pause
 
-    def send(self, step: str, path: str, deadline: float, key: str, *,
+    def send(self, step: str, path: str, deadline: float, key: str, *, method: str = "POST",
              headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
         """Send one request; the answer's body is left unread (``stream=True``)."""
         remaining = deadline - time.monotonic()
@@ -148,8 +157,8 @@ class Exchange:
             send_headers.update(headers)
         timeouts = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
         try:
-            return self.session.post(self.base_url + path, headers=send_headers, timeout=timeouts,
-                                     stream=True, **kwargs)
+            return self.session.request(method, self.base_url + path, headers=send_headers, timeout=timeouts,
+                                        stream=True, **kwargs)
         except DeadlinePassed:
             raise timeout(step, "deadline passed while sending") from None
         except requests.Timeout as exc:
