@@ -30,6 +30,10 @@ CASES = {
     "voice-clone-inline.json": ("VoiceCloneFunction", 200),
     "voice-clone-create-upload.json": ("VoiceCloneFunction", 201),
     "voice-design.json": ("VoiceDesignFunction", 200),
+    "speech-jobs-create.json": ("SpeechJobsFunction", 202),
+    "speech-jobs-list.json": ("SpeechJobsFunction", 200),
+    "speech-jobs-worker-sqs.json": ("SpeechJobsWorkerFunction", {"batchItemFailures": []}),
+    "speech-jobs-sweep-scheduled.json": ("SpeechJobsSweepFunction", "sweep"),
 }
 
 
@@ -56,6 +60,10 @@ def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, loa
                           "deletes_pending": 0}
     elif function == "VoiceActivationFunction":
         assert result == expected
+    elif function == "SpeechJobsWorkerFunction":      # a step of a job that does not exist: done, nothing
+        assert result == expected
+    elif function == "SpeechJobsSweepFunction":
+        assert result == {"timed_out": 0, "resumed": 0, "slots_freed": 0}
     else:
         assert result["statusCode"] == expected, body_of(result)
         assert result["headers"]["X-Request-Id"] == event["requestContext"]["requestId"]

@@ -16,11 +16,20 @@ BatchSize.  As Lambda does for stream sources:
 - retries back off exponentially, up to MaximumRetryAttempts; then the batch's description
   goes to the OnFailure destination (an SQS queue), and the mapping moves on.
 Backoff here is scaled down (0.2 s doubling, at most 2 s) so that tests see retries in seconds.
+
+SQS event source mappings (moto implements SQS, with DelaySeconds and redrive to a
+dead-letter queue): pollers receive up to BatchSize messages and invoke the function with
+them as Lambda does (several pollers at once, up to KYMA_LOCAL_SQS_POLLERS: Lambda scales
+out).  A batch that raises is left to the queue's VisibilityTimeout (divided by
+KYMA_LOCAL_SCHEDULE_SCALE); with ReportBatchItemFailures only the reported messages are;
+the others are deleted.  After the queue's maxReceiveCount moto moves a message to its
+dead-letter queue, as SQS does.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import traceback
@@ -69,6 +78,28 @@ def stream_mappings(template: Template) -> list[StreamMapping]:
     return out
 
 
+@dataclass(frozen=True)
+class QueueMapping:
+    function_id: str
+    queue_id: str
+    batch_size: int
+    report_item_failures: bool
+
+
+def queue_mappings(template: Template) -> list[QueueMapping]:
+    out = []
+    for function_id, res in template.of_type("AWS::Serverless::Function").items():
+        for event in (res["Properties"].get("Events") or {}).values():
+            if event["Type"] != "SQS":
+                continue
+            p = event["Properties"]
+            out.append(QueueMapping(function_id=function_id, queue_id=p["Queue"]["Fn::GetAtt"][0],
+                                    batch_size=int(p.get("BatchSize", 10)),
+                                    report_item_failures="ReportBatchItemFailures" in (
+                                        p.get("FunctionResponseTypes") or [])))
+    return out
+
+
 def matches(pattern: Any, value: Any) -> bool:
     """An event filtering pattern (exact-value lists, nested objects) against a record."""
     if isinstance(pattern, dict):
@@ -102,7 +133,7 @@ class Triggers:
         self.schedule_scale = schedule_scale
         self.stop_event = threading.Event()
 
-    def start(self, *, schedules: bool = True, streams: bool = True) -> Triggers:
+    def start(self, *, schedules: bool = True, streams: bool = True, queues: bool = True) -> Triggers:
         if schedules:
             for function_id, expressions in self.template.schedules.items():
                 for expression in expressions:
@@ -114,6 +145,12 @@ class Triggers:
             for mapping in stream_mappings(self.template):
                 threading.Thread(target=_StreamPoller(self, mapping).run, daemon=True,
                                  name=f"stream-{mapping.function_id}").start()
+        if queues:
+            pollers = int(os.environ.get("KYMA_LOCAL_SQS_POLLERS") or 4)
+            for mapping in queue_mappings(self.template):
+                for n in range(pollers):
+                    threading.Thread(target=_QueuePoller(self, mapping).run, daemon=True,
+                                     name=f"sqs-{mapping.function_id}-{n}").start()
         return self
 
     def stop(self) -> None:
@@ -127,6 +164,49 @@ class Triggers:
     def _every(self, function_id: str, seconds: float) -> None:
         while not self.stop_event.wait(seconds):
             self.run_schedule(function_id)
+
+
+class _QueuePoller:
+    def __init__(self, triggers: Triggers, mapping: QueueMapping) -> None:
+        self.triggers, self.mapping = triggers, mapping
+        self.pool = triggers.pools[mapping.function_id]
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        props = triggers.template.queues[mapping.queue_id]
+        self.visibility = max(1, int(int(props.get("VisibilityTimeout", 30)) / triggers.schedule_scale))
+        self.name = triggers.template.physical_name(mapping.queue_id)
+
+    def run(self) -> None:
+        url = self.sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
+        arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self.name}"
+        while not self.triggers.stop_event.is_set():
+            try:
+                messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, self.mapping.batch_size),
+                                                    WaitTimeSeconds=1, AttributeNames=["All"],
+                                                    MessageAttributeNames=["All"]).get("Messages", [])
+                if messages:
+                    self._deliver(url, arn, messages)
+            except Exception:   # the mapping keeps polling, as Lambda's does
+                traceback.print_exc()
+                self.triggers.stop_event.wait(POLL_SECONDS)
+
+    def _deliver(self, url: str, arn: str, messages: list[dict]) -> None:
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": m.get("Attributes", {}), "messageAttributes": m.get("MessageAttributes", {}),
+                    "md5OfBody": m.get("MD5OfBody"), "eventSource": "aws:sqs", "eventSourceARN": arn,
+                    "awsRegion": REGION} for m in messages]
+        result = self.pool.invoke({"Records": records})
+        if result.error:
+            failed = {m["MessageId"] for m in messages}
+        elif self.mapping.report_item_failures:
+            failed = {f.get("itemIdentifier") for f in (result.payload or {}).get("batchItemFailures") or []}
+        else:
+            failed = set()
+        for m in messages:
+            if m["MessageId"] in failed:
+                self.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"],
+                                                   VisibilityTimeout=self.visibility)
+            else:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
 class _StreamPoller:
