@@ -108,7 +108,7 @@ def statement_entry(entry: dict) -> dict:
     shown: dict[str, Any] = {"entry_id": entry["entry_id"], "amount_usd": micros_to_json(int(entry["amount_micros"])),
                              "created_at": created}
     if entry.get("type") == HOLD:
-        reference = {k: entry[k] for k in ("voice_id",) if entry.get(k)}
+        reference = {k: entry[k] for k in ("voice_id", "job_id") if entry.get(k)}
         if "chars" in entry:
             reference["characters"] = int(entry["chars"])
         shown.update({"type": "charge", "status": STATUS_SHOWN.get(entry.get("status", ""), "pending"),
