@@ -79,6 +79,10 @@ def needs(call: AwsCall) -> list[Need]:
             return out
         if operation in ("PutObject", "DeleteObject"):
             return [Need(f"s3:{operation}", obj)]
+        if operation in ("CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"):
+            return [Need("s3:PutObject", obj, f"{operation} is authorized as s3:PutObject")]
+        if operation == "AbortMultipartUpload":
+            return [Need("s3:AbortMultipartUpload", obj)]
         if operation in ("ListObjectsV2", "ListObjects"):
             return [Need("s3:ListBucket", bucket_arn)]
     if service == "ssm" and operation in ("GetParameter", "GetParameters"):
@@ -87,7 +91,8 @@ def needs(call: AwsCall) -> list[Need]:
                 for n in names]
     if service == "sqs" and "QueueUrl" in params:
         account, name = urlparse(params["QueueUrl"]).path.strip("/").split("/")[-2:]
-        return [Need(f"sqs:{operation}", f"arn:aws:sqs:{REGION}:{account}:{name}")]
+        action = "SendMessage" if operation == "SendMessageBatch" else operation   # a batch is authorized per message
+        return [Need(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{account}:{name}")]
     raise UnmappedCall(f"{call.function}: {service}.{operation} {params}: map it to IAM actions in tests/iam_grants.py")
 
 

@@ -223,8 +223,97 @@ def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
     activation({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}},
                context("VoiceActivationFunction", 120))
 
+    drive_speech_jobs(load_handler, configure, acct, fresh, minimax, monkeypatch)
+
     # AuditFunction: every account's books.
     assert load_handler("AuditFunction")({"source": "aws.events"}, context("AuditFunction"))["accounts"] >= 2
+
+
+def drive_speech_jobs(load_handler, configure, acct, voice_id, minimax, monkeypatch) -> None:
+    """Speech jobs: a keyed job with a cloned voice worked through the queue to its charge; its files
+    deleted; a part refused (the worker releases); a cancel that beats the join (the worker deletes
+    the output); a join that fails (its multipart upload aborted); the sweep timing out one job and
+    resuming another."""
+    from kyma.platform.aws import s3 as s3_client
+
+    minimax.async_tasks.seconds_per_task = 0
+    configure(JOB_POLL_SECONDS=0, JOB_SLOT_RETRY_SECONDS=0, JOB_PART_MAX_CHARS=200)
+    sqs = boto3.client("sqs")
+    url = os.environ["JOBS_QUEUE_URL"]
+    fresh_environment()
+    jobs = load_handler("SpeechJobsFunction")
+    worker = load_handler("SpeechJobsWorkerFunction")
+
+    def job_call(method, job_id=None, body=None, headers=None, query=""):
+        path = "/v1/audio/speech/jobs" + (f"/{job_id}" if job_id else "")
+        event = api_event(method, path, resource="/v1/audio/speech/jobs" + ("/{job_id}" if job_id else ""),
+                          account_id=acct, body=json.dumps(body) if body else b"", query=query,
+                          headers={"Content-Type": "application/json", **(headers or {})})
+        event["pathParameters"] = {"job_id": job_id} if job_id else None
+        return jobs(event, context("SpeechJobsFunction"))
+
+    def work(until=lambda m: False) -> list[dict]:
+        """Deliver the queue's messages to the worker until it is empty; hold back those `until` picks."""
+        held: list[dict] = []
+        for _ in range(400):
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                "Messages", [])
+            if not messages:
+                return held
+            for m in messages:
+                if until(json.loads(m["Body"])):
+                    held.append(m)
+                    continue
+                worker({"Records": [{"messageId": m["MessageId"], "body": m["Body"], "eventSource": "aws:sqs"}]},
+                       context("SpeechJobsWorkerFunction", 120))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        raise AssertionError("the jobs queue did not drain")
+
+    text = "A sentence of a book. " * 30
+    keyed = {"Idempotency-Key": "iam-job"}
+    created = job_call("POST", body={"input": text, "voice_id": voice_id}, headers=keyed)
+    assert created["statusCode"] == 202, body_of(created)
+    job_id = body_of(created)["job_id"]
+    assert job_call("POST", body={"input": text, "voice_id": voice_id}, headers=keyed)["headers"][
+        "Idempotent-Replayed"] == "true"
+    fresh_environment()                          # the worker reads the MiniMax key itself
+    work()
+    assert body_of(job_call("GET", job_id))["output"]["audio_url"]
+    assert job_call("GET", query="status=succeeded")["statusCode"] == 200
+    assert body_of(job_call("DELETE", job_id))["files_deleted"] is True
+    # A part refused upstream: the worker fails the job and releases its hold.
+    minimax.fail_when("/v1/t2a_async_v2", 1026, match="forbidden")
+    refused = body_of(job_call("POST", body={"input": "The forbidden words.", "voice_id": SYSTEM_VOICE}))["job_id"]
+    work()
+    assert body_of(job_call("GET", refused))["status"] == "failed"
+    minimax.clear_failures()
+    # A cancel that beats the join: the join's settle finds the hold released and deletes its output.
+    raced = body_of(job_call("POST", body={"input": text, "voice_id": SYSTEM_VOICE}))["job_id"]
+    (join,) = work(until=lambda m: m["step"] == "join")
+    assert body_of(job_call("DELETE", raced))["status"] == "canceled"
+    worker({"Records": [{"messageId": join["MessageId"], "body": join["Body"]}]}, context("SpeechJobsWorkerFunction"))
+    # A join whose upload fails: aborted, the step reported failed (SQS would deliver it again).
+    stuck = body_of(job_call("POST", body={"input": text, "voice_id": SYSTEM_VOICE}))["job_id"]
+    (join,) = work(until=lambda m: m["step"] == "join")
+    with monkeypatch.context() as patch:
+        patch.setattr(s3_client(), "upload_part", raising(ConnectionError("S3 went away")))
+        answer = worker({"Records": [{"messageId": join["MessageId"], "body": join["Body"]}]},
+                        context("SpeechJobsWorkerFunction"))
+    assert answer == {"batchItemFailures": [{"itemIdentifier": join["MessageId"]}]}
+    # The sweep: a job past its deadline is failed and released; the stuck one is resumed.
+    configure(JOB_POLL_SECONDS=0, JOB_SLOT_RETRY_SECONDS=0, JOB_PART_MAX_CHARS=200, JOB_DEADLINE_SECONDS=1)
+    late_jobs = load_handler("SpeechJobsFunction")
+    event = api_event("POST", "/v1/audio/speech/jobs", account_id=acct,
+                      body=json.dumps({"input": "Too late.", "voice_id": SYSTEM_VOICE}),
+                      headers={"Content-Type": "application/json"})
+    assert late_jobs(event, context("SpeechJobsFunction"))["statusCode"] == 202
+    import time
+
+    time.sleep(2.1)
+    configure(JOB_STUCK_SECONDS=0)
+    outcome = load_handler("SpeechJobsSweepFunction")({"source": "aws.events"}, context("SpeechJobsSweepFunction"))
+    assert outcome["timed_out"] == 1 and outcome["resumed"] >= 1, outcome
+    assert body_of(job_call("GET", stuck))["status"] == "running"
 
 
 @pytest.fixture

@@ -176,10 +176,9 @@ class Jobs:
             ExpiresIn=self.cfg.job_output_url_seconds))
 
     def delete_files(self, account_id: str, job_id: str) -> int:
-        deleted = 0
+        """Every file of the job (a handful: the text, each part's audio and subtitles, the output)."""
         listing = self.s3.list_objects_v2(Bucket=self.cfg.jobs_bucket, Prefix=prefix(account_id, job_id))
-        keys = [{"Key": o["Key"]} for o in listing.get("Contents", [])]
-        if keys:
-            self.s3.delete_objects(Bucket=self.cfg.jobs_bucket, Delete={"Objects": keys, "Quiet": True})
-            deleted = len(keys)
-        return deleted
+        keys = [o["Key"] for o in listing.get("Contents", [])]
+        for key in keys:
+            self.s3.delete_object(Bucket=self.cfg.jobs_bucket, Key=key)
+        return len(keys)

@@ -340,8 +340,10 @@ class Worker:
                  slots.active_leave_item(self.cfg, job["account_id"], job["job_id"])]
         reason = error.code if error is not None else "canceled"
         released = self.svc.ledger.release(hold_of(job), reason=reason, items=items)
-        # Closed already: settled (the job succeeded with it) or released by someone else.
-        if not released and self.svc.books.hold_status(hold_of(job)) != CHARGED:
+        # Closed already: settled (then the job is succeeded: the same transaction) or released by
+        # someone else (a cancel or fail made the job terminal with it; the reconciler, which knows no
+        # jobs, did not): a job still active is failed now.  No read of the hold is needed.
+        if not released:
             self._mark_failed_if_active(job, error or errors.JobTimeout, message)
         self.slots.give_back(*(records.part_key(job["job_id"], n) for n in range(int(job.get("parts_total", 0)))))
         if released:
