@@ -12,7 +12,7 @@ import pytest
 
 from kyma.platform.dynamo import to_item
 from kyma_local.runtime import InvokeResult
-from kyma_local.triggers import Triggers, matches, stream_mappings
+from kyma_local.triggers import Triggers, matches, queue_mappings, stream_mappings
 
 
 class Recorder:
@@ -153,3 +153,53 @@ def test_new_records_still_arrive_after_moto_rolls_back_a_transaction(run, ddb, 
             "ConditionExpression": "attribute_not_exists(voice_id)"}}])
     put_voice(ddb, cfg, "kyma_0000000000000002")
     wait_for(lambda: any("kyma_0000000000000002" in b for b in pool.batches))
+
+
+# ── SQS event source mappings (the speech jobs queue) ────────────────────
+class QueueRecorder:
+    """A function pool for an SQS mapping: records message bodies, fails those `fails` picks."""
+
+    def __init__(self, fails=lambda body: False) -> None:
+        self.bodies: list[tuple[float, str]] = []
+        self.fails = fails
+        self.lock = threading.Lock()
+
+    def invoke(self, event):
+        failed = []
+        for record in event["Records"]:
+            with self.lock:
+                self.bodies.append((time.monotonic(), record["body"]))
+            if self.fails(record["body"]):
+                failed.append({"itemIdentifier": record["messageId"]})
+        return InvokeResult({"batchItemFailures": failed})
+
+
+def test_the_jobs_queue_mapping_is_read_from_the_template(aws):
+    (mapping,) = queue_mappings(aws)
+    assert (mapping.function_id, mapping.queue_id, mapping.batch_size, mapping.report_item_failures) == (
+        "SpeechJobsWorkerFunction", "JobsQueue", 1, True)
+
+
+def test_queue_messages_are_delivered_after_their_delay_and_a_reported_failure_ends_in_the_dead_letter_queue(aws):
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=aws.physical_name("JobsQueue"))["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=aws.physical_name("JobsDeadLetterQueue"))["QueueUrl"]
+    pool = QueueRecorder(fails=lambda body: body == "poison")
+    # Visibility 720 s in the template; scaled 720 times for the test: a failed message returns after 1 s
+    triggers = Triggers(aws, {"SpeechJobsWorkerFunction": pool}, schedule_scale=720).start(
+        schedules=False, streams=False)
+    try:
+        sent = time.monotonic()
+        sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=2)
+        sqs.send_message(QueueUrl=url, MessageBody="now")
+        sqs.send_message(QueueUrl=url, MessageBody="poison")
+        wait_for(lambda: any(b == "later" for _, b in pool.bodies), 15)
+        arrival = {b: t for t, b in pool.bodies if b != "poison"}
+        assert arrival["now"] - sent < 2 <= arrival["later"] - sent
+        # The poison message: delivered maxReceiveCount (5) times, then moved to the dead-letter queue
+        wait_for(lambda: sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"]["ApproximateNumberOfMessages"] == "1", 30)
+        assert [b for _, b in pool.bodies].count("poison") == 5
+        assert [b for _, b in pool.bodies].count("now") == 1      # a success is deleted, never redelivered
+    finally:
+        triggers.stop()

@@ -147,10 +147,12 @@ class Triggers:
                                  name=f"stream-{mapping.function_id}").start()
         if queues:
             pollers = int(os.environ.get("KYMA_LOCAL_SQS_POLLERS") or 4)
-            for mapping in queue_mappings(self.template):
+            for queue in queue_mappings(self.template):
+                if queue.function_id not in self.pools:     # a stand-in stack without that function
+                    continue
                 for n in range(pollers):
-                    threading.Thread(target=_QueuePoller(self, mapping).run, daemon=True,
-                                     name=f"sqs-{mapping.function_id}-{n}").start()
+                    threading.Thread(target=_QueuePoller(self, queue).run, daemon=True,
+                                     name=f"sqs-{queue.function_id}-{n}").start()
         return self
 
     def stop(self) -> None:
