@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(ROOT / "tests"), str(BENCH), str(ROOT / "layers" / "shared"), str(ROOT / "tools")]
 
-from calls import MINIMAX_KEY_PARAMETER, CallLog  # noqa: E402
+from calls import MINIMAX_KEY_PARAMETER, CallLog
 
 BEGIN, END = "<!-- speech-jobs: begin -->", "<!-- speech-jobs: end -->"
 
@@ -70,8 +70,9 @@ def measure(parts: int = 3, part_chars: int = 2_000) -> dict:
         text = (paragraph * (parts * part_chars // len(paragraph) + 2))[:parts * part_chars * 9 // 10]
 
         def submit() -> dict:
-            event = api_event("POST", "/v1/audio/speech/jobs", account_id=account, body=json.dumps(
-                {"input": text, "voice_id": "English_expressive_narrator"}), headers={"Content-Type": "application/json"})
+            body = json.dumps({"input": text, "voice_id": "English_expressive_narrator"})
+            event = api_event("POST", "/v1/audio/speech/jobs", account_id=account, body=body,
+                              headers={"Content-Type": "application/json"})
             return api(event, context("SpeechJobsFunction"))
 
         def empty_queue() -> None:

@@ -5,6 +5,7 @@ answers the client does not know), and the job request's validation."""
 from __future__ import annotations
 
 import io
+import itertools
 import tarfile
 import time
 import wave
@@ -225,7 +226,7 @@ def test_subtitle_cues_are_in_order_and_end_at_the_audio_end():
     cues = subtitles("One. Two three. Four five six.", 3_000)
     assert [c["text"] for c in cues] == ["One.", "Two three.", "Four five six."]
     assert cues[0]["time_begin"] == 0 and cues[-1]["time_end"] == 3_000
-    assert all(a["time_end"] == b["time_begin"] for a, b in zip(cues, cues[1:], strict=False))
+    assert all(a["time_end"] == b["time_begin"] for a, b in itertools.pairwise(cues))
 
 
 # ── the job request ──────────────────────────────────────────────────────
