@@ -526,3 +526,14 @@ def test_the_list_is_newest_first_with_a_cursor_and_a_status_filter(sandbox, api
     assert error_of(bad).code == "invalid_request"
     bad = api(api_event("GET", "/v1/audio/speech/jobs", account_id=account, query="cursor=%%%"), context())
     assert error_of(bad).code == "invalid_request"
+
+
+def test_a_poll_that_meets_a_transient_failure_polls_again_and_the_job_finishes(sandbox, api, queue, accounts, books):
+    account = accounts.create(START).account_id
+    job_id = body_of(submit(api, account, {"input": book(1_500), "voice_id": SYSTEM_VOICE}))["job_id"]
+    sandbox.fail_when("/v1/query/t2a_async_query_v2", "http_500", times=2)
+    sandbox.fail_when("/v1/files/retrieve", "connection_drop", times=1)
+    queue.drain()
+    assert body_of(get(api, account, job_id))["status"] == "succeeded"
+    assert [c.injected for c in sandbox.calls_to("/v1/query/t2a_async_query_v2")][:2] == ["http_500"] * 2
+    assert [e["status"] for e in holds(books, account)] == ["charged"] and books.audit(account)["consistent"]

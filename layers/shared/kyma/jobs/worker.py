@@ -189,12 +189,15 @@ class Worker:
                 return "processing"
             if status.status in (FAILED, EXPIRED):
                 raise (ResultExpired("MiniMax's result expired before it was fetched") if status.status == EXPIRED
-                       else errors.ProviderError("MiniMax could not render it"))
+                       else errors.ProviderError("MiniMax could not render it", retryable=False))
             url = self.provider.async_t2a.download_url(str(status.file_id), deadline=deadline)
             result = self.provider.async_t2a.fetch(url, job["audio_format"], deadline=deadline)
             found = payload(result.audio, job["audio_format"], sample_rate=int(job["sample_rate"]))
         except (errors.UpstreamError, errors.AudioUnreadable) as exc:
-            retry = isinstance(exc, errors.UpstreamError) and exc.provider_code in RETRYABLE_CODES
+            # Querying and fetching are reads: a transient failure (a timeout, a dropped connection,
+            # a 5xx, MiniMax's rate limit) is tried again at the next poll, until the deadline.
+            retry = (isinstance(exc, errors.UpstreamError) and not isinstance(exc, ResultExpired)
+                     and (exc.retryable or exc.provider_code in RETRYABLE_CODES))
             if retry:
                 self.store.send(job_id, POLL, n, delay=self.cfg.job_poll_seconds)
                 return "retry later"
