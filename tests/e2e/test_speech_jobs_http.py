@@ -113,6 +113,14 @@ def test_a_120000_character_book_with_a_cloned_voice_is_delivered_and_charged_on
     total = decoded_seconds(audio.content)
     assert total == pytest.approx(sum(parts), abs=0.05), (total, parts)
     assert done["output"]["duration_ms"] / 1000 == pytest.approx(total, abs=0.05)
+    # Captions line up: the last cue ends at the audio's end (± 50 ms), in SRT and WebVTT alike
+    import webvtt
+
+    vtt = webvtt.from_buffer(io.StringIO(requests.get(done["output"]["vtt_url"], timeout=30).text))
+    srt = webvtt.from_buffer(io.StringIO(requests.get(done["output"]["srt_url"], timeout=30).text), format="srt")
+    assert len(vtt.captions) == len(srt.captions) > 3
+    assert vtt.captions[-1].end_time.in_milliseconds() / 1000 == pytest.approx(total, abs=0.05)
+    assert srt.captions[-1].end_time.in_milliseconds() / 1000 == pytest.approx(total, abs=0.05)
     # One charge of exactly 120,000 x the rate; usage counts it; the books balance
     ledger = requests.get(f"{jobs_stack.api_url}/v1/credits/ledger?limit=100", headers=auth(key), timeout=30).json()
     charges = [e for e in ledger["entries"] if e.get("endpoint") == "speech-jobs"]

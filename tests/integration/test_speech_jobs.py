@@ -7,6 +7,7 @@ visible again when it reports them failed (a redelivery)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -205,6 +206,20 @@ def test_a_cloned_voice_job_goes_queued_running_succeeded_and_is_charged_once(
     assert mp3.duration(audio) == pytest.approx(sum(part_seconds), abs=0.001)
     assert done["output"]["duration_ms"] == round(sum(part_seconds) * 1000)
     assert not audio.startswith(b"ID3") and audio.count(b"ID3\x04") == 0
+    # Captions: every part's cues shifted to where the part starts; the last ends with the audio
+    import io as _io
+
+    import webvtt
+
+    vtt = webvtt.from_buffer(_io.StringIO(download(done["output"]["vtt_url"]).decode()))
+    srt = webvtt.from_buffer(_io.StringIO(download(done["output"]["srt_url"]).decode()), format="srt")
+    cues = json.loads(download(done["output"]["subtitles_url"]))
+    assert len(vtt.captions) == len(srt.captions) == len(cues) > n
+    assert vtt.captions[-1].end_time.in_milliseconds() / 1000 == pytest.approx(mp3.duration(audio), abs=0.05)
+    offsets = [round(sum(part_seconds[:i]) * 1000) for i in range(1, n)]   # where parts 2.. start
+    assert all(any(c["time_begin"] == o for c in cues) for o in offsets)
+    assert all(a["time_end"] <= b["time_begin"] for a, b in itertools.pairwise(cues))
+    assert [c.text for c in vtt.captions] == [c["text"] for c in cues] == [c.text for c in srt.captions]
     # One charge of exactly characters x rate, in usage, the voice recorded as used
     entries = holds(books, account)
     assert [(e["status"], e["amount_micros"]) for e in entries] == [("charged", 6_000 * RATE // 1000)]

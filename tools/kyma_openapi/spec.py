@@ -544,6 +544,9 @@ def schemas() -> dict:
                 "output": {"anyOf": [{"type": "null"}, {"type": "object", "properties": {
                     "audio_url": {"type": ["string", "null"], "description": "Presigned, short-lived; minted on "
                                                                              "each GET."},
+                    "subtitles_url": {"type": ["string", "null"], "description": "Sentence cues on the joined "
+                                                                                "timeline (MiniMax's JSON)."},
+                    "srt_url": {"type": ["string", "null"]}, "vtt_url": {"type": ["string", "null"]},
                     "content_type": {"type": "string"}, "duration_ms": {"type": "integer"},
                     "bytes": {"type": "integer"}, "expires_at": {"type": ["string", "null"]}}}]},
                 "error": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["code", "message"],

@@ -46,6 +46,10 @@ def view(job: dict, store: Jobs, *, with_urls: bool = True) -> dict:
                   "audio_url": store.presign(job["output_key"], filename=f"{job['job_id']}.{EXTENSIONS[fmt]}")
                   if with_urls else None,
                   "expires_at": _iso(int(job.get("finished_at", 0)) + FILES_KEPT_SECONDS)}
+        for field, key, name in (("subtitles_url", "subtitles_key", "subtitles.json"),
+                                 ("srt_url", "srt_key", "captions.srt"), ("vtt_url", "vtt_key", "captions.vtt")):
+            output[field] = (store.presign(job[key], filename=f"{job['job_id']}.{name}")
+                             if with_urls and job.get(key) else None)
     error = job.get("error")
     return {
         "job_id": job["job_id"], "status": status,

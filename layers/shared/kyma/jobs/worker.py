@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from kyma.audio.join import Payload, payload, wav_header
 from kyma.billing.ledger import CHARGED, HoldNotOpen
 from kyma.edge import errors
-from kyma.jobs import records, slots, split
-from kyma.jobs.store import JOIN, POLL, RESUME, START, SUBMIT, Jobs, input_key, output_key, part_audio_key
+from kyma.jobs import captions, records, slots, split
+from kyma.jobs.store import JOIN, POLL, RESUME, START, SUBMIT, Jobs, input_key, output_key, part_audio_key, prefix
 from kyma.jobs.submit import hold_of
 from kyma.platform.dynamo import Cancelled, Transaction, to_item, values
 from kyma.platform.observability import MetricUnit, logger, metrics
@@ -207,16 +207,16 @@ class Worker:
             return "failed"
         audio_key = part_audio_key(job["account_id"], job_id, n, job["audio_format"])
         self.store.put_bytes(audio_key, result.audio, CONTENT_TYPES[job["audio_format"]])
-        if result.subtitles:
-            self.store.put_bytes(audio_key + ".subtitles.json", json.dumps(result.subtitles).encode(),
-                                 "application/json")
-        done = self._count_fetched(job, key, audio_key, found)
+        subtitles_key = audio_key + ".subtitles.json" if result.subtitles else ""
+        if subtitles_key:
+            self.store.put_bytes(subtitles_key, json.dumps(result.subtitles).encode(), "application/json")
+        done = self._count_fetched(job, key, audio_key, found, subtitles_key)
         self.slots.give_back(key)
         if done is not None and done >= int(job["parts_total"]):
             self.store.send(job_id, JOIN)
         return "fetched"
 
-    def _count_fetched(self, job: dict, key: str, audio_key: str, found: Payload) -> int | None:
+    def _count_fetched(self, job: dict, key: str, audio_key: str, found: Payload, subtitles_key: str) -> int | None:
         """The part fetched and the job's count of fetched parts, in one transaction; the new count
         (None if a duplicate had already counted it, or the job is no longer running)."""
         now = int(time.time())
@@ -225,12 +225,13 @@ class Worker:
             "TableName": self.cfg.jobs_table, "Key": to_item({"job_id": key}),
             "UpdateExpression": "SET #status = :fetched, audio_key = :k, audio_start = :a, audio_end = :b, "
                                 "seconds = :s, sample_rate_found = :r, channels = :c, block_align = :ba, "
-                                "fetched_at = :now",
+                                "fetched_at = :now, subtitles_key = :sk",
             "ConditionExpression": "#status = :submitted",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": values(fetched=records.FETCHED, k=audio_key, a=found.start, b=found.end,
                                                 s=str(found.seconds), r=found.sample_rate, c=found.channels,
-                                                ba=found.block_align, now=now, submitted=records.SUBMITTED)}})
+                                                ba=found.block_align, now=now, submitted=records.SUBMITTED,
+                                                sk=subtitles_key)}})
         tx.add("job", {"Update": {
             "TableName": self.cfg.jobs_table, "Key": to_item({"job_id": job["job_id"]}),
             "UpdateExpression": "ADD parts_done :one SET updated_at = :now",
@@ -255,10 +256,11 @@ class Worker:
         key = output_key(job["account_id"], job["job_id"], fmt)
         size, seconds = self._join_into(key, parts, fmt)
         duration_ms = round(seconds * 1000)
+        caption_keys = self._captions(job, parts)
         hold = hold_of(job)
         now = int(time.time())
         items = [records.terminal_update(self.cfg, job["job_id"], records.SUCCEEDED, now=now, fields={
-                     "output_key": key, "output_bytes": size, "duration_ms": duration_ms}),
+                     "output_key": key, "output_bytes": size, "duration_ms": duration_ms, **caption_keys}),
                  slots.active_leave_item(self.cfg, job["account_id"], job["job_id"])]
         if job.get("cloned"):
             items.append(voices.use_update(self.cfg, job["voice_id"], now))
@@ -268,7 +270,8 @@ class Worker:
             if exc.status == CHARGED:
                 return "already settled"
             # Released first (a cancel, the deadline, the reconciler): no charge, so no audio.
-            self.store.s3.delete_object(Bucket=self.cfg.jobs_bucket, Key=key)
+            for written in (key, *caption_keys.values()):
+                self.store.s3.delete_object(Bucket=self.cfg.jobs_bucket, Key=written)
             self._mark_failed_if_active(job, errors.JobTimeout, "The job was stopped before it was delivered; "
                                                                "nothing was charged.")
             return "released first"
@@ -284,6 +287,29 @@ class Worker:
                                                    "chars": job["characters"], "parts": job["parts_total"],
                                                    "duration_ms": duration_ms, "audio_bytes": size})
         return "succeeded"
+
+    def _captions(self, job: dict, parts: list[dict]) -> dict[str, str]:
+        """The parts' subtitles on the joined timeline, as MiniMax's JSON, SRT and WebVTT; their keys
+        ({} when MiniMax gave no subtitles)."""
+        if not any(p.get("subtitles_key") for p in parts):
+            return {}
+        per_part = []
+        for part in parts:
+            cues = []
+            if part.get("subtitles_key"):
+                body = self.store.s3.get_object(Bucket=self.cfg.jobs_bucket, Key=part["subtitles_key"])["Body"]
+                loaded = json.loads(body.read())
+                cues = loaded if isinstance(loaded, list) else []
+            per_part.append((float(part["seconds"]), cues))
+        cues = captions.merged(per_part)
+        srt, vtt = captions.documents(cues)
+        base = prefix(job["account_id"], job["job_id"])
+        keys = {"subtitles_key": base + "subtitles.json", "srt_key": base + "captions.srt",
+                "vtt_key": base + "captions.vtt"}
+        self.store.put_bytes(keys["subtitles_key"], json.dumps(cues).encode(), "application/json")
+        self.store.put_bytes(keys["srt_key"], srt.encode(), "application/x-subrip")
+        self.store.put_bytes(keys["vtt_key"], vtt.encode(), "text/vtt")
+        return keys
 
     def _join_into(self, key: str, parts: list[dict], fmt: str) -> tuple[int, float]:
         """Every part's payload, in order, into one S3 object (multipart, a part buffer at a time)."""
