@@ -552,3 +552,31 @@ def test_a_poll_that_meets_a_transient_failure_polls_again_and_the_job_finishes(
     assert body_of(get(api, account, job_id))["status"] == "succeeded"
     assert [c.injected for c in sandbox.calls_to("/v1/query/t2a_async_query_v2")][:2] == ["http_500"] * 2
     assert [e["status"] for e in holds(books, account)] == ["charged"] and books.audit(account)["consistent"]
+
+
+def test_a_canceled_jobs_task_keeps_its_upstream_slot_until_minimax_finishes_it(sandbox, accounts, books, configure,
+                                                                                 load_handler):
+    from kyma.platform.config import config
+
+    api, queue = reloaded(configure, load_handler, config, JOB_UPSTREAM_SLOTS=1)
+    sandbox.async_tasks.seconds_per_task = 1.0
+    account = accounts.create(START).account_id
+    first = body_of(submit(api, account, {"input": book(1_500), "voice_id": SYSTEM_VOICE}))["job_id"]
+    queue.deliver(queue.receive(1)[0])                          # start
+    queue.deliver(queue.receive(1)[0])                          # submit: its task renders upstream
+    assert body_of(cancel(api, account, first))["status"] == "canceled"
+    assert books.balance(account) == START
+    slots = boto3.client("dynamodb")
+
+    def holders():
+        item = slots.get_item(TableName=config().rate_counters_table,
+                              Key=to_item({"counter_id": "upstream-async#minimax"})).get("Item", {})
+        return set(from_item(item).get("members") or ()) if item else set()
+
+    assert holders() == {f"{first}#part#000"}                   # MiniMax still renders it: still counted
+    second = body_of(submit(api, account, {"input": book(1_500), "voice_id": SYSTEM_VOICE}))["job_id"]
+    queue.drain(until=60)
+    assert body_of(get(api, account, second))["status"] == "succeeded"
+    assert sandbox.async_tasks.stats()["max_concurrent"] == 1 and holders() == set()
+    assert [e["status"] for e in holds(books, account)] == ["released", "charged"]
+    assert books.audit(account)["consistent"]

@@ -19,7 +19,8 @@ Parts are rows of the same table under `<job_id>#part#<n>`: the characters [star
 the input, one MiniMax async task each:
 
     pending ──(claimed)──> submitting ──(MiniMax answered a task_id)──> submitted ──(fetched)──> fetched
-                                 └───────────(refused for good)──────────> failed
+                                 └───────────(refused for good)──────────> failed     └──> abandoned
+    (abandoned: its job finished while MiniMax still rendered it; its upstream slot was held until then)
 
 Each arrow is a conditional update on the part's status, so a duplicate message never submits
 a part twice nor counts it twice.
@@ -39,6 +40,7 @@ ACTIVE_STATES = (QUEUED, RUNNING)
 TERMINAL_STATES = (SUCCEEDED, FAILED, CANCELED)
 PENDING, SUBMITTING, SUBMITTED, FETCHED = "pending", "submitting", "submitted", "fetched"
 PART_FAILED = "failed"
+ABANDONED = "abandoned"          # its job finished (failed or canceled) while MiniMax rendered it
 BY_ACCOUNT_INDEX = "ByAccount"
 ACTIVE_INDEX = "Active"
 KIND = "speech_job"              # the hold's kind: its usage row's endpoint

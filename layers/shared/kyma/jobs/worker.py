@@ -71,8 +71,8 @@ class Worker:
             return "no job"
         part = message.get("part")
         if job["status"] in records.TERMINAL_STATES:
-            if isinstance(part, int):
-                self.slots.give_back(records.part_key(job_id, part))
+            if isinstance(part, int) and 0 <= part < int(job.get("parts_total", 0)):
+                return self._wind_down(job, part, step)
             return "finished"
         if time.time() > int(job["deadline_at"]):
             self.fail(job, errors.JobTimeout, "The job did not finish before its deadline; nothing was charged.")
@@ -354,6 +354,26 @@ class Worker:
             raise
         return size, seconds
 
+    def _wind_down(self, job: dict, n: int, step: str) -> str:
+        """A part of a finished job (failed or canceled while it ran).  Its MiniMax task, if it has
+        one, renders on (MiniMax has no cancel): its slot stays taken until the task is over, so the
+        upstream budget counts it, and the poll goes on without fetching."""
+        key = records.part_key(job["job_id"], n)
+        part = self.store.get(key) or {}
+        status = part.get("status")
+        if status == records.SUBMITTING:
+            return "finished"                       # its submit is in flight; that worker records it
+        if status == records.SUBMITTED:
+            if step != POLL:
+                return "finished"
+            task = self.provider.async_t2a.query(str(part["task_id"]), deadline=time.monotonic() + CALL_SECONDS)
+            if task.status == PROCESSING:
+                self.store.send(job["job_id"], POLL, n, delay=self.cfg.job_poll_seconds)
+                return "winding down"
+            self.store.move(key, was=records.SUBMITTED, to=records.ABANDONED)
+        self.slots.give_back(key)
+        return "finished"
+
     # ── fail, cancel ──
     def fail(self, job: dict, error: type[errors.ApiError], message: str) -> bool:
         """Release the hold with the job becoming failed; True if this call released it."""
@@ -372,9 +392,10 @@ class Worker:
         # Closed already: settled (then the job is succeeded: the same transaction) or released by
         # someone else (a cancel or fail made the job terminal with it; the reconciler, which knows no
         # jobs, did not): a job still active is failed now.  No read of the hold is needed.
+        # Upstream slots are given back by each part's own next message (`_wind_down`): a task still
+        # rendering at MiniMax keeps its slot until it is over.
         if not released:
             self._mark_failed_if_active(job, error or errors.JobTimeout, message)
-        self.slots.give_back(*(records.part_key(job["job_id"], n) for n in range(int(job.get("parts_total", 0)))))
         if released:
             metrics.add_metric(name="SpeechJobsFailed" if status == records.FAILED else "SpeechJobsCanceled",
                                unit=MetricUnit.Count, value=1)
@@ -409,7 +430,15 @@ def sweep(worker: Worker, *, now: float | None = None) -> dict[str, int]:
             resumed += 1
     for holder in worker.slots.holders():
         part = worker.store.get(holder)
-        if part is None or part["status"] not in (records.SUBMITTING, records.SUBMITTED):
+        running = part is not None and part["status"] in (records.SUBMITTING, records.SUBMITTED)
+        if running and part is not None:
+            # A part of a finished job whose polls stopped (its messages lost): given back once it
+            # has had as long as a stuck job.
+            parent = worker.store.get(str(part["parent"])) or {}
+            abandoned = (parent.get("status") in records.TERMINAL_STATES
+                         and int(part.get("submitted_at", part.get("claimed_at", 0))) < stuck_before)
+            running = not abandoned
+        if not running:
             worker.slots.give_back(holder)
             freed += 1
     metrics.add_metric(name="SpeechJobsTimedOut", unit=MetricUnit.Count, value=timed_out)
