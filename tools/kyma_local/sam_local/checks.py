@@ -118,6 +118,12 @@ def _voices(body: dict) -> None:
     expect(types == {"cloned", "system"}, f"voice types {types}")
 
 
+def _job(body: dict) -> None:
+    expect(body["job_id"].startswith("job_") and body["status"] == "queued", f"job {body}")
+    expect((body["characters"], body["cost_usd"], body["balance_usd"]) == (3547, 0.3547, 43.3453),
+           f"reserved {body}")
+
+
 def _audit(answer: dict) -> str:
     expect(answer["mismatched"] == [] and answer["accounts"] == 2, short(answer))   # both accounts' books
     return short(answer)
@@ -148,6 +154,13 @@ INVOKES: list[tuple[str, str, Callable[[dict], str]]] = [
     ("audit-scheduled.json", "AuditFunction", _audit),
     # Last, so the checks above see the one cloned voice: $4.20 more off the demo account's $47.90.
     ("voice-design.json", "VoiceDesignFunction", _proxy(200, _design)),
+    # A speech job: reserved ($0.3547 of 3,547 characters held) and queued; nothing else runs it here.
+    ("speech-jobs-create.json", "SpeechJobsFunction", _proxy(202, _job)),
+    ("speech-jobs-list.json", "SpeechJobsFunction", _proxy(200, lambda b: expect(
+        b["data"] == [] and b["next_cursor"] is None, short(b)))),                    # none succeeded yet
+    ("speech-jobs-worker-sqs.json", "SpeechJobsWorkerFunction", _is({"batchItemFailures": []})),   # no such job
+    ("speech-jobs-sweep-scheduled.json", "SpeechJobsSweepFunction", _is(
+        {"timed_out": 0, "resumed": 0, "slots_freed": 0})),
 ]
 
 
