@@ -580,3 +580,56 @@ def test_a_canceled_jobs_task_keeps_its_upstream_slot_until_minimax_finishes_it(
     assert sandbox.async_tasks.stats()["max_concurrent"] == 1 and holders() == set()
     assert [e["status"] for e in holds(books, account)] == ["released", "charged"]
     assert books.audit(account)["consistent"]
+
+
+def test_a_lost_first_message_leaves_the_job_queued_until_the_sweep_starts_it(sandbox, accounts, books, configure,
+                                                                               load_handler):
+    from kyma.platform.config import config
+
+    api, queue = reloaded(configure, load_handler, config, JOB_STUCK_SECONDS=0)
+    account = accounts.create(START).account_id
+    job_id = body_of(submit(api, account, {"input": book(1_500), "voice_id": SYSTEM_VOICE}))["job_id"]
+    (lost,) = queue.receive(1)
+    queue.sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=lost["ReceiptHandle"])   # never delivered
+    time.sleep(1.1)
+    assert body_of(get(api, account, job_id))["status"] == "queued" and queue.receive() == []
+    sweep = load_handler("SpeechJobsSweepFunction")
+    assert sweep({"source": "aws.events"}, context("SpeechJobsSweepFunction", 120))["resumed"] == 1
+    queue.drain()
+    assert body_of(get(api, account, job_id))["status"] == "succeeded"
+    assert [e["status"] for e in holds(books, account)] == ["charged"] and books.audit(account)["consistent"]
+
+
+def test_a_worker_that_died_mid_submit_never_submits_the_part_again_and_the_job_is_released(
+        sandbox, accounts, books, configure, load_handler, monkeypatch):
+    from kyma.jobs import store, worker
+    from kyma.platform.config import config
+
+    api, queue = reloaded(configure, load_handler, config, JOB_STUCK_SECONDS=0)
+    account = accounts.create(START).account_id
+    job_id = body_of(submit(api, account, {"input": book(1_500), "voice_id": SYSTEM_VOICE}))["job_id"]
+    queue.deliver(queue.receive(1)[0])                               # start
+    original = store.Jobs.move
+
+    def die_after_the_call(self, key, *, was, to, **kwargs):
+        if to == "submitted":
+            raise SystemExit("the worker's process ended after MiniMax created the task")
+        return original(self, key, was=was, to=to, **kwargs)
+
+    monkeypatch.setattr(store.Jobs, "move", die_after_the_call)
+    message = queue.receive(1)[0]
+    with pytest.raises(SystemExit):
+        queue.deliver(message)
+    monkeypatch.setattr(store.Jobs, "move", original)
+    queue.sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"],
+                                        VisibilityTimeout=0)
+    queue.drain()                                                    # the redelivery finds the part claimed
+    assert len(sandbox.calls_to("/v1/t2a_async_v2")) == 1
+    monkeypatch.setattr(worker, "STALE_CLAIM_SECONDS", 0)            # the claim is older than any submit call
+    sweep = load_handler("SpeechJobsSweepFunction")
+    sweep({"source": "aws.events"}, context("SpeechJobsSweepFunction", 120))
+    queue.drain()
+    job = body_of(get(api, account, job_id))
+    assert job["status"] == "failed" and job["error"]["code"] == "provider_error"
+    assert len(sandbox.calls_to("/v1/t2a_async_v2")) == 1            # never a second task for the part
+    assert_released_once(books, account)
