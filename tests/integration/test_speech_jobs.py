@@ -633,3 +633,26 @@ def test_a_worker_that_died_mid_submit_never_submits_the_part_again_and_the_job_
     assert job["status"] == "failed" and job["error"]["code"] == "provider_error"
     assert len(sandbox.calls_to("/v1/t2a_async_v2")) == 1            # never a second task for the part
     assert_released_once(books, account)
+
+
+def test_parts_take_the_shared_upstream_budget_as_batch_work_never_its_interactive_reserve(
+        sandbox, accounts, books, configure, load_handler, cfg):
+    from kyma.accounts.upstream import Budget, UpstreamBudget
+    from kyma.platform.config import config
+
+    if time.time() % 60 > 40:                         # one minute's budget throughout the test
+        time.sleep(61 - time.time() % 60)
+    api, queue = reloaded(configure, load_handler, config, UPSTREAM_SPEECH_RPM=6)   # open 4, reserve 2
+    budget = Budget.of(config())
+    account, quiet = accounts.create(START).account_id, accounts.create(START).account_id
+    text = book(8_000)
+    assert len(spans(text, PART)) > budget.open
+    job_id = body_of(submit(api, account, {"input": text, "voice_id": SYSTEM_VOICE}))["job_id"]
+    queue.drain(until=20)
+    # Jobs took the open part of this minute and stopped there: the rest waits for the next minute
+    assert len(sandbox.calls_to("/v1/t2a_async_v2")) == budget.open
+    job = body_of(get(api, account, job_id))
+    assert job["status"] == "running" and job["progress"]["parts_done"] == budget.open
+    # ...and the reserve is still there for a light interactive customer
+    UpstreamBudget(boto3.client("dynamodb"), config()).take(quiet, light=True)
+    assert books.balance(account) == START - 800_000 and books.audit(account)["consistent"]

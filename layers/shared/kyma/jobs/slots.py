@@ -6,9 +6,11 @@
   is over (fetched, failed or abandoned).  A set, not a number: taking or giving back a slot
   twice (a duplicate message) changes nothing, and the sweep can give back the slot of a part
   that is no longer running.  JOB_UPSTREAM_SLOTS is set below MiniMax's concurrency for our
-  account so that interactive speech always keeps the rest: this is the one place jobs ask
-  for upstream capacity.  (A budget shared with interactive speech, issue 18, would replace
-  this set's size limit by that budget's counter; the take/give-back points stay the same.)
+  account so that interactive speech always keeps the rest.  This bounds *concurrent* async
+  tasks (each renders for minutes); the *rate* of task creations is the platform's shared
+  T2A minute budget (`kyma.accounts.upstream`, issue 18): a part takes a slot, then one call
+  from that budget as batch work (`light=False`: never the reserve kept for light interactive
+  accounts), then is created.  Either refusal delays the part's submit message; nothing waits.
 - **active jobs** (`active-jobs#<account>`): the account's jobs queued or running.  The job
   joins it in the reserve transaction (refused with 429 too_many_jobs at JOB_MAX_ACTIVE) and
   leaves it in the settle or release transaction: it moves with the money.

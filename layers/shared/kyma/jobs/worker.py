@@ -142,6 +142,15 @@ class Worker:
         if not self.slots.take(key):
             self.store.send(job_id, SUBMIT, n, delay=self.cfg.job_slot_retry_seconds)
             return "waiting for a slot"
+        try:
+            # One T2A call from the platform's shared minute budget (kyma.accounts.upstream), as batch
+            # work: never from the reserve kept for light interactive customers.
+            self.svc.upstream.take(job["account_id"], light=False)
+        except errors.ServiceUnavailable as full:
+            self.slots.give_back(key)
+            wait = int((full.headers or {}).get("Retry-After", self.cfg.job_slot_retry_seconds))
+            self.store.send(job_id, SUBMIT, n, delay=max(self.cfg.job_slot_retry_seconds, wait))
+            return "waiting for the upstream budget"
         if not self.store.move(key, was=records.PENDING, to=records.SUBMITTING,
                                fields={"claimed_at": int(time.time())}):
             return "claimed elsewhere"
