@@ -2,7 +2,7 @@
 
 MiniMax allows the whole platform (one MiniMax account) `UpstreamSpeechRpm` T2A calls a
 minute (60 by default; template.yaml parameter, UPSTREAM_SPEECH_RPM).  Every customer's
-speech, the voice activations and, later, speech jobs draw on that one quota, so it is
+speech, the voice activations and speech jobs' parts draw on that one quota, so it is
 counted here, once, in DynamoDB: one item per pool and UTC minute in the RateCounters
 table (`upstream#speech#<minute>`), holding the minute's total `n` and each account's
 share of it (`a_<account_id>`).
