@@ -644,13 +644,13 @@ def test_parts_take_the_shared_upstream_budget_as_batch_work_never_its_interacti
     budget = Budget.of(config())
     account, quiet = accounts.create(START).account_id, accounts.create(START).account_id
     text = book(8_000)
-    assert len(spans(text, PART)) > budget.open
+    assert len(spans(text, PART)) > budget.open > budget.batch_share
     job_id = body_of(submit(api, account, {"input": text, "voice_id": SYSTEM_VOICE}))["job_id"]
     queue.drain(until=20)
-    # Jobs took the open part of this minute and stopped there: the rest waits for the next minute
-    assert len(sandbox.calls_to("/v1/t2a_async_v2")) == budget.open
+    # Jobs took batch work's share of this minute and stopped there: the rest waits for the next minute
+    assert len(sandbox.calls_to("/v1/t2a_async_v2")) == budget.batch_share
     job = body_of(get(api, account, job_id))
-    assert job["status"] == "running" and job["progress"]["parts_done"] == budget.open
+    assert job["status"] == "running" and job["progress"]["parts_done"] == budget.batch_share
     # ...and the reserve is still there for a light interactive customer
     UpstreamBudget(boto3.client("dynamodb"), config()).take(quiet, light=True)
     assert books.balance(account) == START - 800_000 and books.audit(account)["consistent"]
