@@ -464,10 +464,14 @@ def test_a_speech_key_whose_record_was_lost_is_never_charged_twice(handler, acco
 
     acct = accounts.create(START).account_id
     headers = {"Idempotency-Key": "lost-record"}
-    with monkeypatch.context() as broken:
-        broken.setattr(DynamoDBPersistenceLayer, "_update_record",
-                       raising(RuntimeError("DynamoDB unavailable")))
-        assert speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)["statusCode"] == 200
+    # Broken for the whole test, not just the first request: its whole file is read to the end before
+    # the handler saves the record (Powertools' save_success runs after the work returns), so on a
+    # loaded machine an unpatched _update_record would still run after `speak` returned and write the
+    # record back as COMPLETED (an unconditional update_item) after the deletion below: the retry
+    # would then be a replay (200, Idempotent-Replayed), not the charge guard's 409.  The retry never
+    # reaches save_success (its reserve is refused), so the patch does not change what it tests.
+    monkeypatch.setattr(DynamoDBPersistenceLayer, "_update_record", raising(RuntimeError("DynamoDB unavailable")))
+    assert speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers)["statusCode"] == 200
     for item in powertools_records(ddb, cfg):
         ddb.delete_item(TableName=cfg.idempotency_table, Key={"id": item["id"]})
     error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE}, headers))

@@ -313,5 +313,6 @@ def test_the_speech_throttle_sits_far_above_the_shared_upstream_budget_for_every
     # The budget admits rpm a minute; the guard passes 20 times its average rate, and at once more
     # than a whole minute of the budget plus every account's refusals in a burst of five minutes' worth.
     assert rate >= 20 * rpm / 60 and burst >= min(5 * rpm, 5000) and burst <= 5000
-    # One account alone within its default limit takes at most the open part of the budget.
-    assert per_account == (rpm - rpm // 3, 10)
+    # One account alone within its default limit takes at most the open part of the budget, less
+    # what batch work (activations, job parts) may take of it.
+    assert per_account == (rpm - rpm // 3 - max(1, rpm // 6), 10)
