@@ -31,21 +31,23 @@ api_keys = ApiKeys(fast_client("dynamodb"), config())   # bounded well inside th
 
 def lambda_handler(event: dict, context) -> dict:
     token = _bearer(event.get("headers") or {})
-    owner = api_keys.owner_of(token) if token else None
+    context = api_keys.context_for(token) if token else None
     request_id = (event.get("requestContext") or {}).get("requestId")
-    if owner is None:
+    if context is None:
         # Never log the key, not even in part.
         log.info(json.dumps({"message": "denied", "request_id": request_id,
-                             "reason": "missing" if not token else "unknown or revoked key"}))
+                             "reason": "missing" if not token else "unknown, revoked or expired key"}))
         raise Exception("Unauthorized")  # API Gateway's contract for a 401
-    account_id, rate_limits = owner
-    log.info(json.dumps({"message": "allowed", "request_id": request_id, "account_id": account_id}))
+    account_id = context["account_id"]
+    log.info(json.dumps({"message": "allowed", "request_id": request_id, "account_id": account_id,
+                         "key_id": context["key_id"]}))
     return {
         "principalId": account_id,
         "policyDocument": {"Version": "2012-10-17", "Statement": [
             {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": _stage_wildcard(event["methodArn"])}]},
-        # Context values are strings: the account's own rate limits travel as JSON (kyma.accounts.rate_limits).
-        "context": {"account_id": account_id, **({"rate_limits": rate_limits} if rate_limits else {})},
+        # Context values are strings: the key's id, hash (what the reserve's key check names) and scopes
+        # (kyma.edge.scopes), its monthly limit, the account's own limits as JSON (kyma.accounts.keys).
+        "context": context,
     }
 
 

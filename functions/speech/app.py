@@ -17,10 +17,10 @@ from kyma.platform import init_phase
 
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
-from kyma.accounts import upstream
+from kyma.accounts import gate, upstream
 from kyma.accounts.rate_limits import caller_check
 from kyma.billing.idempotency import key_from
-from kyma.edge import errors
+from kyma.edge import errors, scopes
 from kyma.edge.web_app import Output, Request, WebApp
 from kyma.providers.select import provider
 from kyma.services import services
@@ -71,7 +71,9 @@ def synthesize(request: Request, speech_input: speech_request.SpeechInput, out: 
         svc=svc, provider=provider(), delivery=delivery_for(speech_input, out, replayable=keep),
         keep=keep, guard=guard,
         rate_limit=caller_check(svc.cfg, "speech", request.account_id, request.authorizer),
-        upstream=upstream.check(svc.cfg, request.account_id))
+        upstream=upstream.check(svc.cfg, request.account_id),
+        gate=gate.for_caller(svc.cfg, scopes.SPEECH, request.account_id, request.authorizer,
+                             in_flight=gate.SPEECH_STREAM if speech_input.streamed else None))
 
 
 def replay(record: dict, speech_input: speech_request.SpeechInput, out: Output) -> None:

@@ -5,7 +5,9 @@ from kyma.platform import init_phase
 
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
+from kyma.accounts import gate
 from kyma.accounts.rate_limits import RateLimiter, caller_check
+from kyma.edge import scopes
 from kyma.edge.http import Request, Response, api_handler, json_response, replay_marked
 from kyma.platform.observability import instrument
 from kyma.providers.select import provider
@@ -32,7 +34,8 @@ def clone(request: Request, clone_request: voice_clone.CloneInput | voice_clone.
     result = voice_clone.create(
         clone_request, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
         paid=svc.paid, provider=provider(), uploads=svc.uploads, cfg=svc.cfg, guard=guard,
-        rate_limit=caller_check(svc.cfg, "voice-clone", request.account_id, request.authorizer))
+        rate_limit=caller_check(svc.cfg, "voice-clone", request.account_id, request.authorizer),
+        gate=gate.for_caller(svc.cfg, scopes.VOICES_WRITE, request.account_id, request.authorizer))
     return _record(result)
 
 

@@ -9,7 +9,9 @@ from kyma.platform import init_phase
 
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
+from kyma.accounts import gate
 from kyma.accounts.rate_limits import caller_check
+from kyma.edge import scopes
 from kyma.edge.http import Request, Response, api_handler, json_response, replay_marked
 from kyma.platform.observability import instrument
 from kyma.providers.select import provider
@@ -36,7 +38,8 @@ def design(request: Request, design_request: voice_design.DesignInput, guard: st
     result = voice_design.design(
         design_request, account_id=request.account_id, request_id=request.request_id, deadline=request.deadline,
         paid=svc.paid, provider=provider(), previews=svc.previews, cfg=svc.cfg, guard=guard,
-        rate_limit=caller_check(svc.cfg, "voice-design", request.account_id, request.authorizer))
+        rate_limit=caller_check(svc.cfg, "voice-design", request.account_id, request.authorizer),
+        gate=gate.for_caller(svc.cfg, scopes.VOICES_WRITE, request.account_id, request.authorizer))
     fields, headers = receipt(voice_id=result.voice_id, name=result.name, model=result.model,
                               cost_micros=result.cost_micros, balance_micros=result.balance_micros,
                               provider_name=provider().name)

@@ -19,7 +19,7 @@ from kyma.billing.money import micros_to_json
 from kyma.billing.usage import ENDPOINT_OF_KIND
 from kyma.edge import errors
 from kyma.platform.config import Config
-from kyma.platform.dynamo import from_item, to_item, values
+from kyma.platform.dynamo import Undo, from_item, to_item, values
 
 OPEN_HOLDS_INDEX = "OpenHolds"
 
@@ -53,13 +53,20 @@ class Books:
         for item in self._query({"IndexName": OPEN_HOLDS_INDEX,
                                  "KeyConditionExpression": "open_hold = :open AND expires_at <= :now",
                                  "ExpressionAttributeValues": values(open=OPEN, now=int(now or time.time()))}):
-            yield Hold(item["account_id"], item["entry_id"], item["amount_micros"], item.get("upload_id"))
+            yield Hold(item["account_id"], item["entry_id"], item["amount_micros"], item.get("upload_id"),
+                       undo=undo_of(item))
 
     def audit(self, account_id: str) -> dict:
         """Check the ledger invariant for one account:
-        balance = top-ups + refunds − charges − open holds, and balance ≥ 0."""
+        balance = top-ups + refunds − charges − open holds, and balance ≥ 0; and every counter its
+        holds moved (kyma.billing.ledger: a key's month, requests in flight) = what they left in it."""
         totals = {"topups": 0, "refunds": 0, "charged": 0, "open": 0, "released": 0}
+        counters: dict[tuple[str, tuple, str], int] = {}
         for entry in self.entries(account_id):
+            for undo in undo_of(entry):
+                left = {OPEN: -undo.on_release, CHARGED: undo.on_settle - undo.on_release}.get(str(entry.get("status")), 0)
+                where = (undo.table, tuple(sorted(undo.key.items())), undo.attribute)
+                counters[where] = counters.get(where, 0) + left
             if entry.get("type") == TOPUP:
                 totals["topups"] += entry["amount_micros"]
             elif entry.get("type") == REFUND:
@@ -68,8 +75,18 @@ class Books:
                 totals[entry["status"]] += entry["amount_micros"]
         balance = self.balance(account_id)
         expected = totals["topups"] + totals["refunds"] - totals["charged"] - totals["open"]
-        return {**totals, "balance": balance, "expected": expected,
-                "consistent": balance == expected and balance >= 0}
+        mismatched = []
+        for (table, key, attribute), want in sorted(counters.items()):
+            item = from_item(self.ddb.get_item(TableName=table, Key=to_item(dict(key)), ConsistentRead=True,
+                                               ProjectionExpression="#n", ExpressionAttributeNames={"#n": attribute},
+                                               ).get("Item")) or {}
+            have = int(item.get(attribute, 0))
+            if have != want:
+                mismatched.append({"counter": "#".join(v for _, v in key), "attribute": attribute,
+                                   "value": have, "expected": want})
+        return {**totals, "balance": balance, "expected": expected, "counters": len(counters),
+                "counters_mismatched": mismatched,
+                "consistent": balance == expected and balance >= 0 and not mismatched}
 
     def page(self, account_id: str, *, limit: int, cursor: str | None) -> dict:
         """The customer's ledger, newest first: one entry per paid request (its hold, shown with its
@@ -96,6 +113,11 @@ class Books:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def undo_of(entry: dict) -> tuple[Undo, ...]:
+    """The counters a hold's closing moves (kyma.billing.ledger), as stored on it."""
+    return tuple(Undo.from_map(u) for u in entry.get("undo") or ())
 
 
 # ── the customer's view of an entry ──────────────────────────────────────

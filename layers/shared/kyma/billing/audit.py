@@ -56,6 +56,8 @@ def audit_all(books: Books, ids: Iterator[str], now: float | None = None) -> Rep
             problems.append(f"balance {audit['balance']} != expected {audit['expected']}")
         if audit["balance"] < 0:
             problems.append("negative balance")
+        problems.extend(f"counter {c['counter']} {c['attribute']} = {c['value']} != expected {c['expected']} "
+                        "(its holds)" for c in audit.get("counters_mismatched", ()))
         stuck = [e["entry_id"] for e in books.entries(account_id)
                  if e.get("status") == OPEN and int(e.get("expires_at", now)) + GRACE_SECONDS < now]
         if stuck:

@@ -26,6 +26,13 @@ Ledger layout (table Ledger, key account_id + entry_id, entry_id time-ordered):
 While a hold is open it carries `open_hold` = "open", which puts it in the
 sparse `OpenHolds` index (sort key `expires_at`) that the reconciler reads.
 Invariant (kyma.billing.accounting.Books.audit): balance = Σ topups + Σ refunds − Σ charged − Σ open.
+
+Counters that move with the money (the caller's gate, built by kyma.accounts.gate: a key's spend this
+month, an account's requests in flight) are incremented, under their condition, by the reserve;
+the hold stores what closing it must do to each (`undo`, kyma.platform.dynamo.Undo), and settle and
+release apply it in their own transaction, so billing moves them without knowing what they count.
+Invariant: each counter = Σ over its holds of what they left in it (open: the reserve's increment,
+−on_release; charged: on_settle − on_release; released: 0).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from kyma.billing import claims, idempotency, usage
 from kyma.billing.money import MAX_BALANCE_MICROS, micros_to_header
 from kyma.edge import errors
 from kyma.platform.config import Config
-from kyma.platform.dynamo import Cancelled, Check, Transaction, to_item, values
+from kyma.platform.dynamo import Cancelled, Check, ReserveGate, Stale, Transaction, Undo, to_item, values
 
 OPEN = "open"
 CHARGED = "charged"
@@ -59,6 +66,7 @@ class Hold:
     kind: str = ""                # what the charge pays for ("voice_clone", "voice_design", "speech"): its usage row
     model: str = ""
     characters: int = 0
+    undo: tuple[Undo, ...] = ()   # counters the reserve moved, moved back by the settle or release that closes it
 
 
 class HoldNotOpen(Exception):
@@ -100,7 +108,7 @@ class Ledger:
                 reference: dict | None = None, conditions: Sequence[Check] = (),
                 upload_id: str | None = None, guard: str | None = None, rate_limit: Check | None = None,
                 upstream: Check | None = None, expires_in: int | None = None,
-                entry_id: str | None = None) -> Hold:
+                entry_id: str | None = None, gate: ReserveGate | None = None) -> Hold:
         """Debit `amount_micros` into an open hold, or raise the reason it cannot be.
 
         `expires_in`: seconds until the reconciler may release the hold (default: the
@@ -116,25 +124,45 @@ class Ledger:
         the reserve applies, at no extra round trip.
         `upstream`: a share of the provider's platform-wide quota (kyma.accounts.upstream.check),
         taken only if the reserve applies: a refused request leaves no hold and no count.
-        The answer when several fail: the rate limit, the key, the voice, the upload, money, then
+        `gate(amount)`: the caller's key and counters for this amount (kyma.accounts.gate: the key is
+        active and holds the scope, its month stays within its limit, the account's requests in
+        flight within theirs); each Check's `undo` is stored on the hold.
+        The answer when several fail: the rate limit, the gate, the key, the voice, the upload, money, then
         the upstream quota (a voice that is not yours is 403 even when the balance is also short;
         the shared quota answers 503 only for a request that would otherwise have passed).
         """
         if amount_micros <= 0:
             raise ValueError("a hold must be positive")
+        try:
+            return self._reserve(account_id, amount_micros, kind=kind, request_id=request_id, reference=reference,
+                                 conditions=conditions, upload_id=upload_id, guard=guard, rate_limit=rate_limit,
+                                 upstream=upstream, expires_in=expires_in, entry_id=entry_id, gate=gate)
+        except Stale:       # the gate was built on a limit since changed, and has learnt the new one
+            return self._reserve(account_id, amount_micros, kind=kind, request_id=request_id, reference=reference,
+                                 conditions=conditions, upload_id=upload_id, guard=guard, rate_limit=rate_limit,
+                                 upstream=upstream, expires_in=expires_in, entry_id=entry_id, gate=gate)
+
+    def _reserve(self, account_id: str, amount_micros: int, *, kind: str, request_id: str,
+                 reference: dict | None, conditions: Sequence[Check], upload_id: str | None, guard: str | None,
+                 rate_limit: Check | None, upstream: Check | None, expires_in: int | None,
+                 entry_id: str | None, gate: ReserveGate | None) -> Hold:
         now = time.time()
         reference = reference or {}
-        hold = Hold(account_id, entry_id or new_entry_id(now), amount_micros, upload_id, guard, kind=kind,
-                    model=str(reference.get("model", "")), characters=int(reference.get("chars", 0)))
+        entry_id = entry_id or new_entry_id(now)
         checks: list[Check] = [rate_limit] if rate_limit is not None else []
+        if gate is not None:
+            checks.extend(gate(amount_micros))
         if guard is not None:
             checks.append(idempotency.guard_check(self.cfg, guard))
         checks.extend(conditions)
         if upload_id is not None:
-            checks.append(claims.claim_check(self.cfg, upload_id, account_id, hold.entry_id))
+            checks.append(claims.claim_check(self.cfg, upload_id, account_id, entry_id))
         checks.append(self._debit_check(account_id, amount_micros))
         if upstream is not None:
             checks.append(upstream)
+        undo = tuple(u for check in checks for u in check.undo)
+        hold = Hold(account_id, entry_id, amount_micros, upload_id, guard, kind=kind,
+                    model=str(reference.get("model", "")), characters=int(reference.get("chars", 0)), undo=undo)
         tx = Transaction(self.ddb)
         for check in checks:
             tx.add(check.name, check.item)
@@ -146,7 +174,7 @@ class Ledger:
                 "amount_micros": amount_micros, "request_id": request_id,
                 "created_at": int(now),
                 "expires_at": int(now) + (self.cfg.hold_timeout_seconds if expires_in is None else expires_in),
-                "upload_id": upload_id, **reference,
+                "upload_id": upload_id, "undo": [u.as_map() for u in undo] or None, **reference,
             }),
             "ConditionExpression": "attribute_not_exists(entry_id)",
         }})
@@ -191,6 +219,9 @@ class Ledger:
             tx.add("upload", claims.used_item(self.cfg, hold.upload_id, hold.entry_id))
         if hold.guard:
             tx.add("guard", idempotency.guard_put(self.cfg, hold.guard, hold.entry_id))
+        for n, undo in enumerate(hold.undo):
+            if undo.on_settle:
+                tx.add(f"undo{n}", undo.item(undo.on_settle))
         if hold.kind:
             # Counted on the day of the request (its hold), as the ledger dates it, even if a long
             # stream ends after midnight UTC: GET /v1/usage and GET /v1/credits/ledger agree per day.
@@ -211,6 +242,9 @@ class Ledger:
             tx.add(f"item{n}", item)
         if hold.upload_id:
             tx.add("upload", claims.returned_item(self.cfg, hold.upload_id, hold.entry_id))
+        for n, undo in enumerate(hold.undo):
+            if undo.on_release:
+                tx.add(f"undo{n}", undo.item(undo.on_release))
         try:
             self._run_closing(tx)
         except HoldNotOpen:

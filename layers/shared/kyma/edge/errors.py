@@ -102,6 +102,18 @@ class InsufficientCredits(ApiError):
     status, code = 402, "insufficient_credits"
 
 
+class KeySpendLimitExceeded(ApiError):
+    """The key's monthly spend limit would be passed (kyma.accounts.gate); nothing was reserved."""
+
+    status, code = 402, "key_spend_limit_exceeded"
+
+
+class PermissionDenied(ApiError):
+    """The key lacks the scope the route needs (kyma.edge.scopes); nothing was charged."""
+
+    status, code = 403, "permission_denied"
+
+
 class Forbidden(ApiError):
     """An allowed key on a route its policy does not cover (API Gateway ACCESS_DENIED)."""
 
@@ -133,6 +145,12 @@ class MethodNotAllowed(ApiError):
 
 
 # ── 409 / 410: state ─────────────────────────────────────────────────────
+class KeyConflict(ApiError):
+    """A key change that would lock the account out of managing its keys."""
+
+    status, code = 409, "conflict"
+
+
 class IdempotencyConflict(ApiError):
     status, code = 409, "idempotency_conflict"
 
@@ -170,6 +188,12 @@ class TooManyJobs(ApiError):
     """The account already has as many speech jobs queued or running as it may."""
 
     status, code = 429, "too_many_jobs"
+
+
+class TooManyConcurrent(ApiError):
+    """The account's limit of requests in flight of this kind (kyma.accounts.gate) is reached."""
+
+    status, code = 429, "too_many_concurrent"
 
 
 # ── 5xx: ours ────────────────────────────────────────────────────────────

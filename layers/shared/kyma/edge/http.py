@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kyma.edge import json_body
+from kyma.edge import json_body, scopes
 from kyma.edge.errors import ApiError, InternalError, InvalidRequest
 from kyma.platform.config import config
 from kyma.platform.observability import logger
@@ -191,6 +191,7 @@ def api_handler(routes: Mapping[tuple[str, str], Route]):
             route = routes.get((request.method, request.resource))
             if route is None:  # API Gateway routed it here, so the template and routes disagree
                 raise InternalError(f"No route for {request.method} {request.resource}.")
+            scopes.require(request.method, request.resource, request.authorizer)
             response = route(request)
         except ApiError as error:
             log = logger.warning if error.status < 500 else logger.error

@@ -42,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlsplit
 
+from kyma.edge import scopes
 from kyma.edge.errors import ApiError, InternalError, InvalidRequest
 from kyma.edge.http import Headers, Request, Response, error_response, json_response, request_deadline
 from kyma.platform.observability import logger, metrics
@@ -214,6 +215,7 @@ class WebApp:
             route = self.routes.get((request.method, request.resource))
             if route is None:          # API Gateway routed it here, so the template and routes disagree
                 raise InternalError(f"No route for {request.method} {request.resource}.")
+            scopes.require(request.method, request.resource, request.authorizer)
             response = route(request, out)
             if response is not None:
                 out.send(response)

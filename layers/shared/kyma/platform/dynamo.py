@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -79,14 +79,50 @@ def retry_on_conflict(call: Callable[[], T], *, attempts: int = 8) -> T:
     raise AssertionError("unreachable")
 
 
+class Stale(Exception):
+    """A refusal meaning: this condition was built on information that has since changed, and the
+    Check's builder has learnt the current value; build the transaction again and retry once."""
+
+
+@dataclass(frozen=True)
+class Undo:
+    """What closing a hold must do to a counter its reserve moved: add `on_settle` (when charged) or
+    `on_release` (when released) to the number `attribute` of the item `key` (plain values) in
+    `table`.  Stored on the hold, so whoever closes it (handler or reconciler) moves the counter in
+    the same transaction as the money, without knowing what the counter is for."""
+
+    table: str
+    key: Mapping[str, str]
+    attribute: str
+    on_settle: int
+    on_release: int
+
+    def as_map(self) -> dict[str, Any]:
+        return {"table": self.table, "key": dict(self.key), "attribute": self.attribute,
+                "on_settle": self.on_settle, "on_release": self.on_release}
+
+    @staticmethod
+    def from_map(stored: Mapping[str, Any]) -> Undo:
+        return Undo(str(stored["table"]), {k: str(v) for k, v in stored["key"].items()}, str(stored["attribute"]),
+                    int(stored["on_settle"]), int(stored["on_release"]))
+
+    def item(self, delta: int) -> dict:
+        """The TransactItems entry adding `delta` to the counter (it exists: the reserve made it)."""
+        return {"Update": {"TableName": self.table, "Key": to_item(self.key),
+                           "UpdateExpression": "ADD #n :d", "ExpressionAttributeNames": {"#n": self.attribute},
+                           "ExpressionAttributeValues": values(d=delta)}}
+
+
 @dataclass(frozen=True)
 class Check:
     """A named transaction item whose condition decides whether a write may happen, and the
-    client's answer when it does not: `refusal(item as it was, or None if absent)`."""
+    client's answer when it does not: `refusal(item as it was, or None if absent)`.
+    `undo`: the counters this item moves that the hold's settle or release must move back."""
 
     name: str
     item: dict
     refusal: Callable[[dict | None], Exception]
+    undo: tuple[Undo, ...] = ()
 
 
 class Cancelled(ClientError):
@@ -136,3 +172,8 @@ class Transaction:
             if not failed:
                 raise
             raise Cancelled(failed, exc) from exc
+
+
+# What a paid endpoint passes to Ledger.reserve(gate=...): the amount → the caller's Checks
+# (kyma.accounts.gate builds it; billing runs it without knowing what it checks).
+ReserveGate = Callable[[int], Sequence[Check]]

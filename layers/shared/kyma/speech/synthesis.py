@@ -35,7 +35,7 @@ from kyma.billing.ledger import Hold
 from kyma.billing.paid_call import hold_lifetime
 from kyma.edge import errors
 from kyma.edge.http import SAFETY_MARGIN_SECONDS
-from kyma.platform.dynamo import Check
+from kyma.platform.dynamo import Check, ReserveGate
 from kyma.platform.observability import MetricUnit, logger, metrics, upstream_failure
 from kyma.providers import Segment, SynthesisRequest
 from kyma.speech.audio_store import speech_key
@@ -66,7 +66,8 @@ class Timed(Protocol):
 
 def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: float, svc: Services,
                provider: MiniMaxClient, delivery: Delivery, keep: bool = False, guard: str | None = None,
-               rate_limit: Check | None = None, upstream: Check | None = None) -> dict:
+               rate_limit: Check | None = None, upstream: Check | None = None,
+               gate: ReserveGate | None = None) -> dict:
     """Reserve, synthesize into `delivery`, settle; return the Idempotency-Key record (small JSON).
 
     `keep`: store the audio in S3 for a replay, before the settle (if that fails, the hold is
@@ -87,7 +88,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
     billing = Billing(inp.sku, inp.chars, price_micros(inp, cfg), inp.content_type, provider.name)
     provider.check_key()              # a failing secret store fails here, before anything is reserved
     hold, activating = _reserve(inp, account_id, request_id, billing.cost_micros, cloned, svc, guard,
-                                hold_lifetime(deadline, cfg.hold_timeout_seconds), rate_limit, upstream)
+                                hold_lifetime(deadline, cfg.hold_timeout_seconds), rate_limit, upstream, gate)
     request = SynthesisRequest(model=SKUS[inp.sku][0], text=inp.text, voice_id=inp.voice_id,
                                audio_format=inp.audio_format, sample_rate=inp.sample_rate, bitrate=inp.bitrate,
                                speed=inp.speed, vol=inp.vol, pitch=inp.pitch, emotion=inp.emotion,
@@ -181,7 +182,7 @@ def _mark_active(svc: Services, voice_id: str) -> None:
 
 def _reserve(inp: SpeechInput, account_id: str, request_id: str, cost: int, cloned: bool, svc: Services,
              guard: str | None, expires_in: int, rate_limit: Check | None,
-             upstream: Check | None) -> tuple[Hold, bool]:
+             upstream: Check | None, gate: ReserveGate | None = None) -> tuple[Hold, bool]:
     """The reserve, gated on the voice for a cloned one: checked as active first (the common case),
     then as activating (then this synthesis activates it).  Returns (hold, activating)."""
     activating = False
@@ -192,7 +193,7 @@ def _reserve(inp: SpeechInput, account_id: str, request_id: str, cost: int, clon
                                       conditions=[voices.ownership_check(svc.cfg, inp.voice_id, account_id,
                                                                          activating=activating)] if cloned else (),
                                       guard=guard, expires_in=expires_in,
-                                      rate_limit=rate_limit, upstream=upstream), activating
+                                      rate_limit=rate_limit, upstream=upstream, gate=gate), activating
         except voices.UsableInOtherState as state:
             activating = state.status == voices.ACTIVATING
     raise errors.ServiceUnavailable("The voice is changing state; retry in a moment.")

@@ -23,7 +23,7 @@ from kyma.edge import errors
 from kyma.edge.json_body import parse_object
 from kyma.edge.multipart import parse_content_type, parse_form
 from kyma.platform.config import Config
-from kyma.platform.dynamo import Check
+from kyma.platform.dynamo import Check, ReserveGate
 from kyma.platform.observability import MetricUnit, logger, metrics
 from kyma.voices.purchase import Order, buy_voice
 from kyma.voices.records import CLONED
@@ -173,13 +173,14 @@ def fingerprint(parsed: CloneInput | UploadRef) -> str:
 # ── 3–5: billing around the provider ─────────────────────────────────────
 def create(parsed: CloneInput | UploadRef, *, account_id: str, request_id: str, deadline: float,
            paid: PaidCalls, provider: MiniMaxClient, uploads: Uploads, cfg: Config,
-           guard: str | None = None, rate_limit: Check | None = None) -> CloneResult:
+           guard: str | None = None, rate_limit: Check | None = None,
+           gate: ReserveGate | None = None) -> CloneResult:
     """The whole clone request: fetch an uploaded reference (same checks as inline), clone, and
     delete the used upload (best effort: nothing after the charge may fail the request)."""
     inp = from_upload(parsed, uploads.fetch(account_id, parsed.upload_id)) \
         if isinstance(parsed, UploadRef) else parsed
     result = clone(inp, account_id=account_id, request_id=request_id, deadline=deadline, paid=paid,
-                   provider=provider, cfg=cfg, guard=guard, rate_limit=rate_limit)
+                   provider=provider, cfg=cfg, guard=guard, rate_limit=rate_limit, gate=gate)
     if inp.upload_id:
         uploads.discard(account_id, inp.upload_id)
     return result
@@ -187,13 +188,13 @@ def create(parsed: CloneInput | UploadRef, *, account_id: str, request_id: str, 
 
 def clone(inp: CloneInput, *, account_id: str, request_id: str, deadline: float,
           paid: PaidCalls, provider: MiniMaxClient, cfg: Config, guard: str | None = None,
-          rate_limit: Check | None = None) -> CloneResult:
+          rate_limit: Check | None = None, gate: ReserveGate | None = None) -> CloneResult:
     price = cfg.voice_clone_price_micros
     voice_id, _ = buy_voice(
         Order(CLONED, inp.model, inp.name, price),
         lambda voice_id: provider.clone_voice(inp.audio, inp.filename, voice_id, deadline=deadline),
         account_id=account_id, request_id=request_id, deadline=deadline, paid=paid, provider=provider, cfg=cfg,
-        guard=guard, rate_limit=rate_limit, upload_id=inp.upload_id)
+        guard=guard, rate_limit=rate_limit, upload_id=inp.upload_id, gate=gate)
     metrics.add_metric(name="VoiceClones", unit=MetricUnit.Count, value=1)
     logger.info("voice cloned", extra={"voice_id": voice_id, "account_id": account_id,
                                        "audio_format": inp.info.format,

@@ -20,7 +20,7 @@ from kyma.billing.paid_call import PaidCalls
 from kyma.edge import errors
 from kyma.edge.json_body import parse_object
 from kyma.platform.config import Config
-from kyma.platform.dynamo import Check
+from kyma.platform.dynamo import Check, ReserveGate
 from kyma.platform.observability import MetricUnit, logger, metrics
 from kyma.voices.clone import check_name
 from kyma.voices.previews import Previews
@@ -131,7 +131,7 @@ def fingerprint(inp: DesignInput) -> str:
 # ── 2–4: billing around the provider ─────────────────────────────────────
 def design(inp: DesignInput, *, account_id: str, request_id: str, deadline: float, paid: PaidCalls,
            provider: MiniMaxClient, previews: Previews, cfg: Config, guard: str | None = None,
-           rate_limit: Check | None = None) -> DesignResult:
+           rate_limit: Check | None = None, gate: ReserveGate | None = None) -> DesignResult:
     price = cfg.voice_design_price_micros
 
     def make(voice_id: str) -> str | None:
@@ -141,7 +141,7 @@ def design(inp: DesignInput, *, account_id: str, request_id: str, deadline: floa
 
     voice_id, key = buy_voice(Order(DESIGNED, inp.model, inp.name, price), make, account_id=account_id,
                               request_id=request_id, deadline=deadline, paid=paid, provider=provider, cfg=cfg,
-                              guard=guard, rate_limit=rate_limit, preview_key=lambda stored: stored)
+                              guard=guard, rate_limit=rate_limit, gate=gate, preview_key=lambda stored: stored)
     metrics.add_metric(name="VoiceDesigns", unit=MetricUnit.Count, value=1)
     # Never the description itself in logs: it is the customer's content.
     logger.info("voice designed", extra={"voice_id": voice_id, "account_id": account_id,

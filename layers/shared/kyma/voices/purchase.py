@@ -23,7 +23,7 @@ from kyma.billing.money import micros_to_header, micros_to_json
 from kyma.billing.paid_call import PaidCalls
 from kyma.edge import errors
 from kyma.platform.config import Config
-from kyma.platform.dynamo import Check
+from kyma.platform.dynamo import Check, ReserveGate
 from kyma.platform.observability import MetricUnit, metrics, upstream_failure
 from kyma.voices.records import CLONED, DESIGNED, new_voice_id, voice_put
 
@@ -47,7 +47,7 @@ class Order:
 
 def buy_voice(order: Order, make: Callable[[str], T], *, account_id: str, request_id: str, deadline: float,
               paid: PaidCalls, provider: MiniMaxClient, cfg: Config, guard: str | None = None,
-              rate_limit: Check | None = None, upload_id: str | None = None,
+              rate_limit: Check | None = None, upload_id: str | None = None, gate: ReserveGate | None = None,
               preview_key: Callable[[T], str | None] = lambda made: None) -> tuple[str, T]:
     """Reserve, `make(voice_id)` upstream, settle with the voice row; (voice_id, what `make` returned).
     `preview_key(made)`: where the voice's preview was kept, recorded on its row."""
@@ -55,7 +55,7 @@ def buy_voice(order: Order, make: Callable[[str], T], *, account_id: str, reques
     provider.check_key()
     hold = paid.ledger.reserve(account_id, order.price_micros, kind=LEDGER_KIND[order.kind], request_id=request_id,
                                reference={"voice_id": voice_id, "model": order.model}, upload_id=upload_id,
-                               guard=guard, rate_limit=rate_limit)
+                               guard=guard, rate_limit=rate_limit, gate=gate)
     try:
         made = paid.complete(
             hold, lambda: make(voice_id),
