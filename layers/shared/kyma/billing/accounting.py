@@ -64,7 +64,8 @@ class Books:
         counters: dict[tuple[str, tuple, str], int] = {}
         for entry in self.entries(account_id):
             for undo in undo_of(entry):
-                left = {OPEN: -undo.on_release, CHARGED: undo.on_settle - undo.on_release}.get(str(entry.get("status")), 0)
+                status = str(entry.get("status"))
+                left = {OPEN: -undo.on_release, CHARGED: undo.on_settle - undo.on_release}.get(status, 0)
                 where = (undo.table, tuple(sorted(undo.key.items())), undo.attribute)
                 counters[where] = counters.get(where, 0) + left
             if entry.get("type") == TOPUP:
