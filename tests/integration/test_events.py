@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import body_of, context
 
+from kyma.accounts.keys import hash_key, key_id_of
+
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 CASES = {
     "account-balance.json": ("AccountFunction", 200),
@@ -19,6 +21,9 @@ CASES = {
     "audit-scheduled.json": ("AuditFunction", "audit"),
     "authorizer-request.json": ("AuthorizerFunction", "Allow"),
     "fallback-unknown-route.json": ("FallbackFunction", 404),
+    "keys-create.json": ("KeysFunction", 201),
+    "keys-list.json": ("KeysFunction", 200),
+    "limits.json": ("KeysFunction", 200),
     "openapi-document.json": ("OpenApiFunction", 200),
     "reconciler-scheduled.json": ("ReconcilerFunction", None),
     "speech.json": ("SpeechFunction", 200),
@@ -50,7 +55,8 @@ def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, loa
     result = load_handler(function)(event, context(function))
     if function == "AuthorizerFunction":
         assert result["policyDocument"]["Statement"][0]["Effect"] == expected
-        assert result["context"] == {"account_id": "acct_demo"}
+        assert result["context"] == {"account_id": "acct_demo", "key_id": key_id_of(hash_key(demo.api_key)),
+                                     "key_hash": hash_key(demo.api_key)}
     elif function == "AuditFunction":
         assert result["mismatched"] == [] and result["accounts"] >= 1
     elif function == "ReconcilerFunction":

@@ -11,9 +11,12 @@ from typing import Any
 
 from kyma.billing.idempotency import HEADER as IDEMPOTENCY_HEADER
 from kyma.billing.idempotency import MAX_KEY_LENGTH
+from kyma.accounts.customer_keys import NAME_MAX
+from kyma.accounts.gate import DEFAULT_CONCURRENCY
 from kyma.edge import errors
 from kyma.jobs.records import ACTIVE_STATES, TERMINAL_STATES
 from kyma.jobs.submit import JOB_FORMATS, MAX_JOB_CHARS, MAX_METADATA_CHARS, MAX_METADATA_KEYS
+from kyma.edge.scopes import ALL_SCOPES, DEFAULT_SCOPES
 from kyma.speech.request import (
     ALIASES,
     CAPTION_FORMATS,
@@ -49,10 +52,12 @@ JSON = "application/json"
 GATEWAY = (401, 403, 413, 429, 500, 503, 504)
 DESCRIPTIONS = {
     400: "Invalid request (nothing charged).", 401: "Missing, invalid or revoked API key.",
-    402: "Balance below the price of this request.", 403: "Not allowed (see error.code).",
+    402: "Balance below the price of this request, or the key's monthly spend limit reached (see error.code).",
+    403: "Not allowed: outside the key's scopes, or not yours (see error.code).",
     404: "Not found (see error.code).", 405: "Method not allowed on this route (see Allow).",
     409: "Conflict with another request (see error.code).", 410: "Gone (see error.code).",
-    413: "Body too large.", 415: "Unsupported audio format.", 429: "Rate limited; see Retry-After.",
+    413: "Body too large.", 415: "Unsupported audio format.",
+    429: "Rate limited, or too many requests in flight (see error.code); see Retry-After.",
     500: "Our fault; quote X-Request-Id.", 502: "Upstream (MiniMax) failed; nothing charged.",
     503: "Temporarily unavailable; see Retry-After when present.", 504: "The gateway timed out.",
 }
@@ -423,6 +428,62 @@ def voice() -> dict:
     }
 
 
+KEY_ID_PARAMETER = {"name": "key_id", "in": "path", "required": True,
+                    "schema": {"type": "string", "pattern": "^key_[0-9a-f]{24}$"}}
+
+
+def _key_fields(creating: bool) -> dict:
+    scopes = {"type": "array", "minItems": 1, "uniqueItems": True,
+              "items": {"type": "string", "enum": list(ALL_SCOPES)},
+              "description": "What the key may do" + (f" (default: {', '.join(DEFAULT_SCOPES)})." if creating
+                                                      else ".")}
+    return {"name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
+            "scopes": scopes,
+            "monthly_spend_limit_usd": _nullable({"type": "number", "minimum": 0, "description":
+                                                  "Most the key may spend per UTC month (charges + pending); "
+                                                  "null: the balance is the limit."}),
+            "expires_at": _nullable({"type": "string", "format": "date-time",
+                                     "description": "UTC, like 2027-01-01T00:00:00Z; in the future."})}
+
+
+def keys() -> dict:
+    return {
+        "post": {"operationId": "createKey", "summary": "Make an API key (shown once); needs the keys scope",
+                 "tags": ["keys"],
+                 "requestBody": {"required": True, "content": {JSON: {"schema": {
+                     "type": "object", "required": ["name"], "additionalProperties": False,
+                     "properties": _key_fields(True)}}}},
+                 "responses": {**_ok("The new key; `key` is shown only now.", _ref("NewKey"), status=201),
+                               **_errors(400)}},
+        "get": {"operationId": "listKeys", "summary": "The account's keys (never the keys themselves)",
+                "tags": ["keys"],
+                "responses": {**_ok("The keys.", {"type": "object", "required": ["keys"], "properties": {
+                    "keys": {"type": "array", "items": _ref("Key")}}}), **_errors()}},
+    }
+
+
+def key() -> dict:
+    return {
+        "patch": {"operationId": "updateKey", "summary": "Change a key's name, scopes, monthly limit or expiry",
+                  "tags": ["keys"], "parameters": [KEY_ID_PARAMETER],
+                  "requestBody": {"required": True, "content": {JSON: {"schema": {
+                      "type": "object", "minProperties": 1, "additionalProperties": False,
+                      "properties": _key_fields(False)}}}},
+                  "responses": {**_ok("The key as it is now.", _ref("Key")), **_errors(400, 404, 409)}},
+        "delete": {"operationId": "revokeKey",
+                   "summary": "Revoke a key (at once for paid calls; 409 for the last key with the keys scope)",
+                   "tags": ["keys"], "parameters": [KEY_ID_PARAMETER],
+                   "responses": {**_ok("The key, revoked.", _ref("Key")), **_errors(404, 409)}},
+    }
+
+
+def limits() -> dict:
+    return {"get": {
+        "operationId": "getLimits", "summary": "The rate, concurrency and spend limits that apply to the caller now",
+        "tags": ["keys"], "responses": {**_ok("The limits.", _ref("Limits")), **_errors()},
+    }}
+
+
 def openapi() -> dict:
     return {"get": {
         "operationId": "getOpenApi", "summary": "This document", "tags": ["meta"], "security": [],
@@ -439,6 +500,44 @@ def schemas() -> dict:
                       "properties": {"code": {"type": "string", "enum": sorted(errors.codes())},
                                      "message": {"type": "string"}}}}},
         "Balance": {"type": "object", "required": ["balance_usd"], "properties": {"balance_usd": usd}},
+        "Key": {"type": "object", "required": ["key_id", "name", "hint", "scopes", "monthly_spend_limit_usd",
+                                               "spent_this_month_usd", "expires_at", "status", "created_at"],
+                "properties": {
+                    "key_id": {"type": "string", "pattern": "^key_[0-9a-f]{24}$"},
+                    "name": _nullable({"type": "string"}),
+                    "hint": _nullable({"type": "string", "description": "sk-kyma-…a1b2: never the key."}),
+                    "scopes": {"type": "array", "items": {"type": "string", "enum": list(ALL_SCOPES)}},
+                    "monthly_spend_limit_usd": _nullable(usd), "spent_this_month_usd": usd,
+                    "month_resets_at": {"type": "string", "format": "date-time"},
+                    "expires_at": _nullable({"type": "string", "format": "date-time"}),
+                    "status": {"type": "string", "enum": ["active", "revoked", "expired"]},
+                    "created_at": _nullable({"type": "string", "format": "date-time"})}},
+        "NewKey": {"type": "object", "required": ["key_id", "key", "name", "scopes", "monthly_spend_limit_usd",
+                                                  "expires_at", "created_at"],
+                   "properties": {
+                       "key_id": {"type": "string", "pattern": "^key_[0-9a-f]{24}$"},
+                       "key": {"type": "string", "pattern": "^sk-kyma-", "description": "Shown once."},
+                       "name": {"type": "string"},
+                       "scopes": {"type": "array", "items": {"type": "string", "enum": list(ALL_SCOPES)}},
+                       "monthly_spend_limit_usd": _nullable(usd),
+                       "month_resets_at": {"type": "string", "format": "date-time"},
+                       "expires_at": _nullable({"type": "string", "format": "date-time"}),
+                       "created_at": {"type": "string", "format": "date-time"}}},
+        "Limits": {"type": "object", "required": ["rate_limits", "concurrency", "key"], "properties": {
+            "rate_limits": {"type": "object", "additionalProperties": {
+                "type": "object", "required": ["per_minute", "burst"],
+                "properties": {"per_minute": {"type": "integer"}, "burst": {"type": "integer"}}}},
+            "concurrency": {"type": "object", "description": "Requests in flight per kind: "
+                            + ", ".join(f"{k} (default {v})" for k, v in DEFAULT_CONCURRENCY.items()) + ".",
+                            "additionalProperties": {"type": "object", "required": ["limit", "in_flight"],
+                                                     "properties": {"limit": {"type": "integer"},
+                                                                    "in_flight": {"type": "integer"}}}},
+            "key": _nullable({"type": "object", "properties": {
+                "key_id": {"type": "string"}, "status": {"type": "string"},
+                "scopes": {"type": "array", "items": {"type": "string"}},
+                "monthly_spend_limit_usd": _nullable(usd), "spent_this_month_usd": usd,
+                "remaining_this_month_usd": _nullable(usd),
+                "month_resets_at": {"type": "string", "format": "date-time"}}})}},
         "ClonedVoice": {"type": "object", "required": ["voice_id", "name", "model", "cost_usd", "balance_usd"],
                         "properties": {
                             "voice_id": {"type": "string", "pattern": "^kyma_[0-9a-f]{16}$"},
@@ -662,6 +761,9 @@ def build() -> dict:
             "/v1/audio/speech/jobs/{job_id}": speech_job(),
             "/v1/audio/voices": voices(),
             "/v1/audio/voices/{voice_id}": voice(),
+            "/v1/keys": keys(),
+            "/v1/keys/{key_id}": key(),
+            "/v1/limits": limits(),
             "/v1/openapi.json": openapi(),
         },
         "components": {
