@@ -29,6 +29,7 @@ pytestmark = pytest.mark.aws_grants
 
 WAV = fx.wav(12.0)
 _driven: list[aws_calls.AwsCall] = []
+_key_context: dict[str, dict] = {}      # account → its key's authorizer context (the reserve's key check)
 
 
 def authorizer_event(key: str) -> dict:
@@ -37,9 +38,17 @@ def authorizer_event(key: str) -> dict:
     return event
 
 
-def json_event(path: str, account_id: str, body: dict, headers: dict | None = None) -> dict:
-    return api_event("POST", path, body=json.dumps(body), account_id=account_id,
-                     headers={"Content-Type": "application/json", **(headers or {})})
+def json_event(path: str, account_id: str, body: dict, headers: dict | None = None, method: str = "POST",
+               resource: str | None = None) -> dict:
+    return with_key(api_event(method, path, body=json.dumps(body), account_id=account_id, resource=resource,
+                              headers={"Content-Type": "application/json", **(headers or {})}))
+
+
+def with_key(event: dict) -> dict:
+    """The event as the authorizer passes it on for its account's key (its id, hash and scopes)."""
+    authorizer = event["requestContext"].get("authorizer") or {}
+    authorizer.update(_key_context.get(authorizer.get("account_id", ""), {}))
+    return event
 
 
 def fresh_environment() -> None:
@@ -83,6 +92,7 @@ def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
     # AuthorizerFunction: a known key and an unknown one.
     authorizer = load_handler("AuthorizerFunction")
     assert authorizer(authorizer_event(rich.api_key), context())["principalId"] == acct
+    _key_context[acct] = authorizer(authorizer_event(rich.api_key), context())["context"]
     with pytest.raises(Exception, match="Unauthorized"):
         authorizer(authorizer_event("sk-kyma-unknown"), context())
 
@@ -91,6 +101,18 @@ def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
     account = load_handler("AccountFunction")
     for path in ("/v1/credits/balance", "/v1/credits/ledger", "/v1/usage"):
         assert account(api_event("GET", path, account_id=acct), context())["statusCode"] == 200
+    # KeysFunction: make a key, list, change (dropping `keys`: the no-lock-out condition), revoke; limits.
+    keys = load_handler("KeysFunction")
+    made = body_of(keys(json_event("/v1/keys", acct, {"name": "ci", "scopes": ["keys", "speech"]}), context()))
+    assert keys(with_key(api_event("GET", "/v1/keys", account_id=acct)), context())["statusCode"] == 200
+    one_key = "/v1/keys/{key_id}"
+    patch = json_event(f"/v1/keys/{made['key_id']}", acct, {"scopes": ["speech"]}, method="PATCH", resource=one_key)
+    patch["pathParameters"] = {"key_id": made["key_id"]}
+    assert keys(patch, context())["statusCode"] == 200
+    revoke = with_key(api_event("DELETE", f"/v1/keys/{made['key_id']}", resource=one_key, account_id=acct))
+    revoke["pathParameters"] = {"key_id": made["key_id"]}
+    assert keys(revoke, context())["statusCode"] == 200
+    assert keys(with_key(api_event("GET", "/v1/limits", account_id=acct)), context())["statusCode"] == 200
     assert load_handler("FallbackFunction")(api_event("GET", "/nowhere"), context())["statusCode"] == 404
     assert load_handler("OpenApiFunction")(api_event("GET", "/v1/openapi.json"), context())["statusCode"] == 200
 
@@ -99,7 +121,7 @@ def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
     clone = load_handler("VoiceCloneFunction")
 
     def clone_call(event):
-        return clone(event, context("VoiceCloneFunction"))
+        return clone(with_key(event), context("VoiceCloneFunction"))
 
     upload = body_of(clone_call(json_event("/v1/audio/voice-clone/uploads", acct, {"filename": "r.wav"})))
     # Before the file arrives: S3 says 404 (ListBucket), the upload is not there yet.

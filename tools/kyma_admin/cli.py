@@ -38,6 +38,7 @@ class Target:
     stage: str = ""
     control_url: str = ""       # local stack only: flushes its authorizer cache, runs schedules
     failure_queues: list[FailureQueue] = dataclasses.field(default_factory=list)
+    rate_counters_table: str = ""   # a key's month (kyma-admin keys); a stack from before it has none
 
 
 def stack_failure_queues(out: dict[str, str]) -> list[FailureQueue]:
@@ -66,13 +67,14 @@ def resolve_target(args: argparse.Namespace) -> Target:
         params = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
         return Target(out["AccountsTableName"], out["ApiKeysTableName"], out["LedgerTableName"],
                       out["VoicesTableName"], f"stack {args.stack_name}", out.get("RestApiId", ""),
-                      params.get("Stage", ""), failure_queues=stack_failure_queues(out))
+                      params.get("Stage", ""), failure_queues=stack_failure_queues(out),
+                      rate_counters_table=out.get("RateCountersTableName", ""))
     if args.accounts_table:
         missing = [n for n in ("api_keys_table", "ledger_table", "voices_table") if not getattr(args, n)]
         if missing:
             sys.exit(f"kyma-admin: with --accounts-table also give --{missing[0].replace('_', '-')}")
         return Target(args.accounts_table, args.api_keys_table, args.ledger_table, args.voices_table,
-                      "explicit tables")
+                      "explicit tables", rate_counters_table=args.rate_counters_table or "")
     if not STATE_FILE.exists():
         sys.exit("kyma-admin: no target. Start the local stack (make run), or pass --stack-name "
                  "or --accounts-table/--api-keys-table/--ledger-table/--voices-table.")
@@ -82,7 +84,8 @@ def resolve_target(args: argparse.Namespace) -> Target:
     t = state["tables"]
     return Target(t["AccountsTable"], t["ApiKeysTable"], t["LedgerTable"], t["VoicesTable"],
                   f"local stack {state['api_url']}", control_url=state["control_url"],
-                  failure_queues=local_failure_queues(state["queues"]) if args.command == "failures" else [])
+                  failure_queues=local_failure_queues(state["queues"]) if args.command == "failures" else [],
+                  rate_counters_table=t.get("RateCountersTable", ""))
 
 
 def services(target: Target):
@@ -95,7 +98,7 @@ def services(target: Target):
 
     cfg = dataclasses.replace(Config.from_env({}), accounts_table=target.accounts_table,
                               api_keys_table=target.api_keys_table, ledger_table=target.ledger_table,
-                              voices_table=target.voices_table)
+                              voices_table=target.voices_table, rate_counters_table=target.rate_counters_table)
     ddb = boto3.client("dynamodb")
     return Accounts(ddb, cfg), Ledger(ddb, cfg), Books(ddb, cfg)
 
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kyma-admin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack-name")
-    for name in ("accounts", "api-keys", "ledger", "voices"):
+    for name in ("accounts", "api-keys", "ledger", "voices", "rate-counters"):
         parser.add_argument(f"--{name}-table")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("create-account", help="new account with a balance; prints its API key once")
@@ -149,9 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("set-limits", help="an account's own rate limit for one endpoint (also flushes the "
                                           "authorizer cache)")
     p.add_argument("account")
-    p.add_argument("endpoint", help="speech, voice-clone, voice-design, uploads, voices or account")
-    p.add_argument("--per-minute", type=int, required=True)
-    p.add_argument("--burst", type=int, required=True, help="requests per second at most")
+    p.add_argument("endpoint", help="speech, voice-clone, voice-design, uploads, voices or account; or, with "
+                                    "--concurrent, speech_stream or job (requests in flight at once)")
+    p.add_argument("--per-minute", type=int)
+    p.add_argument("--burst", type=int, help="requests per second at most")
+    p.add_argument("--concurrent", type=int, help="requests of this kind in flight at once (default 10 streamed "
+                                                   "speech, 3 jobs); over it: 429 too_many_concurrent")
+    p = sub.add_parser("keys", help="an account's keys (never the keys themselves): id, name, scopes, monthly "
+                                    "limit and spend, status")
+    p.add_argument("account")
     p = sub.add_parser("failures", help="the failure queues (reconciler runs, activation batches Lambda gave up "
                                         "on): each message; --redrive runs the work again and deletes what it covered")
     p.add_argument("--redrive", action="store_true",
@@ -162,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("revoke-key", help="revoke one key, or every key of an account")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--key", help="the API key to revoke (read from stdin if '-')")
-    group.add_argument("--account", help="revoke all keys of this account")
+    group.add_argument("--account", help="revoke all keys of this account (or, with --key-id, one of them)")
+    p.add_argument("--key-id", help="with --account: revoke this key_ (as `kyma-admin keys` lists it); the "
+                                    "operator may revoke an account's last key that can manage keys")
     args = parser.parse_args(argv)
 
     target = resolve_target(args)
@@ -175,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, target: Target, accounts, ledger, books) -> int:
+    from kyma.accounts.customer_keys import CustomerKeys
     from kyma.billing.money import micros_to_header
 
     if args.command == "create-account":
@@ -207,14 +219,28 @@ def _run(args: argparse.Namespace, target: Target, accounts, ledger, books) -> i
     elif args.command == "failures":
         return _failures(args, target)
     elif args.command == "set-limits":
-        limits = accounts.set_limits(args.account, args.endpoint, per_minute=args.per_minute, burst=args.burst)
+        if args.concurrent is not None:
+            limits = accounts.set_concurrency(args.account, args.endpoint, limit=args.concurrent)
+        elif args.per_minute is None or args.burst is None:
+            print("kyma-admin: set-limits needs --per-minute and --burst, or --concurrent", file=sys.stderr)
+            return 2
+        else:
+            limits = accounts.set_limits(args.account, args.endpoint, per_minute=args.per_minute, burst=args.burst)
         print(f"{args.account}: {json.dumps(limits, sort_keys=True)}; {flush_authorizer_cache(target)}")
+    elif args.command == "keys":
+        for shown in CustomerKeys(accounts.ddb, accounts.cfg).list_keys(args.account):
+            print(json.dumps(shown, sort_keys=True))
     elif args.command == "issue-key":
         print(f"KYMA_API_KEY={accounts.issue_key(args.account)}")
     elif args.command == "revoke-key":
         if args.key:
             key = sys.stdin.readline().strip() if args.key == "-" else args.key
             count = int(accounts.revoke_key(key))
+        elif args.key_id:
+            keys = CustomerKeys(accounts.ddb, accounts.cfg)
+            was = keys.find(args.account, args.key_id).get("status")
+            count = int(keys.revoke(args.account, args.key_id, keep_one=False)["status"] == "revoked"
+                        and was == "active")
         else:
             count = accounts.revoke_account_keys(args.account)
         print(f"revoked {count} key(s); {flush_authorizer_cache(target)}")

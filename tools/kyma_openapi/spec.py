@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kyma.billing.idempotency import HEADER as IDEMPOTENCY_HEADER
-from kyma.billing.idempotency import MAX_KEY_LENGTH
 from kyma.accounts.customer_keys import NAME_MAX
 from kyma.accounts.gate import DEFAULT_CONCURRENCY
+from kyma.billing.idempotency import HEADER as IDEMPOTENCY_HEADER
+from kyma.billing.idempotency import MAX_KEY_LENGTH
 from kyma.edge import errors
 from kyma.jobs.records import ACTIVE_STATES, TERMINAL_STATES
 from kyma.jobs.submit import JOB_FORMATS, MAX_JOB_CHARS, MAX_METADATA_CHARS, MAX_METADATA_KEYS

@@ -116,9 +116,14 @@ class CustomerKeys:
         now = time.time()
         if len(self._hashes(account_id)) >= MAX_KEYS_PER_ACCOUNT:
             raise errors.InvalidRequest(f"An account can have at most {MAX_KEYS_PER_ACCOUNT} keys; revoke one first.")
+        account = from_item(self.ddb.get_item(
+            TableName=self.cfg.accounts_table, Key=to_item({"account_id": account_id}), ConsistentRead=True,
+            ProjectionExpression="rate_limits, concurrency_limits").get("Item")) or {}
         api_key = new_api_key()
         row = key_row(api_key, account_id, now, name=fields["name"], scopes=fields["scopes"],
                       spend_limit_micros=fields.get("spend_limit_micros"), expires_at=fields.get("expires_at"))
+        # The account's own limits travel on each of its keys (kyma.accounts.store.Accounts.set_limits).
+        row.update(to_item({name: account.get(name) for name in ("rate_limits", "concurrency_limits")}))
         self.ddb.put_item(TableName=self.cfg.api_keys_table, Item=row,
                           ConditionExpression="attribute_not_exists(key_hash)")
         shown = self._shown(from_item(row) or {}, now, spent=0)

@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from kyma.accounts.gate import DEFAULT_CONCURRENCY
 from kyma.accounts.keys import ACTIVE, REVOKED, hash_key, key_row, new_api_key
 from kyma.accounts.rate_limits import DEFAULTS
 from kyma.billing.ledger import topup_put
@@ -62,8 +63,7 @@ class Accounts:
             raise errors.NotFound(f"No account {account_id}.")
         api_key = new_api_key()
         row = key_row(api_key, account_id, time.time())
-        if account.get("rate_limits"):
-            row.update(to_item({"rate_limits": account["rate_limits"]}))
+        row.update(to_item({name: account.get(name) for name in ("rate_limits", "concurrency_limits")}))
         self.ddb.put_item(TableName=self.cfg.api_keys_table, Item=row,
                           ConditionExpression="attribute_not_exists(key_hash)")
         return api_key
@@ -88,6 +88,30 @@ class Accounts:
         for key_hash in self._key_hashes(account_id):
             self.ddb.update_item(TableName=self.cfg.api_keys_table, Key=to_item({"key_hash": key_hash}),
                                  UpdateExpression="SET rate_limits = :l", ExpressionAttributeValues=values(l=encoded))
+        return limits
+
+    def set_concurrency(self, account_id: str, kind: str, *, limit: int) -> dict:
+        """Change how many requests of `kind` (kyma.accounts.gate: speech_stream, job) the account may
+        have in flight, on the account row and on every key of it (what the authorizer passes on).
+        The caller flushes the authorizer cache so it applies at once."""
+        if kind not in DEFAULT_CONCURRENCY:
+            raise errors.InvalidRequest(f"Unknown kind {kind!r}; one of {', '.join(sorted(DEFAULT_CONCURRENCY))}.")
+        if not 0 < limit <= 10_000:
+            raise errors.InvalidRequest("A concurrency limit must be from 1 to 10000.")
+        account = from_item(self.ddb.get_item(TableName=self.cfg.accounts_table,
+                                              Key=to_item({"account_id": account_id}), ConsistentRead=True).get("Item"))
+        if account is None:
+            raise errors.NotFound(f"No account {account_id}.")
+        limits = json.loads(account.get("concurrency_limits") or "{}")
+        limits[kind] = limit
+        encoded = json.dumps(limits, sort_keys=True, separators=(",", ":"))
+        self.ddb.update_item(TableName=self.cfg.accounts_table, Key=to_item({"account_id": account_id}),
+                             UpdateExpression="SET concurrency_limits = :l",
+                             ExpressionAttributeValues=values(l=encoded))
+        for key_hash in self._key_hashes(account_id):
+            self.ddb.update_item(TableName=self.cfg.api_keys_table, Key=to_item({"key_hash": key_hash}),
+                                 UpdateExpression="SET concurrency_limits = :l",
+                                 ExpressionAttributeValues=values(l=encoded))
         return limits
 
     def revoke_key(self, api_key: str) -> bool:
