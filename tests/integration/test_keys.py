@@ -378,7 +378,7 @@ def test_forty_concurrent_with_client_cuts_and_minimax_failures_mid_stream_never
     k = 7
     acct, shown, ctx = _capped_key(same_price, accounts, authorize, k * COST + COST - 1)
     if seed == 2:
-        minimax.fail_when(PATH_T2A, "stream_error", after_chunks=3, times=5)
+        minimax.fail_when(PATH_T2A, "stream_error", after_chunks=3, match='"stream": true')
     statuses = _mixed(same_price, ctx, 40, random.Random(seed), cut=True)
     assert set(statuses) <= {200, 402, 502}, statuses
     found = _settled(books, acct)
@@ -386,8 +386,10 @@ def test_forty_concurrent_with_client_cuts_and_minimax_failures_mid_stream_never
     assert len(charged) <= k                                         # never over the cap
     assert len(found) >= len(charged) and statuses.count(402) >= 40 - len(found)
     assert all(h["status"] in ("charged", "released") for h in found)
-    if seed == 2:
-        assert any(h["status"] == "released" for h in found)             # the failures did cut some
+    streams_reserved = sum(status == 200 for i, status in enumerate(statuses) if i % 3 == 2)
+    if seed == 2 and streams_reserved:
+        # Every stream MiniMax served failed mid-stream: each was released.
+        assert sum(h["status"] == "released" for h in found) >= streams_reserved
     # The month is exactly the charges (every released hold gave its amount back).
     assert month_of_key(ddb, cfg, shown["key_id"]) == len(charged) * COST == START - books.balance(acct)
     assert counter(ddb, cfg, inflight_counter_id(acct, SPEECH_STREAM), "n") == 0
