@@ -5,6 +5,7 @@ limit of N.  Every run ends with the operator's audit consistent."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -117,10 +118,8 @@ def _paid_mix(stack, key: str, n: int, rng: random.Random, *, cut: bool) -> list
                         break                                   # the client goes away mid-stream
                 response.raw.close()
             else:
-                try:
+                with contextlib.suppress(requests.exceptions.ChunkedEncodingError):   # cut by MiniMax failing
                     _ = response.content
-                except requests.exceptions.ChunkedEncodingError:
-                    pass                                        # MiniMax failed mid-stream: the body was cut
             return kind, response.status_code
 
     with ThreadPoolExecutor(n) as pool:

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from helpers import context
 
+from kyma.accounts.keys import hash_key, key_id_of
+
 EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "authorizer-request.json").read_text())
 
 
@@ -27,7 +29,9 @@ def test_a_valid_key_is_allowed_on_every_route_of_the_stage_with_the_account_in_
     new = accounts.create(5_000_000)
     answer = authorizer(event_with(f"Bearer {new.api_key}"), context())
     assert answer["principalId"] == new.account_id
-    assert answer["context"] == {"account_id": new.account_id}
+    # The key's public id and hash (what the reserve's key check names); no scopes: every scope.
+    assert answer["context"] == {"account_id": new.account_id, "key_id": key_id_of(hash_key(new.api_key)),
+                                 "key_hash": hash_key(new.api_key)}
     (statement,) = answer["policyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     # Cached per key by API Gateway, so it must cover all routes, not only the first one called.
@@ -58,8 +62,8 @@ def test_keys_are_stored_only_as_sha256_hashes(accounts, ddb, cfg):
     assert new.api_key not in dump
     import hashlib
     assert hashlib.sha256(new.api_key.encode()).hexdigest() in dump
-    # The hint shows only the prefix and 4 characters of the secret part.
-    assert items[0]["key_hint"]["S"] == new.api_key[:12] + "…"
+    # The hint shows only the prefix and the last 4 characters of the secret part.
+    assert items[0]["key_hint"]["S"] == "sk-kyma-…" + new.api_key[-4:]
 
 
 def test_the_authorizer_never_logs_the_key(authorizer, accounts, caplog):

@@ -39,10 +39,11 @@ def new_api_key() -> str:
 def key_row(api_key: str, account_id: str, now: float, *, name: str | None = None,
             scopes: tuple[str, ...] | None = None, spend_limit_micros: int | None = None,
             expires_at: int | None = None) -> dict:
-    """The stored form of a new key: its hash, never the key (a short hint: its first and last
-    four characters).  `scopes` None: every scope (the account's first key, an operator's key)."""
+    """The stored form of a new key: its hash, never the key (a short hint: the prefix and its last
+    four characters, as the contract shows it: sk-kyma-…a1b2).  `scopes` None: every scope (the
+    account's first key, an operator's key)."""
     return to_item({"key_hash": hash_key(api_key), "account_id": account_id, "status": ACTIVE,
-                    "created_at": int(now), "key_hint": api_key[:len(KEY_PREFIX) + 4] + "…" + api_key[-4:],
+                    "created_at": int(now), "key_hint": KEY_PREFIX + "…" + api_key[-4:],
                     "name": name, "scopes": set(scopes) if scopes else None,
                     "spend_limit_micros": spend_limit_micros, "expires_at": expires_at})
 
