@@ -45,6 +45,7 @@ def call_counts() -> list[dict]:
     from helpers import api_event, clone_event, context, design_event, lwa_call
     from moto import mock_aws
 
+    from kyma.accounts.keys import hash_key
     from kyma.accounts.store import Accounts
     from kyma.platform.aws import dynamodb
     from kyma.platform.config import config
@@ -93,6 +94,16 @@ def call_counts() -> list[dict]:
         def fresh_account(balance=50_000_000):
             return accounts.create(balance)
 
+        auth_template = (ROOT / "events" / "authorizer-request.json").read_text()
+
+        def with_key(event, account):
+            """The event as API Gateway passes it on after the authorizer: the key's id, hash and scopes,
+            which the reserve's key check and the key's month use (built before the measure starts)."""
+            answer = handlers["AuthorizerFunction"](
+                json.loads(auth_template.replace("{{KYMA_API_KEY}}", account.api_key)), context())
+            event["requestContext"]["authorizer"].update(answer["context"])
+            return event
+
         acct = fresh_account()
         auth_event = json.loads((ROOT / "events" / "authorizer-request.json").read_text().replace(
             "{{KYMA_API_KEY}}", acct.api_key))
@@ -106,12 +117,14 @@ def call_counts() -> list[dict]:
 
         def clone_call(account, *, idem=False, **kwargs):
             headers = {"Idempotency-Key": f"bench-{next(key_n)}"} if idem else None
-            return lambda: clone(clone_event(account.account_id, mp3, headers=headers, **kwargs), context())
+            event = with_key(clone_event(account.account_id, mp3, headers=headers, **kwargs), account)
+            return lambda: clone(event, context())
 
         measure("happy path", "voice-clone", clone_call(fresh_account()), expect=200)
         measure("happy path + Idempotency-Key", "voice-clone", clone_call(fresh_account(), idem=True), expect=200)
         idem_acct = fresh_account()
-        replay_event = clone_event(idem_acct.account_id, mp3, headers={"Idempotency-Key": "bench-replay"})
+        replay_event = with_key(clone_event(idem_acct.account_id, mp3, headers={"Idempotency-Key": "bench-replay"}),
+                                idem_acct)
         clone(replay_event, context())
         measure("replay (same Idempotency-Key)", "voice-clone", lambda: clone(replay_event, context()), expect=200)
         png_event = clone_event(fresh_account().account_id, fx.png())
@@ -128,7 +141,7 @@ def call_counts() -> list[dict]:
 
         def design_call(account, *, key=None, body=None):
             headers = {"Idempotency-Key": key} if key else None
-            event = design_event(account.account_id, body, headers=headers)
+            event = with_key(design_event(account.account_id, body, headers=headers), account)
             return lambda: design(event, context())
 
         measure("happy path", "voice-design", design_call(fresh_account()), expect=200)
@@ -154,8 +167,9 @@ def call_counts() -> list[dict]:
 
         def speech_call(account, body=None, headers=None):
             payload = body or {"input": "Hello from the benchmark.", "voice": VOICE}
-            event = api_event("POST", "/v1/audio/speech", body=json.dumps(payload), account_id=account.account_id,
-                              headers={"Content-Type": "application/json", **(headers or {})})
+            event = with_key(api_event("POST", "/v1/audio/speech", body=json.dumps(payload),
+                                       account_id=account.account_id,
+                                       headers={"Content-Type": "application/json", **(headers or {})}), account)
             return lambda: lwa_call(speech_pool, event)
 
         measure("happy path (system voice)", "speech", speech_call(fresh_account()), expect=200)
@@ -165,6 +179,14 @@ def call_counts() -> list[dict]:
             voice_owner, {"input": "Mine again.", "voice": voice_id}), expect=200)
         measure("happy path, streamed audio", "speech", speech_call(
             fresh_account(), {"input": "Streamed.", "voice": VOICE, "stream_format": "audio"}), expect=200)
+        capped = fresh_account()
+        accounts.ddb.update_item(TableName=config().api_keys_table,
+                                 Key={"key_hash": {"S": hash_key(capped.api_key)}},
+                                 UpdateExpression="SET spend_limit_micros = :l", ExpressionAttributeValues={
+                                     ":l": {"N": "1000000"}})
+        measure("happy path, streamed, a key with a monthly limit (key, month, in flight: in the reserve)",
+                "speech", speech_call(capped, {"input": "Capped.", "voice": VOICE, "stream_format": "audio"}),
+                expect=200)
         measure("happy path, streamed SSE", "speech", speech_call(
             fresh_account(), {"input": "Events.", "voice": VOICE, "stream_format": "sse"}), expect=200)
         replayed = fresh_account()
