@@ -85,7 +85,9 @@ def _authorized(account_id: str) -> Callable[[dict], str]:
     def run(answer: dict) -> str:
         statement = answer["policyDocument"]["Statement"][0]
         expect(statement["Effect"] == "Allow", f"not allowed: {short(answer)}")
-        expect(answer["context"] == {"account_id": account_id}, f"context {answer.get('context')}")
+        context = answer.get("context") or {}
+        expect(context.get("account_id") == account_id and set(context) == {"account_id", "key_id", "key_hash"},
+               f"context {context}")
         return f"{statement['Effect']} {short(answer['context'])}"
     return run
 
@@ -151,6 +153,12 @@ INVOKES: list[tuple[str, str, Callable[[dict], str]]] = [
         {"activated": 0, "expired": 0, "failed": 0, "skipped": 1, "deleted": 0, "stuck": 0, "deletes_pending": 0})),
     ("reconciler-scheduled.json", "ReconcilerFunction", _is({"released": 0, "already_closed": 0, "failed": 0,
                                                              "stuck": 0})),
+    ("keys-list.json", "KeysFunction", _proxy(200, lambda b: expect(
+        len(b["keys"]) == 1 and b["keys"][0]["status"] == "active" and "key" not in b["keys"][0], short(b)))),
+    ("keys-create.json", "KeysFunction", _proxy(201, lambda b: expect(
+        b["key"].startswith("sk-kyma-") and b["scopes"] == ["speech", "voices:read"], "no new key"))),
+    ("limits.json", "KeysFunction", _proxy(200, lambda b: expect(
+        b["concurrency"]["speech_stream"]["limit"] == 10 and "speech" in b["rate_limits"], short(b)))),
     ("audit-scheduled.json", "AuditFunction", _audit),
     # Last, so the checks above see the one cloned voice: $4.20 more off the demo account's $47.90.
     ("voice-design.json", "VoiceDesignFunction", _proxy(200, _design)),
