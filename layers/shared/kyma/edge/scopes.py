@@ -22,6 +22,7 @@ DEFAULT_SCOPES = tuple(s for s in ALL_SCOPES if s != KEYS)       # a new key giv
 # (method, resource) → the scope it needs.  A route missing here needs no scope (no authorizer).
 ROUTE_SCOPES: Mapping[tuple[str, str], str] = {
     ("POST", "/v1/audio/speech"): SPEECH,
+    ("POST", "/v1/audio/speech/with-timestamps"): SPEECH,
     ("POST", "/v1/audio/speech/jobs"): SPEECH,
     ("GET", "/v1/audio/speech/jobs/{job_id}"): SPEECH,
     ("POST", "/v1/audio/voice-clone"): VOICES_WRITE,
