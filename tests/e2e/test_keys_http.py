@@ -86,6 +86,12 @@ def test_a_key_made_by_the_first_key_used_listed_scoped_capped_drained_and_revok
     last = requests.delete(f"{api}/v1/keys/{first_id}", headers=auth(first), timeout=30)
     assert last.status_code == 409 and last.json()["error"]["code"] == "conflict"
     audit_consistent(stack)
+    # The operator may revoke it (a compromised account): kyma-admin lists and revokes by key id.
+    assert first_id in stack.admin("keys", account).stdout
+    assert "revoked 1 key(s)" in stack.admin("revoke-key", "--account", account, "--key-id", first_id).stdout
+    after = requests.post(f"{api}/v1/audio/speech", headers=auth(first), timeout=60,
+                          json={"input": TEXT, "voice": SYSTEM_VOICE})
+    assert after.status_code == 401                     # kyma-admin flushed the authorizer cache
 
 
 @pytest.fixture(scope="module")
