@@ -496,3 +496,22 @@ def test_the_audit_finds_a_counter_that_does_not_match_its_holds(accounts, autho
     assert not audit["consistent"] and audit["counters_mismatched"][0]["expected"] == COST
     report = audit_all(books, iter([first.account_id]))
     assert not report.consistent and "counter" in report.mismatched[0]["problems"][0]
+
+
+def test_a_key_revoked_while_its_request_is_reserved_lets_that_one_finish_and_reserves_no_more(
+        fns, accounts, authorize, ledger, books, ddb, cfg):
+    from kyma.accounts import gate
+    from kyma.edge import errors
+
+    first = accounts.create(START)
+    ctx = authorize(first.api_key)
+    shown, key_ctx = make_key(fns, ctx, authorize, monthly_spend_limit_usd=1)
+    in_flight = ledger.reserve(first.account_id, COST, kind="speech", request_id="r1",
+                               gate=gate.for_caller(cfg, "speech", first.account_id, key_ctx))
+    assert key_call(fns["keys"], "DELETE", shown["key_id"], ctx)["statusCode"] == 200
+    with pytest.raises(errors.AuthError):
+        ledger.reserve(first.account_id, COST, kind="speech", request_id="r2",
+                       gate=gate.for_caller(cfg, "speech", first.account_id, key_ctx))
+    ledger.settle(in_flight)                                   # reserved before the revocation: it finishes
+    assert books.hold_status(in_flight) == "charged" and month_of_key(ddb, cfg, shown["key_id"]) == COST
+    assert books.balance(first.account_id) == START - COST and books.audit(first.account_id)["consistent"]
