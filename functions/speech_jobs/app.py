@@ -6,8 +6,10 @@ from kyma.platform import init_phase
 
 init_phase.begin()  # no cyclic GC passes while INIT imports (kyma/platform/init_phase.py)
 
+from kyma.accounts import gate
 from kyma.accounts.rate_limits import RateLimiter, caller_check
 from kyma.billing.money import micros_to_json
+from kyma.edge import scopes
 from kyma.edge.http import Request, Response, api_handler, json_response, query_limit, replay_marked
 from kyma.jobs import submit as job_submit
 from kyma.jobs import views
@@ -27,6 +29,7 @@ def create_job(request: Request) -> Response:
     def work(guard: str | None) -> dict:
         record = job_submit.submit(job, account_id=request.account_id, request_id=request.request_id, svc=svc,
                                    store=svc.jobs, guard=guard, provider_name=provider().name,
+                                   gate=gate.for_caller(svc.cfg, scopes.SPEECH, request.account_id, request.authorizer),
                                    rate_limit=caller_check(svc.cfg, "speech-jobs", request.account_id,
                                                            request.authorizer))
         balance = svc.paid.balance_or_none(request.account_id)

@@ -654,3 +654,47 @@ def test_parts_take_the_shared_upstream_budget_as_batch_work_never_its_interacti
     # ...and the reserve is still there for a light interactive customer
     UpstreamBudget(boto3.client("dynamodb"), config()).take(quiet, light=True)
     assert books.balance(account) == START - 800_000 and books.audit(account)["consistent"]
+
+
+def _keyed_submit(api, ctx, body):
+    event = api_event("POST", "/v1/audio/speech/jobs", body=json.dumps(body), account_id=ctx["account_id"],
+                      headers={"Content-Type": "application/json"})
+    event["requestContext"]["authorizer"].update(ctx)
+    return api(event, context())
+
+
+def test_a_job_on_a_capped_key_counts_in_its_month_kept_when_delivered_given_back_when_failed(
+        sandbox, api, queue, accounts, books, ddb, cfg, load_handler):
+    """Issue 20's cap covers jobs: the reserve adds the job's price to the key's month (402 over the
+    cap, nothing reserved); the worker's settle keeps it, its release gives it back, in the money's
+    own transaction; the audit holds the month to the key's charges and open holds."""
+    from integration.test_keys import call, month_of_key
+
+    authorizer = load_handler("AuthorizerFunction")
+    keys = load_handler("KeysFunction")
+    demo = accounts.create(START)
+    first = authorizer({"type": "REQUEST", "headers": {"Authorization": f"Bearer {demo.api_key}"},
+                        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:api/dev/POST/v1/keys",
+                        "requestContext": {"requestId": "r"}}, context())["context"]
+    made = body_of(call(keys, "POST", "/v1/keys", first, {"name": "jobs", "scopes": ["speech"],
+                                                          "monthly_spend_limit_usd": 1.0}))
+    ctx = authorizer({"type": "REQUEST", "headers": {"Authorization": f"Bearer {made['key']}"},
+                      "methodArn": "arn:aws:execute-api:us-east-1:123456789012:api/dev/POST/v1/audio/speech/jobs",
+                      "requestContext": {"requestId": "r"}}, context())["context"]
+    account, text = demo.account_id, book(4_000)          # $0.40 a job on this key's $1.00
+    ok = _keyed_submit(api, ctx, {"input": text, "voice_id": SYSTEM_VOICE})
+    assert ok["statusCode"] == 202, body_of(ok)
+    assert month_of_key(ddb, cfg, made["key_id"]) == 400_000          # reserved: counted at once
+    queue.drain()
+    assert body_of(get(api, account, body_of(ok)["job_id"]))["status"] == "succeeded"
+    assert month_of_key(ddb, cfg, made["key_id"]) == 400_000          # charged: kept
+    sandbox.fail_when("/v1/t2a_async_v2", 1026, match="forbidden words")
+    failing = _keyed_submit(api, ctx, {"input": text + " The forbidden words are here.", "voice_id": SYSTEM_VOICE})
+    assert failing["statusCode"] == 202
+    assert month_of_key(ddb, cfg, made["key_id"]) == 400_000 + 403_000          # 4,030 characters held
+    queue.drain()
+    assert body_of(get(api, account, body_of(failing)["job_id"]))["status"] == "failed"
+    assert month_of_key(ddb, cfg, made["key_id"]) == 400_000          # released: given back with the money
+    over = _keyed_submit(api, ctx, {"input": book(7_000), "voice_id": SYSTEM_VOICE})    # $0.70 > the $0.60 left
+    assert error_of(over).code == "key_spend_limit_exceeded" and month_of_key(ddb, cfg, made["key_id"]) == 400_000
+    assert books.balance(account) == START - 400_000 and books.audit(account)["consistent"]

@@ -14,9 +14,9 @@ from kyma.accounts.gate import DEFAULT_CONCURRENCY
 from kyma.billing.idempotency import HEADER as IDEMPOTENCY_HEADER
 from kyma.billing.idempotency import MAX_KEY_LENGTH
 from kyma.edge import errors
+from kyma.edge.scopes import ALL_SCOPES, DEFAULT_SCOPES
 from kyma.jobs.records import ACTIVE_STATES, TERMINAL_STATES
 from kyma.jobs.submit import JOB_FORMATS, MAX_JOB_CHARS, MAX_METADATA_CHARS, MAX_METADATA_KEYS
-from kyma.edge.scopes import ALL_SCOPES, DEFAULT_SCOPES
 from kyma.speech.request import (
     ALIASES,
     CAPTION_FORMATS,

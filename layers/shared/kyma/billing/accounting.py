@@ -37,6 +37,15 @@ class Books:
             raise errors.AuthError("Unknown account.")
         return int(item["balance_micros"])
 
+    def hold_undo(self, account_id: str, entry_id: str) -> tuple[Undo, ...]:
+        """What closing this hold must move back (its stored `undo`), for work that closes a hold it
+        did not reserve in the same process (a speech job's worker)."""
+        item = from_item(self.ddb.get_item(
+            TableName=self.cfg.ledger_table, Key=to_item({"account_id": account_id, "entry_id": entry_id}),
+            ProjectionExpression="#undo", ExpressionAttributeNames={"#undo": "undo"},
+            ConsistentRead=True).get("Item"))
+        return undo_of(item or {})
+
     def hold_status(self, hold: Hold) -> str | None:
         item = from_item(self.ddb.get_item(
             TableName=self.cfg.ledger_table, ConsistentRead=True,

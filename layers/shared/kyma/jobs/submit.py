@@ -24,7 +24,7 @@ from kyma.billing.money import micros_to_json
 from kyma.edge import errors
 from kyma.jobs import records, slots
 from kyma.jobs.store import START, input_key
-from kyma.platform.dynamo import Check
+from kyma.platform.dynamo import Check, ReserveGate
 from kyma.platform.observability import logger
 from kyma.speech import request as speech_request
 from kyma.speech.request import SKUS, SpeechInput, price_micros
@@ -32,6 +32,7 @@ from kyma.voices import records as voices
 from kyma.voices.records import VOICE_ID_PATTERN, is_cloned_voice_id
 
 if TYPE_CHECKING:
+    from kyma.billing.accounting import Books
     from kyma.jobs.store import Jobs
     from kyma.services import Services
 
@@ -76,7 +77,7 @@ def fingerprint(job: JobInput) -> str:
 
 
 def submit(job: JobInput, *, account_id: str, request_id: str, svc: Services, store: Jobs,
-           guard: str | None, rate_limit: Check | None, provider_name: str) -> dict:
+           guard: str | None, rate_limit: Check | None, provider_name: str, gate: ReserveGate | None = None) -> dict:
     """Reserve the whole price with the job row; send its first message; the 202's body."""
     cfg = svc.cfg
     inp = job.speech
@@ -112,7 +113,8 @@ def submit(job: JobInput, *, account_id: str, request_id: str, svc: Services, st
                                reference={"model": inp.sku, "chars": inp.chars, "voice_id": inp.voice_id,
                                           "job_id": job_id},
                                conditions=conditions, guard=guard, rate_limit=rate_limit,
-                               expires_in=cfg.job_deadline_seconds + JOB_HOLD_GRACE_SECONDS, entry_id=entry_id)
+                               expires_in=cfg.job_deadline_seconds + JOB_HOLD_GRACE_SECONDS, entry_id=entry_id,
+                               gate=gate)
             break
         except voices.UsableInOtherState as state:
             activating = state.status == voices.ACTIVATING
@@ -130,10 +132,12 @@ def submit(job: JobInput, *, account_id: str, request_id: str, svc: Services, st
             "created_at": _iso(int(now))}
 
 
-def hold_of(job: dict) -> Hold:
-    """The job's hold, as the settle and release need it."""
+def hold_of(job: dict, books: Books) -> Hold:
+    """The job's hold, as the settle and release need it, with the counters its reserve moved (the
+    key's month: kyma.accounts.gate), so closing it moves them back in the same transaction."""
     return Hold(job["account_id"], job["hold_entry_id"], int(job["amount_micros"]), guard=job.get("guard"),
-                kind=records.KIND, model=str(job["sku"]), characters=int(job["characters"]))
+                kind=records.KIND, model=str(job["sku"]), characters=int(job["characters"]),
+                undo=books.hold_undo(job["account_id"], job["hold_entry_id"]))
 
 
 def _iso(epoch: int) -> str:

@@ -266,7 +266,7 @@ class Worker:
         size, seconds = self._join_into(key, parts, fmt)
         duration_ms = round(seconds * 1000)
         caption_keys = self._captions(job, parts)
-        hold = hold_of(job)
+        hold = hold_of(job, self.svc.books)
         now = int(time.time())
         items = [records.terminal_update(self.cfg, job["job_id"], records.SUCCEEDED, now=now, fields={
                      "output_key": key, "output_bytes": size, "duration_ms": duration_ms, **caption_keys}),
@@ -397,7 +397,7 @@ class Worker:
         items = [records.terminal_update(self.cfg, job["job_id"], status, now=now, fields=fields),
                  slots.active_leave_item(self.cfg, job["account_id"], job["job_id"])]
         reason = error.code if error is not None else "canceled"
-        released = self.svc.ledger.release(hold_of(job), reason=reason, items=items)
+        released = self.svc.ledger.release(hold_of(job, self.svc.books), reason=reason, items=items)
         # Closed already: settled (then the job is succeeded: the same transaction) or released by
         # someone else (a cancel or fail made the job terminal with it; the reconciler, which knows no
         # jobs, did not): a job still active is failed now.  No read of the hold is needed.
