@@ -30,12 +30,37 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from kyma_local.sandbox.transport import Handler, is_loopback, send_raw
+from kyma_local.sandbox.voices import VoiceRegistry
+from kyma_local.sandbox.wire import RecordedCall
 
-if TYPE_CHECKING:
-    from kyma_local.sandbox.server import MiniMaxSandbox
+
+class Controlled(Protocol):
+    """The sandbox methods the control endpoint mirrors (`MiniMaxSandbox`, which imports this module)."""
+
+    registry: VoiceRegistry
+    first_chunk_ms: float
+    chunk_ms: float
+    chunk_interval_ms: float
+
+    @property
+    def calls(self) -> Sequence[RecordedCall]: ...
+    @property
+    def base_url(self) -> str: ...
+    def fail_next(self, path: str, mode: str, /, *, code: int = ..., msg: str | None = ..., status: int = ...,
+                  seconds: float = ..., after_chunks: int = ..., times: int = ...) -> None: ...
+    def fail_when(self, path: str, code: int | str, /, *, match: Callable[[RecordedCall], bool] | str | None = ...,
+                  times: int | None = ..., msg: str | None = ..., status: int = ..., seconds: float = ...,
+                  after_chunks: int = ...) -> object: ...
+    def clear_failures(self) -> None: ...
+    def set_delay(self, path: str, seconds: float, /) -> None: ...
+    def audio_size(self, size: int | None, /) -> None: ...
+    def register_voice(self, voice_id: str, /) -> None: ...
+    def advance_clock(self, seconds: float, /) -> None: ...
+    def reset(self, *, voices: bool = ...) -> None: ...
 
 
 class SandboxControl:
@@ -93,7 +118,7 @@ class SandboxControl:
         return self._call("GET", "async")
 
 
-def answer(sandbox: MiniMaxSandbox, h: Handler, action: str, body: bytes) -> None:
+def answer(sandbox: Controlled, h: Handler, action: str, body: bytes) -> None:
     """Serve one control request (``/__sandbox/<action>``): loopback clients only."""
     if not is_loopback(h.client_address[0]):
         send_raw(h, None, 403, b'{"error": "loopback only"}', "application/json", "")
@@ -109,7 +134,7 @@ def answer(sandbox: MiniMaxSandbox, h: Handler, action: str, body: bytes) -> Non
     send_raw(h, None, 200, json.dumps(result).encode(), "application/json", "")
 
 
-def _act(sandbox: MiniMaxSandbox, method: str, action: str, args: dict) -> Any:
+def _act(sandbox: Controlled, method: str, action: str, args: dict) -> Any:
     if method == "GET" and action == "calls":
         return [c.summary() for c in sandbox.calls]
     if method == "GET" and action == "voices":

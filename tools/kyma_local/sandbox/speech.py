@@ -14,19 +14,31 @@ segment in a stream.
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from kyma_local.sandbox import audio as sandbox_audio
 from kyma_local.sandbox import subtitles
-from kyma_local.sandbox.endpoints import extra_info
+from kyma_local.sandbox.endpoints import Account, extra_info
 from kyma_local.sandbox.failures import Failure, stream_failure
 from kyma_local.sandbox.transport import Handler, drop, end_chunked, send_json, write_event
 from kyma_local.sandbox.validation import Synthesis, validate_t2a
 from kyma_local.sandbox.wire import RecordedCall, Reject, base_resp
 
-if TYPE_CHECKING:
-    from kyma_local.sandbox.server import MiniMaxSandbox
+
+class Speaker(Protocol):
+    """What a synthesis reads of its sandbox (`MiniMaxSandbox`, which imports this module)."""
+
+    account: Account
+    first_chunk_ms: float
+    chunk_ms: float
+    chunk_interval_ms: float
+    always_aggregate: bool
+    stopping: threading.Event
+
+    def subtitle_file(self, trace_id: str, found: list[dict] | None, /) -> str: ...
+
 
 DEFAULT_FIRST_CHUNK_MS = 300
 DEFAULT_CHUNK_MS = 160
@@ -35,7 +47,7 @@ STREAM_FAILURES = ("stream_error", "stream_drop")
 SUBTITLE_FAILURES = ("subtitle_missing", "subtitle_broken")
 
 
-def t2a(sandbox: MiniMaxSandbox, h: Handler, call: RecordedCall, body: Any, failure: Failure | None) -> None:
+def t2a(sandbox: Speaker, h: Handler, call: RecordedCall, body: Any, failure: Failure | None) -> None:
     synthesis = validate_t2a(body)
     sandbox.account.use_voice(synthesis.voice_id)
     if failure is not None and failure.mode in SUBTITLE_FAILURES:
@@ -72,7 +84,7 @@ def t2a(sandbox: MiniMaxSandbox, h: Handler, call: RecordedCall, body: Any, fail
     })
 
 
-def _stream(sandbox: MiniMaxSandbox, h: Handler, call: RecordedCall, synthesis: Synthesis,
+def _stream(sandbox: Speaker, h: Handler, call: RecordedCall, synthesis: Synthesis,
             rendered: sandbox_audio.Rendered, info: dict, failure: Failure | None,
             found: list[dict] | None = None) -> None:
     if h.lose_answer:

@@ -19,15 +19,18 @@ import socket
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from requests.structures import CaseInsensitiveDict
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
 from kyma_local.sandbox.wire import PATH_T2A, PATH_UPLOAD, PATHS, RecordedCall
 
-if TYPE_CHECKING:
-    from kyma_local.sandbox.server import MiniMaxSandbox
+
+class Routes(Protocol):
+    """What the server hands each request to (`MiniMaxSandbox`, which imports this module)."""
+
+    def handle(self, h: Handler) -> None: ...
 
 MAX_BODY = 64 * 1024 * 1024     # what the sandbox reads at all
 
@@ -35,9 +38,9 @@ MAX_BODY = 64 * 1024 * 1024     # what the sandbox reads at all
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    sandbox: MiniMaxSandbox
+    sandbox: Routes
 
-    def __init__(self, address: tuple[str, int], sandbox: MiniMaxSandbox) -> None:
+    def __init__(self, address: tuple[str, int], sandbox: Routes) -> None:
         super().__init__(address, Handler)
         self.sandbox = sandbox
         self._lock = threading.Lock()

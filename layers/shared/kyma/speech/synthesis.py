@@ -46,8 +46,31 @@ from kyma.voices import records as voices
 from kyma.voices.records import VOICE_ID_PATTERN, is_cloned_voice_id
 
 if TYPE_CHECKING:
+    from kyma.billing.ledger import Ledger
+    from kyma.billing.paid_call import PaidCalls
+    from kyma.platform.config import Config
     from kyma.providers.minimax import MiniMaxClient
-    from kyma.services import Services
+    from kyma.speech.audio_store import AudioStore
+    from kyma.voices.lifecycle import Lifecycle
+    from kyma.voices.store import Voices
+
+
+class Services(Protocol):
+    """The services a synthesis uses, as `kyma.services.Services` (the composition root above
+    this wing) holds them: typed here so that no import, not even a type hint's, points up."""
+
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def ledger(self) -> Ledger: ...
+    @property
+    def paid(self) -> PaidCalls: ...
+    @property
+    def audio(self) -> AudioStore: ...
+    @property
+    def voices(self) -> Voices: ...
+    @property
+    def lifecycle(self) -> Lifecycle: ...
 
 # A streamed request's upstream must end this long before the request's deadline (or a tenth of
 # the time it has, if less): the S3 copy for a replay, the settle and the end of the response come
