@@ -62,7 +62,12 @@ def test_the_largest_accepted_amount_renders_exactly():
 @pytest.mark.parametrize("micros", [2**53, 2**53 + 1, 10**20, 10**20 + 5])
 def test_rendering_never_raises_even_beyond_what_the_service_accepts(micros):
     # A response after a charge must never fail; beyond 2**53 whole dollars stay exact.
-    assert micros_to_json(micros) is not None
+    rendered = micros_to_json(micros)
+    if micros % 1_000_000 == 0:
+        assert type(rendered) is int and rendered * 1_000_000 == micros      # whole dollars, exact
+    else:
+        assert type(rendered) is float                      # the nearest float: within 1 ulp
+        assert abs(Decimal(repr(rendered)) * 1_000_000 - micros) <= Decimal(micros) * Decimal(2) ** -52
     assert micros_to_header(micros).replace(".", "").lstrip("0").startswith(str(micros)[:10])
 
 
