@@ -510,3 +510,46 @@ def test_null_aliases_count_as_absent(handler, accounts, minimax, body):
     acct = accounts.create(START).account_id
     response = speak(handler, acct, body)
     assert response["statusCode"] == 200 and response["headers"]["X-Kyma-Model"] == "minimax-speech-2.8-hd"
+
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3"])   # wav: one whole answer upstream; mp3: a stream, buffered
+def test_a_whole_file_that_comes_after_the_deadline_is_502_free_and_released(configure, minimax, load_handler,
+                                                                            accounts, books, monkeypatch, fmt):
+    # MiniMax's answer is complete only after the request's deadline (a provider that does not keep
+    # to it): nobody can receive it any more (API Gateway has answered), so nothing is charged and
+    # the paid call releases the hold itself.
+    import time
+
+    from kyma.providers.minimax import MiniMaxClient
+    from kyma.providers.minimax.stream import SpeechStream
+
+    configure(STREAM_IDLE_TIMEOUT_SECONDS=4)      # a whole file's deadline: 4 s less the 2 s margin
+    handler = load_handler("SpeechFunction")
+    acct = accounts.create(START).account_id
+    late_by: list[float] = []
+
+    def past(deadline: float) -> None:
+        time.sleep(max(0.0, deadline - time.monotonic()) + 0.2)
+        late_by.append(time.monotonic() - deadline)
+
+    synthesize, chunks = MiniMaxClient.synthesize, SpeechStream.__iter__
+
+    def slow_answer(self, request, *, deadline):
+        result = synthesize(self, request, deadline=deadline)
+        past(deadline)
+        return result
+
+    def slow_stream(self):
+        yield from chunks(self)
+        past(self._deadline)
+
+    monkeypatch.setattr(MiniMaxClient, "synthesize", slow_answer)
+    monkeypatch.setattr(SpeechStream, "__iter__", slow_stream)
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "response_format": fmt}))
+    assert (error.status, error.code) == (502, "provider_error") and "nothing was charged" in error.message
+    assert len(late_by) == 1 and late_by[0] > 0          # the audio did come, after the deadline
+    assert len(minimax.calls_to("/v1/t2a_v2")) == 1       # and was not asked for again
+    holds = [e for e in books.entries(acct) if e["type"] == "hold"]
+    assert [(h["status"], h.get("release_reason")) for h in holds] == [("released", "deadline")]
+    assert_free(books, minimax, acct)
