@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers import raising
 
 from kyma.billing.ledger import CHARGED, OPEN, RELEASED, HoldNotOpen
 from kyma.edge import errors
@@ -188,3 +189,61 @@ def test_the_reconciler_reports_release_failures_and_money_still_locked(accounts
     result = reconciler({}, context("ReconcilerFunction"))
     assert (result["released"], result["failed"], result["stuck"]) == (0, 1, 1)
     assert metrics_seen["ReleaseFailures"] == 1 and metrics_seen["OpenHoldsPastWindow"] == 1
+
+
+# ── the paid-call protocol around a settle that fails ─────────────────────
+def _settle_error():
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "TransactWriteItems")
+
+
+def _counting_releases(monkeypatch, ledger) -> list[bool]:
+    results: list[bool] = []
+    release = type(ledger).release
+
+    def counted(self, hold, *, reason):
+        results.append(release(self, hold, reason=reason))
+        return results[-1]
+
+    monkeypatch.setattr(type(ledger), "release", counted)
+    return results
+
+
+def test_a_failed_settle_is_released_once_and_costs_nothing(accounts, books, ledger, monkeypatch):
+    from kyma.billing.paid_call import PaidCalls
+
+    acct = accounts.create(10_000_000).account_id
+    hold = ledger.reserve(acct, PRICE, kind="speech", request_id="r1")
+    releases = _counting_releases(monkeypatch, ledger)
+    monkeypatch.setattr(type(ledger), "settle", raising(_settle_error()))
+    with pytest.raises(errors.InternalError, match=r"^settle failed$"):
+        PaidCalls(ledger, books).complete(hold, lambda: "audio",
+                                          settle_failed=lambda: errors.InternalError("settle failed"))
+    assert releases == [True]                       # one release, and it was this one that applied
+    assert books.balance(acct) == 10_000_000 and books.hold_status(hold) == RELEASED
+    assert [e.get("release_reason") for e in books.entries(acct) if e["type"] == "hold"] == ["settle_failed"]
+    assert books.audit(acct)["consistent"]
+
+
+def test_a_settle_that_applied_but_lost_its_answer_stays_charged(accounts, books, ledger, monkeypatch):
+    # The paid call tries to release a settle whose outcome it does not know; the ledger's release
+    # applies only to an open hold, so a charge that did apply is kept (and the request succeeds).
+    from kyma.billing.paid_call import PaidCalls
+
+    acct = accounts.create(10_000_000).account_id
+    hold = ledger.reserve(acct, PRICE, kind="speech", request_id="r1")
+    releases = _counting_releases(monkeypatch, ledger)
+    settle = type(ledger).settle
+
+    def applied_then_lost(self, hold, items=()):
+        settle(self, hold, items=items)
+        raise _settle_error()
+
+    monkeypatch.setattr(type(ledger), "settle", applied_then_lost)
+    assert PaidCalls(ledger, books).complete(hold, lambda: "audio",
+                                             settle_failed=lambda: errors.InternalError("settle failed")) == "audio"
+    assert releases == [False]                      # tried once, refused: the hold was no longer open
+    assert books.balance(acct) == 10_000_000 - PRICE and books.hold_status(hold) == CHARGED
+    audit = books.audit(acct)
+    assert audit["consistent"] and audit["charged"] == PRICE and audit["released"] == 0
