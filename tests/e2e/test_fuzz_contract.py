@@ -46,6 +46,9 @@ def test_the_fuzzer_finds_no_5xx_no_contract_violation_and_the_books_balance(sta
     assert result.returncode == 0 and not outcome["failures"] and not outcome["errors"], \
         summary + "\n" + result.stdout[-6000:]
     assert outcome["operations"]["tested"] == outcome["operations"]["total"]
+    # A run that generated nothing (an empty contract, a filter that matched no operation) proves nothing.
+    assert outcome["operations"]["total"] > 0, summary
+    assert outcome["test_cases"]["generated"] >= outcome["operations"]["total"], summary
     # Whatever it bought, refused or broke off, the books still balance for every account
     audit = stack.admin("audit", check=False)
     assert audit.returncode == 0 and "consistent" in audit.stdout, audit.stdout
