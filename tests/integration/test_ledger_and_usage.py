@@ -151,3 +151,19 @@ def test_a_charge_whose_request_spans_midnight_is_on_the_same_day_in_usage_and_l
     assert charge["created_at"].startswith(day_before)
     usage = body_of(get(fns, acct, "/v1/usage", f"start={day_before}&end={day_after}"))["usage"]
     assert [(r["date"], r["requests"], r["characters"]) for r in usage] == [(day_before, 1, 29)]
+
+
+def test_reads_of_everything_follow_every_page(accounts, ledger, ddb, cfg):
+    # kyma.platform.dynamo.rows / pages: botocore's paginator follows LastEvaluatedKey to the end.
+    from kyma.platform.dynamo import pages, rows, values
+
+    acct = accounts.create(50_000_000).account_id
+    for n in range(11):
+        ledger.top_up(acct, 1_000 + n, note=f"n{n}")
+    query = {"TableName": cfg.ledger_table, "KeyConditionExpression": "account_id = :a",
+             "ExpressionAttributeValues": values(a=acct), "Limit": 4}
+    assert [len(page["Items"]) for page in pages(ddb, "query", **query)][:3] == [4, 4, 4]
+    notes = sorted(r["note"] for r in rows(ddb, "query", **query) if r.get("note", "").startswith("n"))
+    assert notes == sorted(f"n{n}" for n in range(11))
+    everything = list(rows(ddb, "query", **query))          # this account is the table's only one
+    assert len(list(rows(ddb, "scan", TableName=cfg.ledger_table, Limit=3))) == len(everything) == 12

@@ -19,7 +19,7 @@ from kyma.accounts.rate_limits import DEFAULTS
 from kyma.billing.ledger import topup_put
 from kyma.edge import errors
 from kyma.platform.config import Config
-from kyma.platform.dynamo import from_item, to_item, values
+from kyma.platform.dynamo import from_item, rows, to_item, values
 
 API_KEYS_BY_ACCOUNT_INDEX = "ByAccount"
 
@@ -121,16 +121,9 @@ class Accounts:
         return sum(self._revoke_hash(key_hash) for key_hash in self._key_hashes(account_id))
 
     def _key_hashes(self, account_id: str) -> list[str]:
-        kwargs: dict[str, Any] = {"TableName": self.cfg.api_keys_table, "IndexName": API_KEYS_BY_ACCOUNT_INDEX,
-                                  "KeyConditionExpression": "account_id = :a",
-                                  "ExpressionAttributeValues": values(a=account_id)}
-        hashes: list[str] = []
-        while True:
-            page = self.ddb.query(**kwargs)
-            hashes += [item["key_hash"]["S"] for item in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                return hashes
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [row["key_hash"] for row in rows(
+            self.ddb, "query", TableName=self.cfg.api_keys_table, IndexName=API_KEYS_BY_ACCOUNT_INDEX,
+            KeyConditionExpression="account_id = :a", ExpressionAttributeValues=values(a=account_id))]
 
     def _revoke_hash(self, key_hash: str) -> bool:
         try:

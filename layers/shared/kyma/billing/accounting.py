@@ -19,7 +19,7 @@ from kyma.billing.money import micros_to_json
 from kyma.billing.usage import ENDPOINT_OF_KIND
 from kyma.edge import errors
 from kyma.platform.config import Config
-from kyma.platform.dynamo import Undo, from_item, to_item, values
+from kyma.platform.dynamo import Undo, from_item, rows, to_item, values
 
 OPEN_HOLDS_INDEX = "OpenHolds"
 
@@ -113,16 +113,7 @@ class Books:
                 "next_cursor": _cursor_of(last["entry_id"]["S"]) if last else None}
 
     def _query(self, kwargs: dict[str, Any]) -> Iterator[dict]:
-        kwargs = {"TableName": self.cfg.ledger_table, **kwargs}
-        while True:
-            page = self.ddb.query(**kwargs)
-            for item in page.get("Items", []):
-                entry = from_item(item)
-                if entry is not None:
-                    yield entry
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return rows(self.ddb, "query", TableName=self.cfg.ledger_table, **kwargs)
 
 
 def undo_of(entry: dict) -> tuple[Undo, ...]:

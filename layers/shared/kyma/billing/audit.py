@@ -15,6 +15,7 @@ from typing import Any
 
 from kyma.billing.accounting import Books
 from kyma.billing.ledger import OPEN
+from kyma.platform.dynamo import rows
 
 # The reconciler runs every 5 minutes: a hold still open 15 minutes after it expired is stuck.
 GRACE_SECONDS = 15 * 60
@@ -33,14 +34,8 @@ class Report:
 
 
 def account_ids(client: Any, accounts_table: str) -> Iterator[str]:
-    kwargs: dict[str, Any] = {"TableName": accounts_table, "ProjectionExpression": "account_id"}
-    while True:
-        page = client.scan(**kwargs)
-        for item in page.get("Items", []):
-            yield item["account_id"]["S"]
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    for row in rows(client, "scan", TableName=accounts_table, ProjectionExpression="account_id"):
+        yield row["account_id"]
 
 
 def audit_all(books: Books, ids: Iterator[str], now: float | None = None) -> Report:

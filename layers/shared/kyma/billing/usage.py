@@ -16,7 +16,7 @@ from typing import Any
 from kyma.billing.money import micros_to_json
 from kyma.edge import errors
 from kyma.platform.config import Config
-from kyma.platform.dynamo import from_item, to_item, values
+from kyma.platform.dynamo import rows, to_item, values
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ENDPOINT_OF_KIND = {"voice_clone": "voice-clone", "voice_design": "voice-design", "speech": "speech",
@@ -83,13 +83,7 @@ class Usage:
             "TableName": self.cfg.usage_table, "ScanIndexForward": False,
             "KeyConditionExpression": "account_id = :a AND usage_key BETWEEN :start AND :end",
             "ExpressionAttributeValues": values(a=account_id, start=start, end=end + "~")}
-        rows: list[dict] = []
-        while True:
-            page = self.ddb.query(**kwargs)
-            rows += [r for r in map(from_item, page.get("Items", [])) if r is not None]
-            if "LastEvaluatedKey" not in page:
-                return [view(r) for r in rows]
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [view(r) for r in rows(self.ddb, "query", **kwargs)]
 
 
 def view(row: dict) -> dict:

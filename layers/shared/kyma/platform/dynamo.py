@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -42,6 +42,21 @@ def from_item(item: Mapping[str, Any] | None) -> dict | None:
             plain = int(plain)
         out[key] = plain
     return out
+
+
+def pages(client: Any, operation: str, **kwargs: Any) -> Iterator[dict]:
+    """Every page of a ``query`` or ``scan`` (the low-level client's paginator follows
+    LastEvaluatedKey): for reads that want everything; a customer's page keeps its own cursor."""
+    return iter(client.get_paginator(operation).paginate(**kwargs))
+
+
+def rows(client: Any, operation: str, **kwargs: Any) -> Iterator[dict]:
+    """Every item of a ``query`` or ``scan``, as plain dicts (`from_item`), page after page."""
+    for page in pages(client, operation, **kwargs):
+        for item in page.get("Items", []):
+            row = from_item(item)
+            if row is not None:
+                yield row
 
 
 def values(**kwargs: Any) -> dict:

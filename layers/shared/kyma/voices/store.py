@@ -8,7 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kyma.platform.config import Config
-from kyma.platform.dynamo import from_item, to_item, values
+from kyma.platform.dynamo import from_item, pages, to_item, values
 from kyma.voices.records import (
     ACTIVATING_INDEX,
     BY_OWNER_INDEX,
@@ -81,13 +81,7 @@ class Voices:
             "TableName": self.cfg.voices_table, "IndexName": ACTIVATING_INDEX, "Select": "COUNT",
             "KeyConditionExpression": "activating = :one AND created_at < :before",
             "ExpressionAttributeValues": values(one="1", before=before)}
-        total = 0
-        while True:
-            page = self.ddb.query(**kwargs)
-            total += int(page.get("Count", 0))
-            if "LastEvaluatedKey" not in page:
-                return total
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sum(int(page.get("Count", 0)) for page in pages(self.ddb, "query", **kwargs))
 
     def mark_active(self, voice_id: str, now: int) -> bool:
         """An activation synthesis succeeded.  False if the voice is no longer activating or active."""
