@@ -6,9 +6,9 @@ parameter values, with the intrinsics that only depend on parameters resolved.
     cfn.of_type("AWS::ApiGateway::Stage")       # {logical id: resource}
     cfn.resolve(props["StageName"])             # "prod"
 
-`resolve` evaluates Ref to a parameter or pseudo parameter, Fn::If on the template's
-Conditions, Fn::Sub / Fn::Join over parameters, Fn::Equals/Not/And/Or, and drops
-AWS::NoValue.  A Ref or Fn::GetAtt to a resource stays as it is, unless `arn` is given: then
+`resolve` is the local stack's resolver (kyma_local.template.Intrinsics: Ref to a parameter or
+pseudo parameter, Fn::If on the template's Conditions, Fn::Sub / Fn::Join, Fn::Equals/Not/And/Or,
+AWS::NoValue dropped).  A Ref or Fn::GetAtt to a resource stays as it is, unless `arn` is given: then
 Ref / GetAtt .Arn of a DynamoDB table, S3 bucket or SQS queue become the ARN of the local name
 the tests use (kyma_local.template.Template.physical_name).
 """
@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from collections.abc import Callable
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 import boto3
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-from kyma_local.template import Template
+from kyma_local.template import KEEP, Intrinsics, Template
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"    # moto's default account: the ARNs of the resources the tests create
 STACK_NAME = "kyma-test"
-NO_VALUE = object()
 logging.getLogger("samtranslator").setLevel(logging.ERROR)   # its usage metrics are never published here
 
 
@@ -54,74 +52,26 @@ class Cfn:
         return self.resources[logical_id].get("Properties", {})
 
     def condition(self, name: str) -> bool:
-        return bool(self.resolve(self.doc.get("Conditions", {})[name]))
+        return self._plain.condition(name)
 
-    # ── intrinsics ──
+    # ── intrinsics: kyma_local.template.Intrinsics, resource references kept or given local ARNs ──
     def resolve(self, value: Any, *, arn: bool = False) -> Any:
-        out = self._resolve(value, arn)
-        return None if out is NO_VALUE else out
+        return (self._arns if arn else self._plain).resolve(value)
 
-    def _resolve(self, value: Any, arn: bool) -> Any:
-        if isinstance(value, list):
-            items = [self._resolve(v, arn) for v in value]
-            return [v for v in items if v is not NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            (key, arg), = value.items()
-            if key == "Ref":
-                if arg == "AWS::NoValue":
-                    return NO_VALUE
-                if arg in self.parameters:
-                    return self.parameters[arg]
-                return self.arn_of(arg) if arn else value
-            if key == "Fn::GetAtt":
-                logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
-                if arn and attr == "Arn":
-                    return self.arn_of(logical)
-                if arn and attr == "QueueName":
-                    return self.local.physical_name(logical)
-                return value
-            if key == "Fn::If":
-                name, yes, no = arg
-                return self._resolve(yes if self.condition(name) else no, arn)
-            if key == "Fn::Equals":
-                a, b = (self._resolve(x, arn) for x in arg)
-                return str(a) == str(b)
-            if key == "Fn::Not":
-                return not self._resolve(arg[0], arn)
-            if key == "Fn::And":
-                return all(self._resolve(x, arn) for x in arg)
-            if key == "Fn::Or":
-                return any(self._resolve(x, arn) for x in arg)
-            if key == "Condition":
-                return self.condition(arg)
-            if key == "Fn::Join":
-                sep, parts = arg
-                resolved = [self._resolve(p, arn) for p in parts]
-                if all(isinstance(p, str) for p in resolved):
-                    return sep.join(resolved)
-                return {key: [sep, resolved]}
-            if key == "Fn::Sub":
-                return self._sub(arg, arn)
-        resolved = {k: self._resolve(v, arn) for k, v in value.items()}
-        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+    @cached_property
+    def _plain(self) -> Intrinsics:
+        return Intrinsics(self.doc.get("Conditions", {}), self.parameters, mappings=self.doc.get("Mappings", {}),
+                          ref=lambda logical: KEEP, getatt=lambda logical, attr: KEEP)
 
-    def _sub(self, arg: Any, arn: bool) -> Any:
-        text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+    @cached_property
+    def _arns(self) -> Intrinsics:
+        def getatt(logical: str, attr: str) -> Any:
+            if attr == "Arn":
+                return self.arn_of(logical)
+            return self.local.physical_name(logical) if attr == "QueueName" else KEEP
 
-        def one(m: re.Match) -> str:
-            name = m.group(1)
-            if name in extra:
-                got = self._resolve(extra[name], arn)
-            elif "." in name:
-                got = self._resolve({"Fn::GetAtt": name.split(".", 1)}, arn)
-            else:
-                got = self._resolve({"Ref": name}, arn)
-            return got if isinstance(got, str) else m.group(0)
-
-        out = re.sub(r"\$\{([^}!]+)\}", one, text)
-        return out if "${" not in re.sub(r"\$\{!", "", out) else {"Fn::Sub": out if not extra else [out, extra]}
+        return Intrinsics(self.doc.get("Conditions", {}), self.parameters, mappings=self.doc.get("Mappings", {}),
+                          ref=self.arn_of, getatt=getatt)
 
     def arn_of(self, logical_id: str) -> str:
         """The ARN of a table, bucket or queue under the name the local stack and tests give it."""

@@ -2,13 +2,16 @@
 routes, environment and gateway behaviour.
 
 CloudFormation short-form tags (!Ref, !Sub, !GetAtt, !If, ...) load as their
-long-form dicts; `Template.resolve` evaluates the few intrinsics the local
-stack needs, with local names for resources.
+long-form dicts; `Intrinsics` evaluates the few intrinsics the template uses, and
+`Template.resolve` runs it with local names for resources.  tests/sam_template.py
+runs the same `Intrinsics` over the template as aws-sam-translator turns it into
+CloudFormation, leaving resource references as they are (or giving them local ARNs).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 
 
-_NO_VALUE = object()     # what `!Ref AWS::NoValue` resolves to before its key is dropped
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -47,6 +49,101 @@ def _construct(tag: str):
 for _tag in ("Ref", "Sub", "GetAtt", "If", "Equals", "Not", "And", "Or", "Join", "Select",
              "Split", "FindInMap", "ImportValue", "Condition", "Base64", "GetAZs"):
     _CfnLoader.add_constructor(f"!{_tag}", _construct(_tag))
+
+
+KEEP = object()       # what a resource lookup returns to leave its Ref / Fn::GetAtt as it is
+NO_VALUE = object()   # AWS::NoValue: the property or list item is left out
+
+
+class Intrinsics:
+    """Ref to a parameter or pseudo parameter, Fn::If on the template's Conditions, Fn::Sub /
+    Fn::Join, Fn::FindInMap, Fn::Split, Fn::Equals/Not/And/Or and Condition, and AWS::NoValue
+    dropped.  A Ref to a resource is `ref(logical id)`, an Fn::GetAtt is `getatt(logical id,
+    attribute)`: each returns the value, or KEEP to leave the reference (and whatever joins or
+    substitutes it) unresolved."""
+
+    def __init__(self, conditions: Mapping[str, Any], parameters: Mapping[str, str],
+                 ref: Callable[[str], Any], getatt: Callable[[str, str], Any],
+                 mappings: Mapping[str, Any] | None = None) -> None:
+        self.conditions = conditions
+        self.parameters = parameters
+        self.mappings = mappings or {}
+        self.ref = ref
+        self.getatt = getatt
+
+    def resolve(self, value: Any) -> Any:
+        out = self._resolve(value)
+        return None if out is NO_VALUE else out
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.conditions[name]))
+
+    def _resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v for v in map(self._resolve, value) if v is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                if arg == "AWS::NoValue":
+                    return NO_VALUE
+                found = self.parameters[arg] if arg in self.parameters else self.ref(arg)
+                return value if found is KEEP else found
+            if key == "Fn::GetAtt":
+                logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                found = self.getatt(logical, attr)
+                return value if found is KEEP else found
+            if key == "Fn::If":
+                name, yes, no = arg
+                return self._resolve(yes if self.condition(name) else no)
+            if key == "Fn::Equals":
+                a, b = (self._resolve(x) for x in arg)
+                return str(a) == str(b)
+            if key == "Fn::Not":
+                return not self._resolve(arg[0])
+            if key == "Fn::And":
+                return all(self._resolve(x) for x in arg)
+            if key == "Fn::Or":
+                return any(self._resolve(x) for x in arg)
+            if key == "Condition":
+                return self.condition(arg)
+            if key == "Fn::Join":
+                sep, parts = arg
+                joined = [self._resolve(p) for p in parts]
+                if all(isinstance(p, str) for p in joined):
+                    return sep.join(joined)
+                return {key: [sep, joined]}
+            if key == "Fn::Sub":
+                return self._sub(arg)
+            if key == "Fn::FindInMap":
+                keys = [self._resolve(a) for a in arg]
+                if all(isinstance(k, str) for k in keys):
+                    table, first, second = keys
+                    return self.mappings[table][first][second]
+                return {key: keys}
+            if key == "Fn::Split":
+                sep, text = arg
+                split = self._resolve(text)
+                return split.split(sep) if isinstance(split, str) else {key: [sep, split]}
+        resolved = {k: self._resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+
+    def _sub(self, arg: Any) -> Any:
+        text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+
+        def one(m: re.Match) -> str:
+            name = m.group(1)
+            if name in extra:
+                got = self._resolve(extra[name])
+            elif "." in name:
+                got = self._resolve({"Fn::GetAtt": name.split(".", 1)})
+            else:
+                got = self._resolve({"Ref": name})
+            return got if isinstance(got, str) else m.group(0)
+
+        out = re.sub(r"\$\{([^}!]+)\}", one, text)
+        return out if "${" not in re.sub(r"\$\{!", "", out) else {"Fn::Sub": out if not extra else [out, extra]}
 
 
 @dataclass(frozen=True)
@@ -124,68 +221,26 @@ class Template:
                 "AWS::AccountId": "123456789012", "AWS::StackName": self.name_prefix,
                 "AWS::URLSuffix": "amazonaws.com", "AWS::Partition": "aws"}
 
-    # ── intrinsics ──
-    def resolve(self, value: Any) -> Any:
-        """The value with intrinsics evaluated; `!Ref AWS::NoValue` leaves its key or item out."""
-        out = self._resolve(value)
-        return None if out is _NO_VALUE else out
+    # ── intrinsics, with local names for resources ──
+    @cached_property
+    def intrinsics(self) -> Intrinsics:
+        def ref(logical: str) -> str:
+            if self.resources.get(logical, {}).get("Type") == "AWS::SQS::Queue":   # a queue's Ref is its URL
+                return f"https://sqs.us-east-1.amazonaws.com/123456789012/{self.physical_name(logical)}"
+            return self.physical_name(logical)
 
-    def _resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [v for v in map(self._resolve, value) if v is not _NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            (key, arg), = value.items()
-            if key == "Ref":
-                if arg == "AWS::NoValue":
-                    return _NO_VALUE
-                if self.resources.get(arg, {}).get("Type") == "AWS::SQS::Queue":   # a queue's Ref is its URL
-                    return f"https://sqs.us-east-1.amazonaws.com/123456789012/{self.physical_name(arg)}"
-                return self.parameters[arg] if arg in self.parameters else self.physical_name(arg)
-            if key == "Fn::GetAtt":
-                logical, attr = arg
-                name = self.physical_name(logical)
-                return f"arn:aws:local:::{name}" if attr == "Arn" else name
-            if key == "Fn::Sub":
-                text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
-                return re.sub(r"\$\{([^}]+)\}", lambda m: str(
-                    extra.get(m.group(1)) if m.group(1) in extra else self.resolve(
-                        {"Fn::GetAtt": m.group(1).split(".", 1)} if "." in m.group(1)
-                        else {"Ref": m.group(1)})), text)
-            if key == "Fn::If":
-                cond, yes, no = arg
-                return self._resolve(yes if self.condition(cond) else no)
-            if key == "Fn::FindInMap":
-                table, first, second = (str(self.resolve(a)) for a in arg)
-                return self.doc["Mappings"][table][first][second]
-            if key == "Fn::Join":
-                sep, parts = arg
-                return sep.join(str(self.resolve(p)) for p in parts)
-            if key == "Fn::Split":
-                sep, text = arg
-                return str(self.resolve(text)).split(sep)
-        resolved = {k: self._resolve(v) for k, v in value.items()}
-        return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
+        def getatt(logical: str, attr: str) -> str:
+            name = self.physical_name(logical)
+            return f"arn:aws:local:::{name}" if attr == "Arn" else name
+
+        return Intrinsics(self.doc.get("Conditions", {}), self.parameters, ref=ref, getatt=getatt,
+                          mappings=self.doc.get("Mappings", {}))
+
+    def resolve(self, value: Any) -> Any:
+        return self.intrinsics.resolve(value)
 
     def condition(self, name: str) -> bool:
-        return bool(self._eval_condition(self.doc.get("Conditions", {})[name]))
-
-    def _eval_condition(self, expr: Any) -> Any:
-        if isinstance(expr, dict) and len(expr) == 1:
-            (key, arg), = expr.items()
-            if key == "Fn::Equals":
-                a, b = (self._eval_condition(x) for x in arg)
-                return str(a) == str(b)
-            if key == "Fn::Not":
-                return not self._eval_condition(arg[0])
-            if key == "Fn::And":
-                return all(self._eval_condition(x) for x in arg)
-            if key == "Fn::Or":
-                return any(self._eval_condition(x) for x in arg)
-            if key == "Condition":
-                return self.condition(arg)
-        return self.resolve(expr)
+        return self.intrinsics.condition(name)
 
     # ── the pieces the local stack needs ──
     @cached_property
