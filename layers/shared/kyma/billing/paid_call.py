@@ -35,6 +35,7 @@ from kyma.billing.ledger import CHARGED, Hold, HoldNotOpen, Ledger
 from kyma.edge import errors
 
 T = TypeVar("T")
+# A child of the Powertools logger "kyma" (kyma.platform.observability): its JSON, its level.
 log = logging.getLogger("kyma.billing.paid_call")
 # After a request's deadline its handler has SAFETY_MARGIN_SECONDS (kyma.edge.http) to release or
 # settle before Lambda stops it; this covers that margin and clock skew between Lambda hosts.

@@ -22,6 +22,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 # A request that fails validation emits no metric; that is normal, not worth a warning per call.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
+# Named after POWERTOOLS_SERVICE_NAME, "kyma" in template.yaml: the layer's stdlib loggers
+# (kyma.providers.minimax, kyma.billing.paid_call) are its children and so come out as its JSON
+# (tests/unit/test_logging.py fails if the service name and their names part).
 logger = Logger(log_uncaught_exceptions=True)
 metrics = Metrics()
 

@@ -40,6 +40,7 @@ from kyma.providers.minimax.codes import (
     timeout,
 )
 
+# A child of the Powertools logger "kyma" (kyma.platform.observability): its JSON, its level.
 logger = logging.getLogger("kyma.providers.minimax")
 
 # Below this much time before the deadline a call (or a retry) is not started at all.
