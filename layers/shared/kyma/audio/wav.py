@@ -4,6 +4,11 @@ PCM and IEEE float (also inside WAVE_FORMAT_EXTENSIBLE) are read; the
 duration is whole sample frames in the data chunk / sample rate.  Other codecs
 (ADPCM, MP3-in-WAV...), a damaged ``fmt `` chunk or a data chunk that declares
 more bytes than the file has raise `AudioUnreadable`.
+
+Hand-written rather than mutagen's WAVE reader (mutagen reads the other formats here): for a
+1-second 16 kHz PCM file, mutagen also says 1.0 s with its data cut in half and with its codec
+changed to ADPCM; a clip of the wrong codec or cut short must be refused before it is charged and
+sent upstream.  The stdlib `wave` module refuses IEEE float files, which are valid here.
 """
 
 from __future__ import annotations

@@ -83,7 +83,12 @@ def is_transaction_conflict(exc: ClientError) -> bool:
 
 def retry_on_conflict(call: Callable[[], T], *, attempts: int = 8) -> T:
     """Run a transaction, retrying with jittered backoff while another transaction
-    holds one of its items (DynamoDB's TransactionConflict).  Everything else raises."""
+    holds one of its items (DynamoDB's TransactionConflict).  Everything else raises.
+
+    Hand-written because botocore does not do it: its retry modes (standard, adaptive and the
+    legacy _retry.json) retry throttling, 5xx and TransactionInProgressException, but a
+    TransactionCanceledException whose reasons say TransactionConflict is a plain 400 to them;
+    only the reasons, read here, tell a conflict (worth a retry) from a failed condition (final)."""
     for attempt in range(attempts):
         try:
             return call()

@@ -1,8 +1,8 @@
 """A speech request: the JSON body read, validated and priced, before anything is charged.
 
 Contract: shared/reference/speech.md and speech-streaming.md (OpenAI `audio.speech`
-request shape on MiniMax voices).  Validation is JSON Schema (fastjsonschema, the engine
-under Powertools `validate`, compiled once), each failure mapped to the contract's error
+request shape on MiniMax voices).  Validation is JSON Schema, compiled once per process with
+fastjsonschema (`_validator`), each failure mapped to the contract's error
 code.  Characters billed = code points of `input` (fewer than 10,000, MiniMax's own
 limit); the price per 1,000 characters comes from configuration, rounded up to the
 micro-dollar.

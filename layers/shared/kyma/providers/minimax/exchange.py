@@ -119,7 +119,12 @@ class Exchange:
         """Run `attempt(key)` until it succeeds, fails for good, or the deadline is near.
 
         With `duplicate_means_done`, a retry answered 2039 (duplicate id) means an earlier
-        attempt did register the id and only its answer was lost: success (None)."""
+        attempt did register the id and only its answer was lost: success (None).
+
+        A loop of our own rather than urllib3's `Retry` or tenacity: whether to retry is decided
+        by MiniMax's code inside a 200 answer's ``base_resp`` (which `Retry` never sees), a retry
+        must not start unless it fits before the caller's deadline (MIN_TIME_LEFT), the key is
+        looked up again per attempt, and 2039 on a retry is a success; what is left is this loop."""
         tries = 0
         while True:
             tries += 1

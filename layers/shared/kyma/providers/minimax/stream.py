@@ -276,6 +276,11 @@ def sse_line(line: bytes, pending: list[bytes]) -> dict | None:
     MiniMax sends one JSON object per ``data:`` line; a blank line ends an event
     (Server-Sent Events).  Both are honoured: a ``data:`` line that completes a JSON
     object is an event at once, and data split over several lines is joined.
+
+    Not an SSE library (sseclient-py, httpx-sse): by the specification consecutive ``data:``
+    lines form ONE event, joined with newlines, which would merge two of MiniMax's JSON
+    objects into one unparseable event; and an event must be acted on as soon as its line
+    arrives, not when a blank line follows.
     """
     if line.startswith(b"data:"):
         value = line[5:]
