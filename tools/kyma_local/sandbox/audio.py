@@ -2,9 +2,9 @@
 
 What it sounds like: a soft two-tone hum (two sine waves; their pitches are
 derived from the request, so different text sounds different), as long as the
-text is: 300 ms lead-in plus 60 ms per character.  MP3 via lameenc (a
-development dependency: the sandbox only runs locally and in tests), WAV and
-raw PCM as 16-bit little-endian, FLAC as a valid uncompressed stream.
+text is: 300 ms lead-in plus 60 ms per character.  MP3 and FLAC via PyAV
+(FFmpeg's libmp3lame and flac; a development dependency: the sandbox only runs
+locally and in tests), WAV and raw PCM as 16-bit little-endian.
 
 Streaming (`chunks`): the whole answer is rendered first, then cut at
 boundaries a decoder can start from -- whole MP3 frames, whole FLAC frames,
@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import array
 import functools
-import hashlib
 import io
 import itertools
 import math
-import struct
 import sys
 import wave
 from dataclasses import dataclass
+from typing import Any
 
 LEAD_IN_MS = 300
 MS_PER_CHAR = 60
@@ -93,173 +92,73 @@ def _wav(pcm: bytes, rate: int, channels: int) -> bytes:
     return out.getvalue()
 
 
-# --- MP3 -------------------------------------------------------------------
+# --- MP3 and FLAC, encoded by PyAV (FFmpeg's libmp3lame and flac) -------------
+
+def _frame(pcm: bytes, rate: int, channels: int, fmt: str) -> Any:
+    import av  # a development dependency, as the sandbox is: imported on first use
+
+    layout = "stereo" if channels == 2 else "mono"
+    samples = len(pcm) // (2 * channels)
+    frame = av.AudioFrame(format=fmt, layout=layout, samples=samples)
+    frame.sample_rate = rate
+    if fmt.endswith("p") and channels == 2:            # planar: one plane per channel
+        interleaved = array.array("h", pcm)
+        frame.planes[0].update(interleaved[0::2].tobytes())
+        frame.planes[1].update(interleaved[1::2].tobytes())
+    else:
+        frame.planes[0].update(pcm)
+    return frame
+
 
 @functools.lru_cache(maxsize=32)
-def _mp3_clip(seed: int, rate: int, channels: int, bitrate: int) -> bytes:
-    pcm = _clip_pcm(seed, rate, channels)
-    try:
-        import lameenc  # optional (dev dependency)
+def _mp3_clip(seed: int, rate: int, channels: int, bitrate: int) -> tuple[bytes, tuple[int, ...], int]:
+    """The 0.5 s clip as raw MP3 frames (no tag frame), the offsets of its frames and the samples
+    per frame.  FFmpeg's encoder hands out one frame per packet, so the packets are the frames."""
+    import av
 
-        enc = lameenc.Encoder()
-        enc.set_bit_rate(bitrate // 1000)
-        enc.set_in_sample_rate(rate)
-        enc.set_channels(channels)
-        enc.set_quality(7)
-        data = bytes(enc.encode(pcm)) + bytes(enc.flush())
-        if data:
-            return data
-    except Exception:  # noqa: S110 -- no encoder: fall back to silent frames below
-        pass
-    # Fallback: MPEG-1 Layer III frame headers (128 kbit/s, 44.1 kHz) with
-    # empty payloads -- starts like an MP3, decodes as silence.
-    frame = b"\xff\xfb\x90\x64" + bytes(413)
-    return frame * max(1, int(_CLIP_SECONDS * 44100 / 1152))
+    pcm = _clip_pcm(seed, rate, channels)
+    codec = av.CodecContext.create("libmp3lame", "w")
+    codec.sample_rate, codec.layout, codec.format = rate, "stereo" if channels == 2 else "mono", "s16p"
+    codec.bit_rate = bitrate
+    packets = [bytes(p) for p in [*codec.encode(_frame(pcm, rate, channels, "s16p")), *codec.encode(None)]]
+    starts = tuple(itertools.accumulate((len(p) for p in packets[:-1]), initial=0))
+    return b"".join(packets), starts, codec.frame_size
 
 
 _ID3 = b"ID3\x04\x00\x00\x00\x00\x00\x00"   # empty ID3v2.4 tag, as MiniMax's MP3s start
 
-# MPEG audio frame header tables (Layer III).
-_MP3_BITRATES = {  # kbit/s by (MPEG-1?, index)
-    True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-
-
-def _mp3_frame(data: bytes, pos: int) -> tuple[int, int] | None:
-    """(length in bytes, samples) of the Layer III frame at `pos`, or None."""
-    if pos + 4 > len(data) or data[pos] != 0xFF or data[pos + 1] & 0xE0 != 0xE0:
-        return None
-    version = (data[pos + 1] >> 3) & 0x3          # 3 = MPEG-1, 2 = MPEG-2, 0 = MPEG-2.5
-    layer = (data[pos + 1] >> 1) & 0x3            # 1 = Layer III
-    bitrate_index = data[pos + 2] >> 4
-    rate_index = (data[pos + 2] >> 2) & 0x3
-    padding = (data[pos + 2] >> 1) & 0x1
-    if version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
-        return None
-    mpeg1 = version == 3
-    bitrate = _MP3_BITRATES[mpeg1][bitrate_index] * 1000
-    rate = _MP3_RATES[version][rate_index]
-    samples = 1152 if mpeg1 else 576
-    return samples // 8 * bitrate // rate + padding, samples
-
-
-@functools.lru_cache(maxsize=32)
-def _mp3_frame_starts(clip: bytes) -> tuple[tuple[int, ...], int]:
-    """Offsets of the frames in `clip` and the samples per frame."""
-    starts, pos, samples = [], 0, 1152
-    while pos < len(clip):
-        frame = _mp3_frame(clip, pos)
-        if frame is None:
-            break
-        starts.append(pos)
-        pos += frame[0]
-        samples = frame[1]
-    return tuple(starts), samples
-
 
 def _mp3(seed: int, rate: int, channels: int, bitrate: int, duration_ms: int,
          min_size: int | None) -> Rendered:
-    clip = _mp3_clip(seed, rate, channels, bitrate)
+    clip, starts, samples = _mp3_clip(seed, rate, channels, bitrate)
     clip_ms = int(_CLIP_SECONDS * 1000)
     reps = max(1, math.ceil(duration_ms / clip_ms))
     if min_size is not None:
         reps = max(1, math.ceil((min_size - len(_ID3)) / len(clip)))
-    starts, samples = _mp3_frame_starts(clip)
     unit_starts = tuple(len(_ID3) + r * len(clip) + s for r in range(reps) for s in starts)
-    frame_rate = rate if starts else 44100         # the fallback frames are 44.1 kHz
     return Rendered(_ID3 + clip * reps, reps * clip_ms, "mp3", rate, channels, unit_starts,
-                    samples * 1000 / frame_rate)
-
-
-# --- FLAC (verbatim subframes, fixed 100 ms frames) ------------------------
-
-def _crc_table(poly: int, width: int) -> list[int]:
-    top, mask = 1 << (width - 1), (1 << width) - 1
-    table = []
-    for byte in range(256):
-        crc = byte << (width - 8)
-        for _ in range(8):
-            crc = ((crc << 1) ^ poly) & mask if crc & top else (crc << 1) & mask
-        table.append(crc)
-    return table
-
-
-_CRC8 = _crc_table(0x07, 8)
-_CRC16 = _crc_table(0x8005, 16)
-
-
-def _crc8(data: bytes | bytearray) -> int:
-    crc = 0
-    for b in data:
-        crc = _CRC8[crc ^ b]
-    return crc
-
-
-def _crc16(data: bytes | bytearray) -> int:
-    crc, table = 0, _CRC16
-    for b in data:
-        crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ b]
-    return crc
-
-
-def _utf8_number(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    nbytes = 7
-    for count, limit in ((2, 0x800), (3, 0x10000), (4, 0x200000), (5, 0x4000000),
-                         (6, 0x80000000)):
-        if n < limit:
-            nbytes = count
-            break
-    tail = []
-    for _ in range(nbytes - 1):
-        tail.append(0x80 | (n & 0x3F))
-        n >>= 6
-    return bytes([((0xFF00 >> nbytes) & 0xFF) | n] + tail[::-1])
-
-
-_FLAC_RATE_CODES = {8000: 0b0100, 16000: 0b0101, 22050: 0b0110, 24000: 0b0111,
-                    32000: 0b1000, 44100: 0b1001}
+                    samples * 1000 / rate)
 
 
 def _flac(pcm: bytes, rate: int, channels: int) -> tuple[bytes, tuple[int, ...]]:
-    """A FLAC stream of `pcm` and the byte offsets of its frames."""
-    frame_bytes = 2 * channels
-    total_samples = len(pcm) // frame_bytes
-    block = int(rate * _FLAC_FRAME_SECONDS)
-    samples = array.array("h")
-    samples.frombytes(pcm[:total_samples * frame_bytes])
-    if sys.byteorder == "big":
-        samples.byteswap()
-    streaminfo = (struct.pack(">HH", block, block) + bytes(6)
-                  + ((rate << 44) | ((channels - 1) << 41) | (15 << 36) | total_samples)
-                  .to_bytes(8, "big")
-                  + hashlib.md5(pcm[:total_samples * frame_bytes]).digest())  # noqa: S324 -- FLAC's checksum
-    out = bytearray(b"fLaC")
-    out += bytes([0x80]) + len(streaminfo).to_bytes(3, "big") + streaminfo  # last block
-    starts = []
-    for number, start in enumerate(range(0, total_samples, block)):
-        starts.append(len(out))
-        size = min(block, total_samples - start)
-        header = bytearray(b"\xff\xf8")
-        header.append((0b0111 << 4) | _FLAC_RATE_CODES[rate])
-        header.append(((channels - 1) << 4) | (0b100 << 1))
-        header += _utf8_number(number)
-        header += struct.pack(">H", size - 1)
-        header.append(_crc8(header))
-        frame = bytearray(header)
-        chunk = samples[start * channels:(start + size) * channels]
-        for ch in range(channels):
-            channel = array.array("h", chunk[ch::channels])
-            if sys.byteorder == "little":
-                channel.byteswap()
-            frame.append(0x02)                  # VERBATIM subframe, no wasted bits
-            frame += channel.tobytes()          # 16-bit big-endian samples
-        frame += struct.pack(">H", _crc16(frame))
-        out += frame
-    return bytes(out), tuple(starts)
+    """A FLAC stream of `pcm` (frames of `_FLAC_FRAME_SECONDS`) and the byte offsets of its frames:
+    the muxer writes STREAMINFO (its totals and MD5 once the last frame is in) before the frames."""
+    import av
+
+    out = io.BytesIO()
+    sizes = []
+    with av.open(out, "w", format="flac", options={"metadata_header_padding": "0"}) as container:
+        stream = container.add_stream("flac", rate=rate,
+                                      options={"frame_size": str(int(rate * _FLAC_FRAME_SECONDS))})
+        stream.codec_context.layout = "stereo" if channels == 2 else "mono"
+        stream.codec_context.format = "s16"
+        for packet in [*stream.encode(_frame(pcm, rate, channels, "s16")), *stream.encode(None)]:
+            if packet.size:         # the encoder's last packet is empty: new STREAMINFO only
+                sizes.append(packet.size)
+            container.mux(packet)
+    audio = out.getvalue()
+    header = len(audio) - sum(sizes)
+    return audio, tuple(itertools.accumulate(sizes[:-1], initial=header))
 
 
 # --- one answer --------------------------------------------------------------
@@ -285,10 +184,12 @@ def render(fmt: str, rate: int, channels: int, bitrate: int, seed: int, duration
         audio = _wav(pcm, rate, channels) if fmt == "wav" else pcm
         rendered = Rendered(audio, duration_ms, fmt, rate, channels)
     elif fmt == "flac":
-        if size is not None:
-            duration_ms = max(duration_ms, math.ceil(size / (rate * frame_bytes) * 1000) + 500)
         pcm = _pcm(seed, rate, channels, rate * duration_ms // 1000 * frame_bytes)
         audio, starts = _flac(pcm, rate, channels)
+        while size is not None and len(audio) < size:     # compressed: longer, by the ratio seen
+            duration_ms = math.ceil(duration_ms * size / max(1, len(audio)) * 1.05) + 100
+            pcm = _pcm(seed, rate, channels, rate * duration_ms // 1000 * frame_bytes)
+            audio, starts = _flac(pcm, rate, channels)
         rendered = Rendered(audio, duration_ms, fmt, rate, channels, starts, _FLAC_FRAME_SECONDS * 1000)
     else:
         raise ValueError(fmt)
