@@ -19,6 +19,18 @@ from typing import Any
 from kyma_local.sandbox import catalog
 from kyma_local.sandbox.wire import Reject
 
+
+def invalid(detail: str) -> Reject:
+    """MiniMax's answer to a malformed request: 2013, "invalid params, <detail>"."""
+    return Reject(2013, f"invalid params, {detail}")
+
+
+def json_object(body: Any) -> dict:
+    """The request body, if it is a JSON object (2013 if not)."""
+    if not isinstance(body, dict):
+        raise invalid("body is not a JSON object")
+    return body
+
 MODELS = frozenset({
     "speech-2.8-hd", "speech-2.8-turbo", "speech-2.6-hd", "speech-2.6-turbo",
     "speech-02-hd", "speech-02-turbo", "speech-01-hd", "speech-01-turbo",
@@ -75,37 +87,36 @@ class Synthesis:
 def validate_upload(parts: dict | None) -> dict:
     """The uploaded file (filename, content_type, content) of a ``purpose=voice_clone`` form."""
     if parts is None:
-        raise Reject(2013, "invalid params, expected multipart/form-data")
+        raise invalid("expected multipart/form-data")
     if parts["fields"].get("purpose") != "voice_clone":
-        raise Reject(2013, "invalid params, purpose must be voice_clone")
+        raise invalid("purpose must be voice_clone")
     upload = parts["file"]
     if upload is None or not upload["content"]:
-        raise Reject(2013, "invalid params, file is empty")
+        raise invalid("file is empty")
     if len(upload["content"]) > MAX_UPLOAD:
-        raise Reject(2013, "invalid params, file too large")
+        raise invalid("file too large")
     return upload
 
 
 def validate_clone(body: Any) -> tuple[int, str]:
     """(file_id, voice_id) of a voice_clone request."""
-    if not isinstance(body, dict):
-        raise Reject(2013, "invalid params, body is not a JSON object")
+    body = json_object(body)
     file_id = body.get("file_id")
     voice_id = body.get("voice_id")
     if not isinstance(file_id, int) or isinstance(file_id, bool):
-        raise Reject(2013, "invalid params, file_id must be an integer")
+        raise invalid("file_id must be an integer")
     if not isinstance(voice_id, str) or not _VOICE_ID.fullmatch(voice_id):
-        raise Reject(2013, "invalid params, voice_id: 8-256 characters, starting with a "
+        raise invalid("voice_id: 8-256 characters, starting with a "
                            "letter, letters/digits/-/_ only, not ending with - or _")
     for flag in ("need_noise_reduction", "need_volume_normalization"):
         if flag in body and not isinstance(body[flag], bool):
-            raise Reject(2013, f"invalid params, {flag} must be a boolean")
+            raise invalid(f"{flag} must be a boolean")
     if body.get("text") is not None:        # the preview: rendered upstream, never counts as use
         text = body["text"]
         if not isinstance(text, str) or len(text) > MAX_CLONE_PREVIEW_TEXT:
-            raise Reject(2013, f"invalid params, text: at most {MAX_CLONE_PREVIEW_TEXT} characters")
+            raise invalid(f"text: at most {MAX_CLONE_PREVIEW_TEXT} characters")
         if body.get("model") not in MODELS:
-            raise Reject(2013, "invalid params, model is required with text")
+            raise invalid("model is required with text")
     return file_id, voice_id
 
 
@@ -119,20 +130,19 @@ class Design:
 
 
 def validate_design(body: Any) -> Design:
-    if not isinstance(body, dict):
-        raise Reject(2013, "invalid params, body is not a JSON object")
+    body = json_object(body)
     prompt, preview_text, voice_id = body.get("prompt"), body.get("preview_text"), body.get("voice_id")
     if not isinstance(prompt, str) or not prompt.strip():
-        raise Reject(2013, "invalid params, prompt is required")
+        raise invalid("prompt is required")
     if not isinstance(preview_text, str) or not preview_text.strip():
-        raise Reject(2013, "invalid params, preview_text is required")
+        raise invalid("preview_text is required")
     if len(preview_text) > MAX_DESIGN_PREVIEW_TEXT:
-        raise Reject(2013, f"invalid params, preview_text: at most {MAX_DESIGN_PREVIEW_TEXT} characters")
+        raise invalid(f"preview_text: at most {MAX_DESIGN_PREVIEW_TEXT} characters")
     if voice_id is not None and (not isinstance(voice_id, str) or not _VOICE_ID.fullmatch(voice_id)):
-        raise Reject(2013, "invalid params, voice_id: 8-256 characters, starting with a "
+        raise invalid("voice_id: 8-256 characters, starting with a "
                            "letter, letters/digits/-/_ only, not ending with - or _")
     if "aigc_watermark" in body and not isinstance(body["aigc_watermark"], bool):
-        raise Reject(2013, "invalid params, aigc_watermark must be a boolean")
+        raise invalid("aigc_watermark must be a boolean")
     return Design(prompt, preview_text, voice_id)
 
 
@@ -140,70 +150,68 @@ def validate_get_voice(body: Any) -> str:
     """The ``voice_type`` of a get_voice request."""
     voice_type = body.get("voice_type") if isinstance(body, dict) else None
     if voice_type not in ("system", "voice_cloning", "voice_generation", "all"):
-        raise Reject(2013, "invalid params, voice_type: system, voice_cloning, voice_generation or all")
+        raise invalid("voice_type: system, voice_cloning, voice_generation or all")
     return voice_type
 
 
 def validate_delete_voice(body: Any) -> tuple[str, str]:
     """(voice_type, voice_id) of a delete_voice request (never a system voice's)."""
-    if not isinstance(body, dict):
-        raise Reject(2013, "invalid params, body is not a JSON object")
+    body = json_object(body)
     voice_type, voice_id = body.get("voice_type"), body.get("voice_id")
     if voice_type not in ("voice_cloning", "voice_generation"):
-        raise Reject(2013, "invalid params, voice_type must be voice_cloning or voice_generation")
+        raise invalid("voice_type must be voice_cloning or voice_generation")
     if not isinstance(voice_id, str) or not voice_id:
-        raise Reject(2013, "invalid params, voice_id is required")
+        raise invalid("voice_id is required")
     if catalog.is_system_voice(voice_id):
-        raise Reject(2013, "invalid params, system voices cannot be deleted")
+        raise invalid("system voices cannot be deleted")
     return voice_type, voice_id
 
 
 def validate_t2a(body: Any) -> Synthesis:
-    if not isinstance(body, dict):
-        raise Reject(2013, "invalid params, body is not a JSON object")
+    body = json_object(body)
     model, text = body.get("model"), body.get("text")
     if model not in MODELS:
-        raise Reject(2013, f"invalid params, model {model!r} is not supported")
+        raise invalid(f"model {model!r} is not supported")
     if not isinstance(text, str) or not text.strip():
-        raise Reject(2013, "invalid params, text is empty")
+        raise invalid("text is empty")
     if len(text) >= MAX_TEXT:
-        raise Reject(2013, f"invalid params, text must be shorter than {MAX_TEXT} characters")
+        raise invalid(f"text must be shorter than {MAX_TEXT} characters")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise Reject(2013, "invalid params, stream must be a boolean")
+        raise invalid("stream must be a boolean")
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
-        raise Reject(2013, "invalid params, stream_options must be an object")
+        raise invalid("stream_options must be an object")
     if not stream and body.get("output_format", "hex") != "hex":
-        raise Reject(2013, "invalid params, the sandbox only answers output_format hex")
+        raise invalid("the sandbox only answers output_format hex")
     voice = body.get("voice_setting")
     if not isinstance(voice, dict) or not isinstance(voice.get("voice_id"), str) or not voice["voice_id"]:
-        raise Reject(2013, "invalid params, voice_setting.voice_id is required")
+        raise invalid("voice_setting.voice_id is required")
     _check_number(voice, "speed", 0.5, 2.0)
     _check_number(voice, "vol", 0.0, 10.0, low_open=True)
     _check_number(voice, "pitch", -12, 12, integer=True)
     if "emotion" in voice and voice["emotion"] not in emotions_for(model):
-        raise Reject(2013, f"invalid params, emotion {voice['emotion']!r} is not supported by {model}")
+        raise invalid(f"emotion {voice['emotion']!r} is not supported by {model}")
     boost = body.get("language_boost")
     if boost is not None and boost not in LANGUAGE_BOOSTS:
-        raise Reject(2013, f"invalid params, language_boost {boost!r}")
+        raise invalid(f"language_boost {boost!r}")
     setting = body.get("audio_setting") or {}
     if not isinstance(setting, dict):
-        raise Reject(2013, "invalid params, audio_setting must be an object")
+        raise invalid("audio_setting must be an object")
     fmt = setting.get("format", "mp3")
     rate = setting.get("sample_rate", 32000)
     bitrate = setting.get("bitrate", 128000)
     channels = setting.get("channel", 1)
     if fmt not in FORMATS:
-        raise Reject(2013, f"invalid params, audio_setting.format {fmt!r}")
+        raise invalid(f"audio_setting.format {fmt!r}")
     if stream and fmt not in STREAM_FORMATS:
-        raise Reject(2013, f"invalid params, format {fmt} does not support streaming")
+        raise invalid(f"format {fmt} does not support streaming")
     if rate not in SAMPLE_RATES or isinstance(rate, bool):
-        raise Reject(2013, f"invalid params, audio_setting.sample_rate {rate!r}")
+        raise invalid(f"audio_setting.sample_rate {rate!r}")
     if bitrate not in BITRATES or isinstance(bitrate, bool):
-        raise Reject(2013, f"invalid params, audio_setting.bitrate {bitrate!r}")
+        raise invalid(f"audio_setting.bitrate {bitrate!r}")
     if channels not in (1, 2) or isinstance(channels, bool):
-        raise Reject(2013, f"invalid params, audio_setting.channel {channels!r}")
+        raise invalid(f"audio_setting.channel {channels!r}")
     ratio = invisible_ratio(text)
     if ratio > MAX_INVISIBLE_RATIO:
         raise Reject(1042)
@@ -261,4 +269,4 @@ def _check_number(obj: dict, name: str, low: float, high: float, *, integer: boo
     if ok:
         ok = (low < value if low_open else low <= value) and value <= high
     if not ok:
-        raise Reject(2013, f"invalid params, voice_setting.{name} {value!r}")
+        raise invalid(f"voice_setting.{name} {value!r}")
