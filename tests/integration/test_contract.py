@@ -64,3 +64,26 @@ def test_the_readme_error_tables_explain_exactly_the_vocabulary():
     codes = {code for _, cell in rows for code in re.findall(r"`([a-z_]+)`", cell)}
     assert codes and codes <= errors.codes(), codes - errors.codes()
     assert errors.codes() <= codes, f"codes a client can get that no README table explains: {errors.codes() - codes}"
+
+
+def test_the_published_speech_request_states_every_rule_the_api_checks():
+    # kyma.speech.request.SCHEMA is what the API compiles and runs; the document must say the same
+    # (e.g. the voice id's control-character rule), field by field and alias by alias.
+    from kyma.speech.request import SCHEMA
+
+    published = DOCUMENT["components"]["schemas"]["SpeechRequest"]["properties"]
+
+    def rule(field: str) -> dict:
+        (schema, null) = published[field]["anyOf"]
+        assert null == {"type": "null"}
+        return schema
+
+    def without_prose(schema: dict) -> dict:
+        return {k: v for k, v in schema.items() if k not in ("description", "default")}
+
+    aliases = {"input": ["input", "text"], "voice": ["voice_id"]}
+    for field, schema in SCHEMA["properties"].items():
+        for name in aliases.get(field, [field]):
+            assert without_prose(rule(name)) == schema, name
+    as_string, as_object = rule("voice")["oneOf"]
+    assert as_string == as_object["properties"]["id"] == SCHEMA["properties"]["voice"]

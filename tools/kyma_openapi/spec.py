@@ -21,15 +21,11 @@ from kyma.speech.request import (
     ALIASES,
     CAPTION_FORMATS,
     EMOTIONS,
-    FORMAT_PATTERN,
     LANGUAGE_BOOSTS,
-    MAX_INPUT_CHARS,
-    PRONUNCIATION_SCHEMA,
     SKUS,
-    STREAM_FORMATS,
     STREAMABLE_FORMATS,
-    TIMESTAMP_LEVELS,
 )
+from kyma.speech.request import SCHEMA as SPEECH_SCHEMA
 from kyma.voices.catalog import DEFAULT_LIMIT, MAX_LIMIT, TYPES
 from kyma.voices.clone import CLONE_MODEL, MAX_NAME_CHARS
 from kyma.voices.design import (
@@ -66,6 +62,12 @@ DESCRIPTIONS = {
 def _nullable(schema: Any) -> dict:
     """An optional field the API reads as absent when it is null (clients serialise unset fields so)."""
     return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _speech_rule(field: str, **documented: Any) -> dict:
+    """A speech field as the API checks it (kyma.speech.request.SCHEMA, the schema it compiles), with
+    what only the document says (defaults, descriptions): one rule, published as it runs."""
+    return {**SPEECH_SCHEMA["properties"][field], **documented}
 
 
 def _ref(name: str) -> dict:
@@ -663,33 +665,26 @@ def schemas() -> dict:
             "allOf": [{"anyOf": [{"required": ["input"]}, {"required": ["text"]}]},
                       {"anyOf": [{"required": ["voice_id"]}, {"required": ["voice"]}]}],
             "properties": {name: _nullable(schema) for name, schema in {
-                "model": {"type": "string", "enum": [*ALIASES, *SKUS], "default": "minimax-speech-hd"},
-                "input": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS,
-                          "description": "Billed per code point. Alias: text."},
-                "text": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
-                "voice_id": {"type": "string", "minLength": 1, "maxLength": 256,
-                             "description": "A cloned kyma_ id or a MiniMax system voice. Alias: voice."},
-                "voice": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 256},
-                                    {"type": "object", "required": ["id"],
-                                     "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 256}}}]},
-                "response_format": {"type": "string", "pattern": FORMAT_PATTERN, "default": "mp3"},
-                "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0},
-                "voice_settings": {"type": "object", "properties": {
-                    "vol": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
-                    "pitch": {"type": "integer", "minimum": -12, "maximum": 12},
-                    "emotion": {"type": "string", "enum": list(EMOTIONS)}}},
-                "language_boost": {"type": "string", "enum": list(LANGUAGE_BOOSTS)},
-                "stream_format": {"type": "string", "enum": list(STREAM_FORMATS),
-                                  "description": "Stream the audio as MiniMax produces it: audio (raw bytes) "
-                                                 "or sse (Server-Sent Events). Formats: "
-                                                 f"{', '.join(STREAMABLE_FORMATS)} (not wav)."},
-                "stream": {"type": "boolean", "default": False,
-                           "description": "true: the same as stream_format audio (stream_format wins if "
-                                          "both are given)."},
-                "timestamps": {"type": "string", "enum": list(TIMESTAMP_LEVELS),
-                               "description": "Only with stream_format sse: speech.timestamps events with the "
-                                              "words (word) or only the sentences (sentence)."},
-                "pronunciation_dict": PRONUNCIATION_SCHEMA,
+                "model": _speech_rule("model", default="minimax-speech-hd"),
+                "input": _speech_rule("input", description="Billed per code point. Alias: text."),
+                "text": _speech_rule("input"),
+                "voice_id": _speech_rule("voice", description="A cloned kyma_ id or a MiniMax system voice. "
+                                                              "Alias: voice."),
+                "voice": {"oneOf": [_speech_rule("voice"), {"type": "object", "required": ["id"],
+                                                            "properties": {"id": _speech_rule("voice")}}]},
+                "response_format": _speech_rule("response_format", default="mp3"),
+                "speed": _speech_rule("speed", default=1.0),
+                "voice_settings": _speech_rule("voice_settings"),
+                "language_boost": _speech_rule("language_boost"),
+                "stream_format": _speech_rule("stream_format", description=(
+                    "Stream the audio as MiniMax produces it: audio (raw bytes) or sse (Server-Sent Events). "
+                    f"Formats: {', '.join(STREAMABLE_FORMATS)} (not wav).")),
+                "stream": _speech_rule("stream", default=False, description=(
+                    "true: the same as stream_format audio (stream_format wins if both are given).")),
+                "timestamps": _speech_rule("timestamps", description=(
+                    "Only with stream_format sse: speech.timestamps events with the words (word) or only the "
+                    "sentences (sentence).")),
+                "pronunciation_dict": _speech_rule("pronunciation_dict"),
             }.items()},
         },
         "SpeechWithTimestampsRequest": {
@@ -698,26 +693,21 @@ def schemas() -> dict:
             "allOf": [{"anyOf": [{"required": ["input"]}, {"required": ["text"]}]},
                       {"anyOf": [{"required": ["voice_id"]}, {"required": ["voice"]}]}],
             "properties": {name: _nullable(schema) for name, schema in {
-                "model": {"type": "string", "enum": [*ALIASES, *SKUS], "default": "minimax-speech-hd"},
-                "input": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS,
-                          "description": "Billed per code point. Alias: text."},
-                "text": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
-                "voice_id": {"type": "string", "minLength": 1, "maxLength": 256},
-                "voice": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 256},
-                                    {"type": "object", "required": ["id"],
-                                     "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 256}}}]},
-                "response_format": {"type": "string", "pattern": FORMAT_PATTERN, "default": "mp3"},
-                "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0},
-                "voice_settings": {"type": "object", "properties": {
-                    "vol": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
-                    "pitch": {"type": "integer", "minimum": -12, "maximum": 12},
-                    "emotion": {"type": "string", "enum": list(EMOTIONS)}}},
-                "language_boost": {"type": "string", "enum": list(LANGUAGE_BOOSTS)},
-                "timestamps": {"type": "string", "enum": list(TIMESTAMP_LEVELS), "default": "word"},
+                "model": _speech_rule("model", default="minimax-speech-hd"),
+                "input": _speech_rule("input", description="Billed per code point. Alias: text."),
+                "text": _speech_rule("input"),
+                "voice_id": _speech_rule("voice"),
+                "voice": {"oneOf": [_speech_rule("voice"), {"type": "object", "required": ["id"],
+                                                            "properties": {"id": _speech_rule("voice")}}]},
+                "response_format": _speech_rule("response_format", default="mp3"),
+                "speed": _speech_rule("speed", default=1.0),
+                "voice_settings": _speech_rule("voice_settings"),
+                "language_boost": _speech_rule("language_boost"),
+                "timestamps": _speech_rule("timestamps", default="word"),
                 "captions": {"type": "string", "enum": list(CAPTION_FORMATS),
                              "description": "Also return captions: SRT or WebVTT, a cue per sentence (longer "
                                             "ones split), at most two lines of about 42 characters."},
-                "pronunciation_dict": PRONUNCIATION_SCHEMA,
+                "pronunciation_dict": _speech_rule("pronunciation_dict"),
             }.items()},
         },
         "TimedText": TIMED_TEXT,
