@@ -87,3 +87,20 @@ def test_the_published_speech_request_states_every_rule_the_api_checks():
             assert without_prose(rule(name)) == schema, name
     as_string, as_object = rule("voice")["oneOf"]
     assert as_string == as_object["properties"]["id"] == SCHEMA["properties"]["voice"]
+
+
+def test_the_published_clone_and_upload_bodies_state_the_rules_the_api_checks():
+    from kyma.voices.clone import FIELDS
+    from kyma.voices.uploads import CREATE_BODY
+
+    def without_prose(schema: dict) -> dict:
+        return {k: v for k, v in schema.items() if k not in ("description", "default")}
+
+    content = DOCUMENT["paths"]["/v1/audio/voice-clone"]["post"]["requestBody"]["content"]
+    for media in ("multipart/form-data", "application/json"):
+        published = content[media]["schema"]["properties"]
+        for field, rule in FIELDS.schema["properties"].items():
+            assert without_prose(published[field]) == rule, (media, field)
+    upload = DOCUMENT["paths"]["/v1/audio/voice-clone/uploads"]["post"]["requestBody"]["content"]["application/json"]
+    for field, rule in CREATE_BODY.schema["properties"].items():
+        assert upload["schema"]["properties"][field] == {"anyOf": [rule, {"type": "null"}]}, field

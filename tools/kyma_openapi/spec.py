@@ -27,7 +27,8 @@ from kyma.speech.request import (
 )
 from kyma.speech.request import SCHEMA as SPEECH_SCHEMA
 from kyma.voices.catalog import DEFAULT_LIMIT, MAX_LIMIT, TYPES
-from kyma.voices.clone import CLONE_MODEL, MAX_NAME_CHARS
+from kyma.voices.clone import CLONE_MODEL
+from kyma.voices.clone import FIELDS as CLONE_FIELDS
 from kyma.voices.design import (
     AGE_GROUPS,
     DESIGN_MODEL,
@@ -37,7 +38,7 @@ from kyma.voices.design import (
 )
 from kyma.voices.previews import PREVIEW_URL_SECONDS
 from kyma.voices.records import SYSTEM_VOICE_PATTERN
-from kyma.voices.uploads import MAX_CONTENT_TYPE_CHARS, MAX_FILENAME_CHARS
+from kyma.voices.uploads import CREATE_BODY as UPLOAD_BODY
 
 VERSION = "2.0.0"
 JSON = "application/json"
@@ -149,10 +150,10 @@ def usage_report() -> dict:
 
 
 def voice_clone() -> dict:
+    rules = CLONE_FIELDS.schema["properties"]       # as kyma.voices.clone checks them
     fields = {
-        "name": {"type": "string", "maxLength": MAX_NAME_CHARS,
-                 "description": "Optional label, at most 64 characters."},
-        "model": {"type": "string", "enum": [CLONE_MODEL], "default": CLONE_MODEL},
+        "name": {**rules["name"], "description": "Optional label, at most 64 characters."},
+        "model": {**rules["model"], "default": CLONE_MODEL},
     }
     return {"post": {
         "operationId": "cloneVoice", "summary": "Clone a voice from a 10 s – 5 min reference ($2.10)",
@@ -161,10 +162,10 @@ def voice_clone() -> dict:
             "multipart/form-data": {"schema": {"type": "object", "properties": {
                 "file": {"type": "string", "contentMediaType": "application/octet-stream",
                          "description": "MP3, WAV or M4A, at most 4.5 MB inline (10 MB with the upload flow)."},
-                "upload_id": {"type": "string", "description": "Instead of file: an upload of the upload flow."},
+                "upload_id": {**rules["upload_id"], "description": "Instead of file: an upload of the upload flow."},
                 **fields}}},
             JSON: {"schema": {"type": "object", "required": ["upload_id"], "properties": {
-                "upload_id": {"type": "string"}, **fields}}},
+                "upload_id": rules["upload_id"], **fields}}},
         }},
         "responses": {**_ok("The new voice and the charge.", _ref("ClonedVoice"), headers=PAID_HEADERS),
                       **_errors(400, 402, 404, 409, 410, 415, 502)},
@@ -185,7 +186,7 @@ def voice_design() -> dict:
                 "description": description,
                 "text": {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_CHARS},
                 "model": {"type": "string", "enum": [DESIGN_MODEL], "default": DESIGN_MODEL},
-                "name": {"type": "string", "maxLength": MAX_NAME_CHARS,
+                "name": {**CLONE_FIELDS.schema["properties"]["name"],      # kyma.voices.clone.check_name
                          "description": "Optional label, at most 64 characters."},
                 "preview_text": {"type": "string", "minLength": 1, "maxLength": MAX_PREVIEW_TEXT_CHARS,
                                  "description": "What the preview says (a default sentence when absent)."},
@@ -204,10 +205,9 @@ def uploads() -> dict:
     return {"post": {
         "operationId": "createUpload", "summary": "A presigned S3 upload for a reference up to 10 MB",
         "tags": ["voices"],
-        "requestBody": {"required": False, "content": {JSON: {"schema": {"type": "object", "properties": {
-            "filename": _nullable({"type": "string", "maxLength": MAX_FILENAME_CHARS}),
-            "content_type": _nullable({"type": "string", "maxLength": MAX_CONTENT_TYPE_CHARS,
-                                       "pattern": "^(audio/|application/octet-stream)"})}}}}},
+        "requestBody": {"required": False, "content": {JSON: {"schema": {
+            **UPLOAD_BODY.schema, "properties": {name: _nullable(rule)        # as kyma.voices.uploads checks it
+                                                 for name, rule in UPLOAD_BODY.schema["properties"].items()}}}}},
         "responses": {**_ok("Where and how to upload the file.", _ref("Upload"), status=201), **_errors(400)},
     }}
 

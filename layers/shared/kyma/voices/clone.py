@@ -22,6 +22,7 @@ from kyma.billing.paid_call import PaidCalls
 from kyma.edge import errors
 from kyma.edge.json_body import parse_object
 from kyma.edge.multipart import parse_content_type, parse_form
+from kyma.edge.schema import BodySchema
 from kyma.platform.config import Config
 from kyma.platform.dynamo import Check, ReserveGate
 from kyma.platform.observability import MetricUnit, logger, metrics
@@ -79,24 +80,37 @@ class CloneResult:
 
 
 # ── 1–2: reading and checking ────────────────────────────────────────────
-def check_model(model: Any) -> str:
-    if model is None:
-        return CLONE_MODEL
-    if model != CLONE_MODEL:
-        raise errors.NotAVoiceCloneModel(f"'{model}' is not a voice clone model; use {CLONE_MODEL}.")
-    return model
+def _field_error(field: str, rule: str, value: Any) -> errors.ApiError:
+    if field == "model":
+        return errors.NotAVoiceCloneModel(f"'{value}' is not a voice clone model; use {CLONE_MODEL}.")
+    if field == "name" and rule == "type":
+        return errors.InvalidRequest("name must be a string.")
+    if field == "name" and rule == "maxLength":
+        return errors.InvalidRequest(f"name is {len(value)} characters long; the limit is {MAX_NAME_CHARS}.")
+    if field == "name":
+        return errors.InvalidRequest("name must not contain control characters.")
+    return errors.InvalidRequest("upload_id must be a non-empty string.")
+
+
+# The clone request's fields besides the file, as a multipart form's text fields or a JSON body
+# (null counts as absent); checked in this order, and published as they are checked.
+FIELDS = BodySchema({"type": "object", "properties": {
+    "model": {"type": "string", "enum": [CLONE_MODEL]},
+    "name": {"type": "string", "maxLength": MAX_NAME_CHARS, "pattern": "^[^\\x00-\\x1f\\x7f]*$"},
+    "upload_id": {"type": "string", "minLength": 1},
+}}, _field_error)
+
+
+def check_field(field: str, value: Any) -> Any:
+    """One field of the request (None: absent), as FIELDS says, or the contract's error."""
+    if value is not None:
+        FIELDS.check({field: value})
+    return value
 
 
 def check_name(name: Any) -> str | None:
-    if name is None:
-        return None
-    if not isinstance(name, str):
-        raise errors.InvalidRequest("name must be a string.")
-    if len(name) > MAX_NAME_CHARS:
-        raise errors.InvalidRequest(f"name is {len(name)} characters long; the limit is {MAX_NAME_CHARS}.")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise errors.InvalidRequest("name must not contain control characters.")
-    return name
+    """A voice's optional label (also a designed voice's: kyma.voices.design)."""
+    return check_field("name", name)
 
 
 def check_reference(audio: bytes) -> AudioInfo:
@@ -123,19 +137,20 @@ def read_request(body: bytes, content_type: str) -> CloneInput | UploadRef:
         data = parse_object(body)
         if "upload_id" not in data:
             raise errors.InvalidRequest("Send the reference as multipart/form-data 'file', or give an upload_id.")
-        return UploadRef(check_model(data.get("model")), check_name(data.get("name")),
-                         _upload_id(data["upload_id"]))
+        model, name = check_field("model", data.get("model")), check_field("name", data.get("name"))
+        upload_id = check_field("upload_id", "" if data["upload_id"] is None else data["upload_id"])
+        return UploadRef(model or CLONE_MODEL, name, upload_id)
     if len(body) > INLINE_MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(f"The request is too large for an inline upload. {UPLOAD_FLOW_HINT}")
     form = parse_form(body, content_type)
-    model = check_model(_single_text(form, "model"))
-    name = check_name(_single_text(form, "name"))
+    model = check_field("model", _single_text(form, "model")) or CLONE_MODEL
+    name = check_field("name", _single_text(form, "name"))
     files = form.get("file", [])
-    upload_id = _single_text(form, "upload_id")
+    upload_id = check_field("upload_id", _single_text(form, "upload_id"))
     if files and upload_id is not None:
         raise errors.InvalidRequest("Send either a 'file' part or an upload_id, not both.")
     if upload_id is not None:
-        return UploadRef(model, name, _upload_id(upload_id))
+        return UploadRef(model, name, upload_id)
     if not files:
         raise errors.InvalidRequest("Missing the 'file' part with the reference audio.")
     if len(files) > 1:
@@ -147,12 +162,6 @@ def read_request(body: bytes, content_type: str) -> CloneInput | UploadRef:
 def from_upload(ref: UploadRef, audio: bytes) -> CloneInput:
     """The same checks as an inline upload, on the bytes fetched from S3."""
     return CloneInput(ref.model, ref.name, audio, check_reference(audio), upload_id=ref.upload_id)
-
-
-def _upload_id(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise errors.InvalidRequest("upload_id must be a non-empty string.")
-    return value
 
 
 def _single_text(form: dict, field: str) -> str | None:

@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 
 from kyma.billing.claims import PENDING, USED, not_found
 from kyma.edge import errors
+from kyma.edge.schema import BodySchema
 from kyma.platform.config import Config
 from kyma.platform.dynamo import from_item, to_item
 from kyma.platform.observability import logger
@@ -45,16 +46,25 @@ MAX_CONTENT_TYPE_CHARS = 100
 # An upload's life: pending (waiting for its file, or given back) → claimed (a clone is running) → used.
 
 
+def _create_error(field: str, rule: str, value: Any) -> errors.ApiError:
+    if field == "filename":
+        return errors.InvalidRequest(f"filename must be a string of at most {MAX_FILENAME_CHARS} characters.")
+    return errors.InvalidRequest("content_type must be an audio/* type (or application/octet-stream).")
+
+
+# POST .../uploads, both fields optional (null counts as absent); published as it is checked.
+CREATE_BODY = BodySchema({"type": "object", "properties": {
+    "filename": {"type": "string", "maxLength": MAX_FILENAME_CHARS},
+    "content_type": {"type": "string", "maxLength": MAX_CONTENT_TYPE_CHARS,
+                     "pattern": "^(audio/|application/octet-stream)"},
+}}, _create_error)
+
+
 def parse_create(body: dict) -> tuple[str | None, str | None]:
     """POST .../uploads body → (filename, content_type), both optional, or 400."""
-    filename, content_type = body.get("filename"), body.get("content_type")
-    if filename is not None and (not isinstance(filename, str) or len(filename) > MAX_FILENAME_CHARS):
-        raise errors.InvalidRequest(f"filename must be a string of at most {MAX_FILENAME_CHARS} characters.")
-    if content_type is not None and (not isinstance(content_type, str)
-                                     or len(content_type) > MAX_CONTENT_TYPE_CHARS
-                                     or not content_type.startswith(("audio/", "application/octet-stream"))):
-        raise errors.InvalidRequest("content_type must be an audio/* type (or application/octet-stream).")
-    return filename, content_type
+    given = {k: body[k] for k in CREATE_BODY.schema["properties"] if body.get(k) is not None}
+    CREATE_BODY.check(given)
+    return given.get("filename"), given.get("content_type")
 
 
 class Uploads:
