@@ -11,6 +11,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 
 import pytest
 from helpers import Recorder, allow
