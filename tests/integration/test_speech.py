@@ -514,11 +514,15 @@ def test_null_aliases_count_as_absent(handler, accounts, minimax, body):
 
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3"])   # wav: one whole answer upstream; mp3: a stream, buffered
+@pytest.mark.parametrize("keyed", [False, True], ids=["sent-before-charge", "idempotency-key"])
 def test_a_whole_file_that_comes_after_the_deadline_is_502_free_and_released(configure, minimax, load_handler,
-                                                                            accounts, books, monkeypatch, fmt):
+                                                                            accounts, books, monkeypatch, fmt,
+                                                                            keyed):
     # MiniMax's answer is complete only after the request's deadline (a provider that does not keep
     # to it): nobody can receive it any more (API Gateway has answered), so nothing is charged and
-    # the paid call releases the hold itself.
+    # the hold is released: by the paid call's deadline check after the work (a file kept for an
+    # Idempotency-Key, sent after its charge), or by the work itself before sending (a key-less file,
+    # sent before its charge: PaidCalls.check_deadline).
     import time
 
     from kyma.providers.minimax import MiniMaxClient
@@ -546,7 +550,8 @@ def test_a_whole_file_that_comes_after_the_deadline_is_502_free_and_released(con
 
     monkeypatch.setattr(MiniMaxClient, "synthesize", slow_answer)
     monkeypatch.setattr(SpeechStream, "__iter__", slow_stream)
-    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "response_format": fmt}))
+    headers = {"Idempotency-Key": f"late-{fmt}"} if keyed else None
+    error = error_of(speak(handler, acct, {"input": TEXT, "voice": SYSTEM_VOICE, "response_format": fmt}, headers))
     assert (error.status, error.code) == (502, "provider_error") and "nothing was charged" in error.message
     assert len(late_by) == 1 and late_by[0] > 0          # the audio did come, after the deadline
     assert len(minimax.calls_to("/v1/t2a_v2")) == 1       # and was not asked for again
