@@ -227,10 +227,10 @@ MAX_TONE_ENTRIES = 100
 def _subtitles(body: dict, stream: bool) -> str | None:
     enabled = body.get("subtitle_enable", False)
     if not isinstance(enabled, bool):
-        raise Reject(2013, "invalid params, subtitle_enable must be a boolean")
+        raise invalid("subtitle_enable must be a boolean")
     kind = body.get("subtitle_type", "sentence")
     if kind not in SUBTITLE_TYPES or (kind == "word_streaming" and not stream):
-        raise Reject(2013, f"invalid params, subtitle_type {kind!r}")
+        raise invalid(f"subtitle_type {kind!r}")
     return kind if enabled else None
 
 
@@ -241,7 +241,7 @@ def _pronunciation(body: dict) -> list[str] | None:
     tone = body["pronunciation_dict"].get("tone") if isinstance(body["pronunciation_dict"], dict) else None
     if (not isinstance(tone, list) or len(tone) > MAX_TONE_ENTRIES
             or not all(isinstance(t, str) and "/" in t.strip("/") for t in tone)):
-        raise Reject(2013, "invalid params, pronunciation_dict.tone: a list of 'original/replacement' strings")
+        raise invalid("pronunciation_dict.tone: a list of 'original/replacement' strings")
     return tone
 
 
