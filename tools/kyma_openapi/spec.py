@@ -18,11 +18,7 @@ from kyma.edge.scopes import ALL_SCOPES, DEFAULT_SCOPES
 from kyma.jobs.records import ACTIVE_STATES, TERMINAL_STATES
 from kyma.jobs.submit import JOB_FORMATS, MAX_JOB_CHARS, MAX_METADATA_CHARS, MAX_METADATA_KEYS
 from kyma.speech.request import (
-    ALIASES,
     CAPTION_FORMATS,
-    EMOTIONS,
-    LANGUAGE_BOOSTS,
-    SKUS,
     STREAMABLE_FORMATS,
 )
 from kyma.speech.request import SCHEMA as SPEECH_SCHEMA
@@ -600,23 +596,19 @@ def schemas() -> dict:
             "allOf": [{"anyOf": [{"required": ["input"]}, {"required": ["text"]}]},
                       {"anyOf": [{"required": ["voice_id"]}, {"required": ["voice"]}]}],
             "properties": {name: _nullable(schema) for name, schema in {
-                "model": {"type": "string", "enum": [*ALIASES, *SKUS], "default": "minimax-speech-hd"},
+                "model": _speech_rule("model", default="minimax-speech-hd"),      # kyma.speech.request.parse
                 "input": {"type": "string", "minLength": 1, "maxLength": MAX_JOB_CHARS,
                           "description": "Billed per code point. Alias: text."},
                 "text": {"type": "string", "minLength": 1, "maxLength": MAX_JOB_CHARS},
-                "voice_id": {"type": "string", "minLength": 1, "maxLength": 256},
-                "voice": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 256},
-                                    {"type": "object", "required": ["id"],
-                                     "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 256}}}]},
+                "voice_id": _speech_rule("voice"),
+                "voice": {"oneOf": [_speech_rule("voice"), {"type": "object", "required": ["id"],
+                                                            "properties": {"id": _speech_rule("voice")}}]},
                 "response_format": {"type": "string", "pattern": "^(?:" + "|".join(JOB_FORMATS) + ")(?:_[0-9_]+)?$",
                                     "default": "mp3",
                                     "description": "mp3, wav or pcm, optionally codec_samplerate[_bitrate]."},
-                "speed": {"type": "number", "minimum": 0.5, "maximum": 2.0, "default": 1.0},
-                "voice_settings": {"type": "object", "properties": {
-                    "vol": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
-                    "pitch": {"type": "integer", "minimum": -12, "maximum": 12},
-                    "emotion": {"type": "string", "enum": list(EMOTIONS)}}},
-                "language_boost": {"type": "string", "enum": list(LANGUAGE_BOOSTS)},
+                "speed": _speech_rule("speed", default=1.0),
+                "voice_settings": _speech_rule("voice_settings"),
+                "language_boost": _speech_rule("language_boost"),
                 "metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS,
                              "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_CHARS},
                              "description": "Echoed in the job."},

@@ -33,6 +33,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from kyma_local.sandbox.async_tasks import AsyncTasks
 from kyma_local.sandbox.transport import Handler, is_loopback, send_raw
 from kyma_local.sandbox.voices import VoiceRegistry
 from kyma_local.sandbox.wire import RecordedCall
@@ -42,6 +43,7 @@ class Controlled(Protocol):
     """The sandbox methods the control endpoint mirrors (`MiniMaxSandbox`, which imports this module)."""
 
     registry: VoiceRegistry
+    async_tasks: AsyncTasks
     first_chunk_ms: float
     chunk_ms: float
     chunk_interval_ms: float

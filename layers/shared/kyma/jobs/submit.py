@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kyma.billing.idempotency import fingerprint as hash_parts
 from kyma.billing.ledger import Hold, new_entry_id
@@ -33,8 +33,18 @@ from kyma.voices.records import VOICE_ID_PATTERN, is_cloned_voice_id
 
 if TYPE_CHECKING:
     from kyma.billing.accounting import Books
+    from kyma.billing.ledger import Ledger
     from kyma.jobs.store import Jobs
-    from kyma.services import Services
+    from kyma.platform.config import Config
+
+
+class Services(Protocol):
+    """What a submission uses of `kyma.services.Services` (the composition root above this wing)."""
+
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def ledger(self) -> Ledger: ...
 
 MAX_JOB_CHARS = 200_000
 JOB_FORMATS = ("mp3", "wav", "pcm")

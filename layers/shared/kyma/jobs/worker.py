@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kyma.audio.join import Payload, payload, wav_header
 from kyma.billing.ledger import CHARGED, HoldNotOpen
@@ -44,8 +44,25 @@ from kyma.speech.request import CONTENT_TYPES
 from kyma.voices import records as voices
 
 if TYPE_CHECKING:
+    from kyma.accounts.upstream import UpstreamBudget
+    from kyma.billing.ledger import Ledger
+    from kyma.platform.config import Config
     from kyma.providers.minimax import MiniMaxClient
-    from kyma.services import Services
+    from kyma.voices.store import Voices
+
+
+class Services(Protocol):
+    """What the worker uses of `kyma.services.Services` (the composition root above this wing),
+    typed here so that no import, not even a type hint's, points up."""
+
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def ledger(self) -> Ledger: ...
+    @property
+    def upstream(self) -> UpstreamBudget: ...
+    @property
+    def voices(self) -> Voices: ...
 
 CALL_SECONDS = 60.0                     # one MiniMax call's deadline within a step
 STALE_CLAIM_SECONDS = 300               # a claim older than this without a task id: its worker died
