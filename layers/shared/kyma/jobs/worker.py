@@ -45,6 +45,7 @@ from kyma.voices import records as voices
 
 if TYPE_CHECKING:
     from kyma.accounts.upstream import UpstreamBudget
+    from kyma.billing.accounting import Books
     from kyma.billing.ledger import Ledger
     from kyma.platform.config import Config
     from kyma.providers.minimax import MiniMaxClient
@@ -63,6 +64,9 @@ class Services(Protocol):
     def upstream(self) -> UpstreamBudget: ...
     @property
     def voices(self) -> Voices: ...
+    @property
+    def books(self) -> Books: ...
+
 
 CALL_SECONDS = 60.0                     # one MiniMax call's deadline within a step
 STALE_CLAIM_SECONDS = 300               # a claim older than this without a task id: its worker died
