@@ -54,12 +54,14 @@ def aws(monkeypatch):
     from moto import mock_aws
 
     from kyma.platform.config import config
-    from kyma_local.aws import create_resources, serialize_dynamodb
+    from kyma_local.aws import apply_local_webhooks, create_resources, serialize_dynamodb
     from kyma_local.template import Template
 
     serialize_dynamodb()
     template = Template()
-    for name, value in template.environment().items():
+    env = template.environment()
+    apply_local_webhooks(env, template, allow_loopback=False)   # tests that receive on loopback allow it
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MINIMAX_API_KEY_PARAMETER", "")
     # Concurrency and money tests send bursts from one account: per-account rate limits are out of

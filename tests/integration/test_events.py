@@ -39,6 +39,9 @@ CASES = {
     "speech-jobs-list.json": ("SpeechJobsFunction", 200),
     "speech-jobs-worker-sqs.json": ("SpeechJobsWorkerFunction", {"batchItemFailures": []}),
     "speech-jobs-sweep-scheduled.json": ("SpeechJobsSweepFunction", "sweep"),
+    "webhooks-create.json": ("WebhooksFunction", 201),
+    "webhook-dispatch-stream.json": ("WebhookDispatchFunction", {"batchItemFailures": []}),
+    "webhook-delivery-queue.json": ("WebhookDeliveryFunction", {"batchItemFailures": []}),
 }
 
 
@@ -64,7 +67,8 @@ def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, loa
     elif function == "VoiceActivationFunction" and expected == "sweep":
         assert result == {"activated": 0, "expired": 0, "failed": 0, "skipped": 0, "deleted": 0, "stuck": 0,
                           "deletes_pending": 0}
-    elif function == "VoiceActivationFunction" or function == "SpeechJobsWorkerFunction":
+    elif function in ("VoiceActivationFunction", "SpeechJobsWorkerFunction", "WebhookDispatchFunction",
+                      "WebhookDeliveryFunction"):
         assert result == expected
     elif function == "SpeechJobsSweepFunction":
         assert result == {"timed_out": 0, "resumed": 0, "slots_freed": 0}

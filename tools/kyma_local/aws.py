@@ -119,6 +119,15 @@ def create_resources(template: Template, *, endpoint_url: str | None = None) -> 
         arn = sqs.get_queue_attributes(QueueUrl=urls[target_id], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sqs.set_queue_attributes(QueueUrl=urls[logical_id], Attributes={"RedrivePolicy": json.dumps(
             {"deadLetterTargetArn": arn, "maxReceiveCount": str(redrive["maxReceiveCount"])})})
+    # KMS keys: one per AWS::KMS::Key, reachable by the alias local_environment passes on.
+    kms = boto3.client("kms", **kwargs)
+    for logical_id in template.of_type("AWS::KMS::Key"):
+        key_id = kms.create_key(Description=template.physical_name(logical_id))["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=kms_alias(template, logical_id), TargetKeyId=key_id)
+
+
+def kms_alias(template: Template, logical_id: str) -> str:
+    return f"alias/{template.physical_name(logical_id)}"
 
 
 def create_table(ddb: Any, name: str, props: dict) -> None:
@@ -204,7 +213,19 @@ def local_environment(template: Template, aws: EmbeddedAws) -> dict[str, str]:
     # KYMA_LOCAL_THROTTLING=off) widen the shared upstream budget; `make run` keeps the template's.
     if os.environ.get("KYMA_LOCAL_UPSTREAM_SPEECH_RPM"):
         env["UPSTREAM_SPEECH_RPM"] = os.environ["KYMA_LOCAL_UPSTREAM_SPEECH_RPM"]
+    apply_local_webhooks(env, template)
     return env
+
+
+def apply_local_webhooks(env: dict[str, str], template: Template, *, allow_loopback: bool = True) -> None:
+    """Webhooks locally: the signing key by its local alias (moto names keys itself), loopback
+    receivers allowed (http://127.0.0.1, for tests; never set by template.yaml), and, for tests,
+    a faster retry schedule (KYMA_LOCAL_WEBHOOK_RETRY_DELAYS, seconds, comma-separated)."""
+    env["WEBHOOK_SECRETS_KEY"] = kms_alias(template, "WebhookSecretsKey")
+    if allow_loopback:
+        env["WEBHOOKS_ALLOW_LOOPBACK"] = "true"
+    if os.environ.get("KYMA_LOCAL_WEBHOOK_RETRY_DELAYS"):
+        env["WEBHOOK_RETRY_DELAYS"] = os.environ["KYMA_LOCAL_WEBHOOK_RETRY_DELAYS"]
 
 
 def real_minimax_key() -> str:

@@ -35,6 +35,7 @@ from kyma.voices.design import (
 from kyma.voices.previews import PREVIEW_URL_SECONDS
 from kyma.voices.records import SYSTEM_VOICE_PATTERN
 from kyma.voices.uploads import CREATE_BODY as UPLOAD_BODY
+from kyma.webhooks.events import TYPES as EVENT_TYPES
 
 VERSION = "2.0.0"
 JSON = "application/json"
@@ -482,6 +483,94 @@ def limits() -> dict:
     }}
 
 
+
+WEBHOOK_ID_PARAMETER = {"name": "webhook_id", "in": "path", "required": True, "description": "A wh_ id.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
+
+
+def webhooks() -> dict:
+    return {
+        "post": {"operationId": "createWebhook", "summary": "Register an endpoint (its signing secret is shown once)",
+                 "tags": ["webhooks"],
+                 "requestBody": {"required": True, "content": {JSON: {"schema": _ref("WebhookCreate")}}},
+                 "responses": {**_ok("Registered; keep the secret, it is not shown again.", _ref("WebhookWithSecret"),
+                                     status=201), **_errors(400)}},
+        "get": {"operationId": "listWebhooks", "summary": "Your endpoints (no secrets)", "tags": ["webhooks"],
+                "responses": {**_ok("Your endpoints.", _ref("WebhookList")), **_errors()}},
+    }
+
+
+def webhook() -> dict:
+    return {
+        "get": {"operationId": "getWebhook", "summary": "One endpoint, its status (enabled or disabled)",
+                "tags": ["webhooks"], "parameters": [WEBHOOK_ID_PARAMETER],
+                "responses": {**_ok("The endpoint.", _ref("Webhook")), **_errors(404)}},
+        "delete": {"operationId": "deleteWebhook", "summary": "Delete an endpoint", "tags": ["webhooks"],
+                   "parameters": [WEBHOOK_ID_PARAMETER],
+                   "responses": {**_ok("Deleted.", _ref("DeletedWebhook")), **_errors(404)}},
+    }
+
+
+def webhook_rotate() -> dict:
+    return {"post": {"operationId": "rotateWebhookSecret",
+                     "summary": "A new signing secret; the previous one keeps signing alongside for 24 h",
+                     "tags": ["webhooks"], "parameters": [WEBHOOK_ID_PARAMETER],
+                     "responses": {**_ok("The new secret, shown once.", _ref("WebhookWithSecret")), **_errors(404)}}}
+
+
+def webhook_deliveries() -> dict:
+    return {"get": {"operationId": "listWebhookDeliveries", "summary": "Recent delivery attempts, newest first",
+                    "tags": ["webhooks"],
+                    "parameters": [WEBHOOK_ID_PARAMETER,
+                                   {"name": "limit", "in": "query",
+                                    "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}}],
+                    "responses": {**_ok("Attempts.", _ref("WebhookDeliveries")), **_errors(400, 404)}}}
+
+
+def webhook_test() -> dict:
+    return {"post": {"operationId": "testWebhook", "summary": "Send a webhook.test event to this endpoint now",
+                     "tags": ["webhooks"], "parameters": [WEBHOOK_ID_PARAMETER],
+                     "responses": {**_ok("Queued for delivery.", _ref("WebhookTestQueued"), status=202),
+                                   **_errors(404)}}}
+
+
+def webhook_schemas() -> dict:
+    events = {"type": "array", "items": {"type": "string", "enum": ["*", *EVENT_TYPES]}, "minItems": 1}
+    required = ["webhook_id", "url", "events", "description", "status", "created_at"]
+    properties: dict[str, Any] = {"webhook_id": {"type": "string"}, "url": {"type": "string"}, "events": events,
+                              "description": {"type": "string"}, "status": {"type": "string",
+                                                                            "enum": ["enabled", "disabled"]},
+                              "created_at": {"type": "string", "format": "date-time"},
+                              "disabled_at": {"type": "string", "format": "date-time"},
+                              "failing_since": {"type": "string", "format": "date-time"}}
+    webhook = {"type": "object", "required": required, "properties": properties}
+    return {
+        "WebhookCreate": {"type": "object", "required": ["url"], "additionalProperties": False, "properties": {
+            "url": {"type": "string", "maxLength": 2048,
+                    "description": "https, its host resolving only to public addresses (http://127.0.0.1 on "
+                                   "the local stack)."},
+            "events": {**events, "description": 'Event types, or ["*"] (the default): all.'},
+            "description": {"type": "string", "maxLength": 500}}},
+        "Webhook": webhook,
+        "WebhookWithSecret": {"type": "object", "required": [*required, "secret"], "properties": {
+            **properties, "secret": {"type": "string", "pattern": "^whsec_"},
+            "previous_secret_expires_at": _nullable({"type": "string", "format": "date-time"})}},
+        "WebhookList": {"type": "object", "required": ["webhooks"],
+                        "properties": {"webhooks": {"type": "array", "items": _ref("Webhook")}}},
+        "DeletedWebhook": {"type": "object", "required": ["webhook_id", "deleted"], "properties": {
+            "webhook_id": {"type": "string"}, "deleted": {"const": True}}},
+        "WebhookDeliveries": {"type": "object", "required": ["webhook_id", "deliveries"], "properties": {
+            "webhook_id": {"type": "string"},
+            "deliveries": {"type": "array", "items": {"type": "object", "properties": {
+                "event_id": {"type": "string"}, "type": {"type": "string"}, "attempt": {"type": "integer"},
+                "attempted_at": {"type": "string", "format": "date-time"},
+                "status_code": _nullable({"type": "integer"}), "error": _nullable({"type": "string"}),
+                "succeeded": {"type": "boolean"},
+                "next_retry_at": _nullable({"type": "string", "format": "date-time"})}}}}},
+        "WebhookTestQueued": {"type": "object", "required": ["webhook_id", "event_id", "type"], "properties": {
+            "webhook_id": {"type": "string"}, "event_id": {"type": "string"}, "type": {"const": "webhook.test"}}},
+    }
+
 def openapi() -> dict:
     return {"get": {
         "operationId": "getOpenApi", "summary": "This document", "tags": ["meta"], "security": [],
@@ -746,6 +835,11 @@ def build() -> dict:
             "/v1/keys": keys(),
             "/v1/keys/{key_id}": key(),
             "/v1/limits": limits(),
+            "/v1/webhooks": webhooks(),
+            "/v1/webhooks/{webhook_id}": webhook(),
+            "/v1/webhooks/{webhook_id}/rotate-secret": webhook_rotate(),
+            "/v1/webhooks/{webhook_id}/deliveries": webhook_deliveries(),
+            "/v1/webhooks/{webhook_id}/test": webhook_test(),
             "/v1/openapi.json": openapi(),
         },
         "components": {
@@ -756,6 +850,6 @@ def build() -> dict:
                                "schema": {"type": "string"}},
                 "RetryAfter": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}},
             },
-            "schemas": schemas(),
+            "schemas": {**schemas(), **webhook_schemas()},
         },
     }

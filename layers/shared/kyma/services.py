@@ -17,13 +17,15 @@ from kyma.billing.idempotency import Idempotency
 from kyma.billing.ledger import Ledger
 from kyma.billing.paid_call import PaidCalls
 from kyma.jobs.store import Jobs
-from kyma.platform.aws import bounded_s3, dynamodb, s3, sqs
+from kyma.platform.aws import bounded_s3, client, dynamodb, s3, sqs
 from kyma.platform.config import Config, config
 from kyma.speech.audio_store import AudioStore
 from kyma.voices.lifecycle import Lifecycle
 from kyma.voices.previews import Previews
 from kyma.voices.store import Voices
 from kyma.voices.uploads import Uploads
+from kyma.webhooks.delivery import Deliverer, Dispatcher
+from kyma.webhooks.endpoints import Endpoints
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,23 @@ def _services(cfg: Config) -> Services:
                     lifecycle=Lifecycle(voices, ledger, cfg, upstream),
                     previews=Previews(s3, cfg.audio_bucket, bounded_s3), upstream=upstream,
                     jobs=Jobs(ddb, s3, sqs, cfg))
+
+
+@dataclass(frozen=True)
+class WebhookServices:
+    endpoints: Endpoints
+    dispatcher: Dispatcher
+    deliverer: Deliverer
+
+
+def webhook_services() -> WebhookServices:
+    """What the webhook functions build (only they need KMS and SQS clients)."""
+    return _webhook_services(config())
+
+
+@lru_cache(maxsize=4)
+def _webhook_services(cfg: Config) -> WebhookServices:
+    endpoints = Endpoints(dynamodb(), client("kms"), cfg)
+    queue = client("sqs")
+    return WebhookServices(endpoints=endpoints, dispatcher=Dispatcher(endpoints, queue, cfg),
+                           deliverer=Deliverer(endpoints, queue, cfg))

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,12 +273,16 @@ class Ledger:
             raise
 
     # ── refund ───────────────────────────────────────────────────────────
-    def refund(self, account_id: str, amount_micros: int, *, reason: str, reference: dict, because: Check) -> bool:
+    def refund(self, account_id: str, amount_micros: int, *, reason: str, reference: dict, because: Check,
+               also: Mapping[str, dict] | None = None) -> bool:
         """Give `amount_micros` back as a `refund` entry, atomically with `because` (the state change
         that warrants it, e.g. a never-activated voice becoming expired), so at most once: False
-        if `because` no longer holds (someone else refunded or changed it first)."""
+        if `because` no longer holds (someone else refunded or changed it first).  `also`: more
+        items, by name, that belong to the same fact (e.g. the event that tells the customer)."""
         now = time.time()
         tx = Transaction(self.ddb).add(because.name, because.item)
+        for name, item in (also or {}).items():
+            tx.add(name, item)
         tx.add("account", self._credit(account_id, amount_micros))
         tx.add("entry", {"Put": {
             "TableName": self.cfg.ledger_table,

@@ -89,6 +89,19 @@ class Config:
     job_slot_retry_seconds: int
     job_stuck_seconds: int
     job_output_url_seconds: int
+    # Webhooks (kyma.webhooks): endpoints and attempts, the outbox of events (its stream feeds the
+    # dispatcher), the delivery queue, the KMS key the signing secrets are encrypted with.
+    webhooks_table: str = ""
+    webhook_events_table: str = ""
+    webhook_queue_url: str = ""
+    webhook_secrets_key: str = ""
+    # Local stack only (never set by template.yaml): http:// to loopback is allowed, so tests receive.
+    webhooks_allow_loopback: bool = False
+    # Seconds before each retry (the contract's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+    webhook_retry_delays: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_timeout_seconds: float = 10.0
+    # An endpoint failing every attempt for this long is disabled (5 days).
+    webhook_disable_after_seconds: int = 432_000
 
     @property
     def provider(self) -> str:
@@ -149,6 +162,15 @@ class Config:
             job_slot_retry_seconds=integer("JOB_SLOT_RETRY_SECONDS", 10),
             job_stuck_seconds=integer("JOB_STUCK_SECONDS", 900),
             job_output_url_seconds=integer("JOB_OUTPUT_URL_SECONDS", 3600),
+            webhooks_table=env.get("WEBHOOKS_TABLE", ""),
+            webhook_events_table=env.get("WEBHOOK_EVENTS_TABLE", ""),
+            webhook_queue_url=env.get("WEBHOOK_QUEUE_URL", ""),
+            webhook_secrets_key=env.get("WEBHOOK_SECRETS_KEY", ""),
+            webhooks_allow_loopback=env.get("WEBHOOKS_ALLOW_LOOPBACK", "").lower() == "true",
+            webhook_retry_delays=tuple(int(s) for s in (env.get("WEBHOOK_RETRY_DELAYS") or
+                                                        "5,300,1800,7200,18000,36000,36000").split(",")),
+            webhook_timeout_seconds=num("WEBHOOK_TIMEOUT_SECONDS", 10.0),
+            webhook_disable_after_seconds=integer("WEBHOOK_DISABLE_AFTER_SECONDS", 432_000),
         )
 
 

@@ -197,7 +197,7 @@ def synthesize(inp: SpeechInput, *, account_id: str, request_id: str, deadline: 
 
 def _mark_active(svc: Services, voice_id: str) -> None:
     try:
-        svc.voices.mark_active(voice_id, int(time.time()))
+        svc.lifecycle.mark_active(voice_id)
     except Exception:
         logger.exception("activating the voice after a charged synthesis failed; the sweep will",
                          extra={"voice_id": voice_id})

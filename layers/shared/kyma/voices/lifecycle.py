@@ -17,6 +17,10 @@ it was never activated, that is our fault: the voice's own price (`price_micros`
 its row, what its clone or design charged) comes back as a
 `refund` ledger entry, in the same transaction as the state change, so exactly
 once.  Only MiniMax's answer expires a voice, never its age alone.
+
+Each change tells the owner's webhooks: `voice.active` and `voice.expired` (with `refund_usd`
+when refunded) are event items written in the very transaction of the state change
+(kyma.webhooks.events), so an event exists exactly when its change does.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from typing import TYPE_CHECKING
 
 from kyma.accounts.upstream import UpstreamBudget
 from kyma.billing.ledger import Ledger
+from kyma.billing.money import micros_to_json
 from kyma.edge import errors
 from kyma.platform.config import Config
 from kyma.platform.observability import MetricUnit, logger, metrics, upstream_failure
 from kyma.providers import SynthesisRequest
+from kyma.voices.catalog import own_view
 from kyma.voices.records import (
     ACTIVATING,
     EXPIRED,
@@ -42,6 +48,7 @@ from kyma.voices.records import (
     upstream_voice_type,
 )
 from kyma.voices.store import Voices
+from kyma.webhooks import events
 
 if TYPE_CHECKING:
     from kyma.providers.minimax import MiniMaxClient
@@ -90,11 +97,26 @@ class Lifecycle:
             metrics.add_metric(name="VoiceActivationFailures", unit=MetricUnit.Count, value=1)
             upstream_failure(exc, "voice activation", voice_id=voice_id, retryable=exc.retryable)
             raise
-        if self.voices.mark_active(voice_id, now):
+        if self.mark_active(voice_id, row=row, now=now):
             metrics.add_metric(name="VoicesActivated", unit=MetricUnit.Count, value=1)
             logger.info("voice activated", extra={"voice_id": voice_id, "after_s": now - int(row["created_at"])})
             return "activated"
         return "skipped"
+
+    def mark_active(self, voice_id: str, *, row: dict | None = None, now: int | None = None) -> bool:
+        """The voice was used upstream: `active`, with its `voice.active` event (only on the change
+        from activating).  False if it is no longer activating or active."""
+        now = int(time.time()) if now is None else now
+        row = row if row is not None else self.voices.get(voice_id)
+        if row is None:
+            return False
+        return self.voices.mark_active(voice_id, now, event=self._event(row, events.VOICE_ACTIVE, "active"))
+
+    def _event(self, row: dict, type: str, status: str, refund_micros: int | None = None) -> dict:
+        data = {**own_view({**row, "status": status})}
+        if refund_micros is not None:
+            data["refund_usd"] = micros_to_json(refund_micros)
+        return events.event_put(self.cfg, row["owner_id"], type, data)
 
     # ── expiry ───────────────────────────────────────────────────────────
     def expire(self, voice_id: str, *, reason: str) -> str:
@@ -111,14 +133,16 @@ class Lifecycle:
             price = price_of(row, self.cfg)
             if self.ledger.refund(row["owner_id"], price, reason="voice_expired_before_activation",
                                   reference={"voice_id": voice_id},
-                                  because=expiry_check(self.cfg, voice_id, refund=True, now=now, reason=reason)):
+                                  because=expiry_check(self.cfg, voice_id, refund=True, now=now, reason=reason),
+                                  also={"event": self._event(row, events.VOICE_EXPIRED, EXPIRED, price)}):
                 metrics.add_metric(name="VoicesRefunded", unit=MetricUnit.Count, value=1)
                 metrics.add_metric(name="RefundedMicroUSD", unit=MetricUnit.Count, value=price)
                 logger.warning("voice expired before activation: refunded",
                                extra={"voice_id": voice_id, "account_id": row["owner_id"], "reason": reason})
                 return "refunded"
         # Active, or used in a paid request (or either meanwhile): expired, no refund.
-        if self.voices.apply(expiry_check(self.cfg, voice_id, refund=False, now=now, reason=reason).item["Update"]):
+        if self.voices.apply_with(expiry_check(self.cfg, voice_id, refund=False, now=now, reason=reason).item["Update"],
+                                  self._event(row, events.VOICE_EXPIRED, EXPIRED)):
             logger.warning("voice expired upstream", extra={"voice_id": voice_id, "reason": reason})
             return "expired"
         return "unchanged"

@@ -8,7 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kyma.platform.config import Config
-from kyma.platform.dynamo import from_item, pages, to_item, values
+from kyma.platform.dynamo import Cancelled, Transaction, from_item, pages, to_item, values
 from kyma.voices.records import (
     ACTIVATING_INDEX,
     BY_OWNER_INDEX,
@@ -83,9 +83,28 @@ class Voices:
             "ExpressionAttributeValues": values(one="1", before=before)}
         return sum(int(page.get("Count", 0)) for page in pages(self.ddb, "query", **kwargs))
 
-    def mark_active(self, voice_id: str, now: int) -> bool:
-        """An activation synthesis succeeded.  False if the voice is no longer activating or active."""
-        return self.apply(activation_update(self.cfg, voice_id, now))
+    def mark_active(self, voice_id: str, now: int, *, event: dict | None = None) -> bool:
+        """An activation synthesis succeeded.  False if the voice is no longer activating or active.
+        `event` (a webhook event item, kyma.webhooks.events) is written in the same transaction as
+        the change from activating, so it exists exactly when the voice became active; a voice
+        already active is left so, with no second event."""
+        update = activation_update(self.cfg, voice_id, now)
+        if event is not None:
+            first = {**update, "ConditionExpression": "attribute_not_exists(#status) OR #status = :activating"}
+            if self.apply_with(first, event):
+                return True
+        return self.apply(update)
+
+    def apply_with(self, update: dict, event: dict) -> bool:
+        """One conditional update and an event item, in one transaction; False if the update's
+        condition does not hold (then nothing is written)."""
+        try:
+            Transaction(self.ddb).add("voice", {"Update": update}).add("event", event).run()
+        except Cancelled as cancelled:
+            if "voice" in cancelled.failed:
+                return False
+            raise
+        return True
 
     def record_attempt(self, voice_id: str, *, error: str, now: int) -> None:
         """An activation attempt failed (kept on the row for operators; the sweep retries)."""

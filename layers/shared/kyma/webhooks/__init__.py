@@ -1,0 +1,1 @@
+"""Webhooks: events pushed to a customer's URL, signed per Standard Webhooks (reference/webhooks.md)."""
