@@ -95,7 +95,7 @@ def run(aws):
 
 
 def test_the_template_mapping_is_read_as_declared(aws):
-    (mapping,) = stream_mappings(aws)
+    (mapping,) = [m for m in stream_mappings(aws) if m.function_id == "VoiceActivationFunction"]
     assert (mapping.function_id, mapping.table_id) == ("VoiceActivationFunction", "VoicesTable")
     assert mapping.report_item_failures and mapping.bisect and mapping.max_retries == 3
     assert mapping.on_failure_queue_id == "ActivationFailuresQueue"
