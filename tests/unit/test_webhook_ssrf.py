@@ -26,7 +26,7 @@ NON_PUBLIC = [
     ("169.254.169.254", "link-local"), ("169.254.0.1", "link-local"), ("fe80::1", "link-local"),
     ("100.64.0.1", "CGNAT"), ("100.127.255.254", "CGNAT"),
     ("fc00::1", "unique-local"), ("fd12:3456:789a::1", "unique-local"),
-    ("0.0.0.0", "unspecified"), ("::", "unspecified"),
+    ("0.0.0.0", "unspecified"), ("::", "unspecified"),  # noqa: S104 (an address to refuse, not a bind)
     ("224.0.0.1", "multicast"), ("ff02::1", "multicast"),
     ("::ffff:169.254.169.254", "embeds link-local"), ("::ffff:127.0.0.1", "embeds loopback"),
     ("::ffff:10.1.2.3", "embeds private"),
@@ -112,7 +112,7 @@ def test_the_local_stack_allows_plain_http_to_loopback_and_nothing_else_non_publ
 
 # ── the connection: to the checked address, never resolved again, no redirects, 10 s in all ──
 class _Receiver(http.server.BaseHTTPRequestHandler):
-    seen: list = []
+    seen: list = []  # noqa: RUF012 (reset per test by the fixture)
     status = 200
 
     def do_POST(self):
@@ -152,7 +152,8 @@ def test_the_post_connects_to_the_checked_address_and_never_resolves_the_name(re
 
 def test_a_redirect_is_not_followed(receiver):
     _Receiver.status = 302
-    target = ssrf.Target(scheme="http", host="127.0.0.1", port=receiver.server_address[1], path="/", address="127.0.0.1")
+    target = ssrf.Target(scheme="http", host="127.0.0.1", port=receiver.server_address[1], path="/",
+                         address="127.0.0.1")
     answer = ssrf.post(target, b"{}", {}, timeout=5)
     assert answer.status == 302 and len(_Receiver.seen) == 1      # one request, the Location never visited
 
