@@ -160,6 +160,11 @@ INVOKES: list[tuple[str, str, Callable[[dict], str]]] = [
     ("limits.json", "KeysFunction", _proxy(200, lambda b: expect(
         b["concurrency"]["speech_stream"]["limit"] == 10 and "speech" in b["rate_limits"], short(b)))),
     ("audit-scheduled.json", "AuditFunction", _audit),
+    ("webhooks-create.json", "WebhooksFunction", _proxy(201, lambda b: expect(
+        b["webhook_id"].startswith("wh_") and b["secret"].startswith("whsec_") and b["status"] == "enabled",
+        short(b)))),
+    ("webhook-dispatch-stream.json", "WebhookDispatchFunction", _is({"batchItemFailures": []})),
+    ("webhook-delivery-queue.json", "WebhookDeliveryFunction", _is({"batchItemFailures": []})),
     # Last, so the checks above see the one cloned voice: $4.20 more off the demo account's $47.90.
     ("voice-design.json", "VoiceDesignFunction", _proxy(200, _design)),
     # A speech job: reserved ($0.3547 of 3,547 characters held) and queued; nothing else runs it here.
