@@ -13,6 +13,8 @@ An API operation becomes the IAM actions and resource ARNs AWS authorizes it wit
   the function's role when a client uses it.
 - SSM: ssm:GetParameter(s) on arn:aws:ssm:<region>:<account>:parameter/<name without leading />.
 - SQS: the action of the same name on the queue's ARN.
+- KMS: Encrypt/Decrypt on the key's ARN (IAM authorizes a call by alias against the key it names;
+  locally each key is alias/<its local name>, so the alias names the key).
 Any other operation is not mapped: the check fails and names it, so a new kind of call gets a
 mapping (and a grant) before it ships.
 """
@@ -93,6 +95,9 @@ def needs(call: AwsCall) -> list[Need]:
         account, name = urlparse(params["QueueUrl"]).path.strip("/").split("/")[-2:]
         action = "SendMessage" if operation == "SendMessageBatch" else operation   # a batch is authorized per message
         return [Need(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{account}:{name}")]
+    if service == "kms" and operation in ("Encrypt", "Decrypt") and "KeyId" in params:
+        name = str(params["KeyId"]).removeprefix("alias/")
+        return [Need(f"kms:{operation}", f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{name}")]
     raise UnmappedCall(f"{call.function}: {service}.{operation} {params}: map it to IAM actions in tests/iam_grants.py")
 
 

@@ -82,6 +82,8 @@ class Cfn:
             "AWS::S3::Bucket": lambda: f"arn:aws:s3:::{name}",
             "AWS::SQS::Queue": lambda: f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}",
             "AWS::Lambda::Function": lambda: f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}",
+            # Locally a key is reached by the alias alias/<its local name> (kyma_local.aws.kms_alias).
+            "AWS::KMS::Key": lambda: f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{name}",
         }
         if kind not in arns:
             raise KeyError(f"no local ARN for {logical_id} ({kind})")

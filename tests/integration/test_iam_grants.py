@@ -247,6 +247,50 @@ def drive(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> None:
 
     drive_speech_jobs(load_handler, configure, acct, fresh, minimax, monkeypatch)
 
+    # Webhooks: every route; the outbox's new events dispatched; a delivery that fails (retried,
+    # the endpoint's failing clock set) and one that succeeds (the clock cleared).
+    from webhook_receiver import Receiver
+
+    configure(WEBHOOKS_ALLOW_LOOPBACK="true", WEBHOOK_RETRY_DELAYS="0,0,0,0,0,0,0")
+    fresh_environment()
+    hooks = load_handler("WebhooksFunction")
+    dispatch, deliver = load_handler("WebhookDispatchFunction"), load_handler("WebhookDeliveryFunction")
+
+    def hook_call(method, path, body=None):
+        parts = path.split("/")
+        resource = path if len(parts) == 3 else "/v1/webhooks/{webhook_id}" + (f"/{parts[4]}" if len(parts) > 4 else "")
+        event = api_event(method, path, resource=resource, account_id=acct,
+                          body=json.dumps(body) if body is not None else b"")
+        event["pathParameters"] = {"webhook_id": parts[3]} if len(parts) > 3 else None
+        return hooks(event, context("WebhooksFunction"))
+
+    ddb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
+    with Receiver([500]) as receiver:
+        made = body_of(hook_call("POST", "/v1/webhooks", {"url": receiver.url}))
+        wid = made["webhook_id"]
+        assert hook_call("GET", "/v1/webhooks")["statusCode"] == 200
+        assert hook_call("GET", f"/v1/webhooks/{wid}")["statusCode"] == 200
+        assert hook_call("POST", f"/v1/webhooks/{wid}/rotate-secret")["statusCode"] == 200
+        assert hook_call("POST", f"/v1/webhooks/{wid}/test")["statusCode"] == 202
+        rows = ddb.scan(TableName=cfg.webhook_events_table)["Items"]
+        records = [{"eventID": r["event_id"]["S"], "eventName": "INSERT", "eventSource": "aws:dynamodb",
+                    "dynamodb": {"Keys": {"event_id": r["event_id"]}, "NewImage": r,
+                                 "SequenceNumber": str(n), "StreamViewType": "NEW_IMAGE"}}
+                   for n, r in enumerate(rows)]
+        assert dispatch({"Records": records}, context("WebhookDispatchFunction", 60)) == {"batchItemFailures": []}
+        for _ in range(2):                       # the 500, then its retry's 200
+            got = sqs.receive_message(QueueUrl=cfg.webhook_queue_url, MaxNumberOfMessages=10,
+                                      WaitTimeSeconds=1)["Messages"]
+            assert deliver({"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                                         "body": m["Body"], "attributes": {}, "messageAttributes": {},
+                                         "eventSource": "aws:sqs"} for m in got]},
+                           context("WebhookDeliveryFunction", 120)) == {"batchItemFailures": []}
+            for m in got:
+                sqs.delete_message(QueueUrl=cfg.webhook_queue_url, ReceiptHandle=m["ReceiptHandle"])
+        assert len(receiver.received) >= 2
+    assert hook_call("GET", f"/v1/webhooks/{wid}/deliveries")["statusCode"] == 200
+    assert hook_call("DELETE", f"/v1/webhooks/{wid}")["statusCode"] == 200
+
     # AuditFunction: every account's books.
     assert load_handler("AuditFunction")({"source": "aws.events"}, context("AuditFunction"))["accounts"] >= 2
 

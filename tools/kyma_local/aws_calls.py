@@ -32,7 +32,7 @@ CALLS_FILE_ENV = "KYMA_AWS_CALLS_FILE"
 _CONTEXT_KEY = "kyma_aws_call"
 # The parameters that name a resource, by service (never item data or bodies).
 _NAMING = ("TableName", "IndexName", "Bucket", "Key", "Name", "Names", "Path", "QueueUrl", "FunctionName",
-           "TopicArn", "SecretId", "StreamArn", "restApiId")
+           "TopicArn", "SecretId", "StreamArn", "restApiId", "KeyId")
 
 _function: ContextVar[str | None] = ContextVar("kyma_aws_calls_function", default=None)
 _lock = threading.Lock()
