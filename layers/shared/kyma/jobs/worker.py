@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kyma.audio.join import Payload, payload, wav_header
 from kyma.billing.ledger import CHARGED, HoldNotOpen
 from kyma.edge import errors
-from kyma.jobs import captions, records, slots, split
+from kyma.jobs import captions, records, slots, split, views
 from kyma.jobs.store import JOIN, POLL, RESUME, START, SUBMIT, Jobs, input_key, output_key, part_audio_key, prefix
 from kyma.jobs.submit import hold_of
 from kyma.platform.dynamo import Cancelled, Transaction, to_item, values
@@ -42,6 +42,7 @@ from kyma.providers.minimax.async_t2a import EXPIRED, FAILED, PROCESSING, Result
 from kyma.providers.minimax.codes import RETRYABLE_CODES
 from kyma.speech.request import CONTENT_TYPES
 from kyma.voices import records as voices
+from kyma.webhooks import events
 
 if TYPE_CHECKING:
     from kyma.accounts.upstream import UpstreamBudget
@@ -289,9 +290,11 @@ class Worker:
         caption_keys = self._captions(job, parts)
         hold = hold_of(job, self.svc.books)
         now = int(time.time())
-        items = [records.terminal_update(self.cfg, job["job_id"], records.SUCCEEDED, now=now, fields={
-                     "output_key": key, "output_bytes": size, "duration_ms": duration_ms, **caption_keys}),
-                 slots.active_leave_item(self.cfg, job["account_id"], job["job_id"])]
+        done = {"output_key": key, "output_bytes": size, "duration_ms": duration_ms, **caption_keys}
+        items = [records.terminal_update(self.cfg, job["job_id"], records.SUCCEEDED, now=now, fields=done),
+                 slots.active_leave_item(self.cfg, job["account_id"], job["job_id"]),
+                 # speech.job.succeeded, true exactly when the charge is (the same transaction)
+                 self._event(job, events.SPEECH_JOB_SUCCEEDED, records.SUCCEEDED, now, done)]
         if job.get("cloned"):
             items.append(voices.use_update(self.cfg, job["voice_id"], now))
         try:
@@ -417,6 +420,8 @@ class Worker:
         fields = {"error": records.error_of(error.code, message)} if error is not None else None
         items = [records.terminal_update(self.cfg, job["job_id"], status, now=now, fields=fields),
                  slots.active_leave_item(self.cfg, job["account_id"], job["job_id"])]
+        if status == records.FAILED:      # speech.job.failed, with the release (a cancel tells no one)
+            items.append(self._event(job, events.SPEECH_JOB_FAILED, status, now, fields))
         reason = error.code if error is not None else "canceled"
         released = self.svc.ledger.release(hold_of(job, self.svc.books), reason=reason, items=items)
         # Closed already: settled (then the job is succeeded: the same transaction) or released by
@@ -434,13 +439,20 @@ class Worker:
 
     def _mark_failed_if_active(self, job: dict, error: type[errors.ApiError], message: str) -> None:
         """A job whose hold someone else released (the reconciler knows no jobs) still active: failed."""
+        now, fields = int(time.time()), {"error": records.error_of(error.code, message)}
         try:
             Transaction(self.store.ddb).add("job", records.terminal_update(
-                self.cfg, job["job_id"], records.FAILED, now=int(time.time()),
-                fields={"error": records.error_of(error.code, message)})).add(
-                "active", slots.active_leave_item(self.cfg, job["account_id"], job["job_id"])).run()
+                self.cfg, job["job_id"], records.FAILED, now=now, fields=fields)).add(
+                "active", slots.active_leave_item(self.cfg, job["account_id"], job["job_id"])).add(
+                "event", self._event(job, events.SPEECH_JOB_FAILED, records.FAILED, now, fields)).run()
         except Exception:     # not active any more (canceled or failed by whoever released it)
             logger.info("the job was already finished", extra={"job_id": job["job_id"]})
+
+    def _event(self, job: dict, type: str, status: str, now: int, fields: dict | None) -> dict:
+        """The webhook event item (kyma.webhooks.events) of the job's terminal state: the job object
+        as GET returns it then (output URLs included), written in the transaction that makes it so."""
+        after = {**job, "status": status, "finished_at": now, **(fields or {})}
+        return events.event_put(self.cfg, job["account_id"], type, views.view(after, self.store))
 
 
 def sweep(worker: Worker, *, now: float | None = None) -> dict[str, int]:
