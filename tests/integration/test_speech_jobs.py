@@ -698,3 +698,38 @@ def test_a_job_on_a_capped_key_counts_in_its_month_kept_when_delivered_given_bac
     over = _keyed_submit(api, ctx, {"input": book(7_000), "voice_id": SYSTEM_VOICE})    # $0.70 > the $0.60 left
     assert error_of(over).code == "key_spend_limit_exceeded" and month_of_key(ddb, cfg, made["key_id"]) == 400_000
     assert books.balance(account) == START - 400_000 and books.audit(account)["consistent"]
+
+
+def test_jobs_tell_their_webhooks_succeeded_and_failed_once_each_with_the_job_object(
+        sandbox, api, queue, accounts, configure, load_handler):
+    from integration.test_webhooks import Pipeline, call
+    from standardwebhooks.webhooks import Webhook
+    from webhook_receiver import Receiver
+
+    from kyma.platform.config import config
+
+    configure(WEBHOOKS_ALLOW_LOOPBACK="true")
+    fns = {"api": load_handler("WebhooksFunction"), "dispatch": load_handler("WebhookDispatchFunction"),
+           "deliver": load_handler("WebhookDeliveryFunction")}
+    account = accounts.create(START).account_id
+    with Receiver() as receiver:
+        made = body_of(call(fns, "POST", "/v1/webhooks", account,
+                            {"url": receiver.url, "events": ["speech.job.succeeded", "speech.job.failed"]}))
+        good = body_of(submit(api, account, {"input": book(4_000), "voice_id": SYSTEM_VOICE}))["job_id"]
+        sandbox.fail_when("/v1/t2a_async_v2", 1026, match="forbidden words")
+        bad = body_of(submit(api, account, {"input": book(4_000) + " The forbidden words are here.",
+                                            "voice_id": SYSTEM_VOICE}))["job_id"]
+        queue.drain()
+        pipe = Pipeline(config(), fns)
+        pipe.run()
+        pipe.run()                                   # nothing new: each event is delivered once
+        got = receiver.wait_for(2)
+        time.sleep(0.3)
+        assert len(receiver.received) == 2
+    events = {(p := Webhook(made["secret"]).verify(r.body, r.headers))["type"]: p["data"] for r in got}
+    assert events["speech.job.succeeded"]["job_id"] == good
+    assert events["speech.job.succeeded"]["status"] == "succeeded"
+    assert events["speech.job.succeeded"]["output"]["audio_url"].startswith("http")
+    assert events["speech.job.failed"]["job_id"] == bad and events["speech.job.failed"]["status"] == "failed"
+    assert events["speech.job.failed"]["error"]["code"] == "content_rejected"
+    assert events["speech.job.failed"]["output"] is None
