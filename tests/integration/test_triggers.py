@@ -178,9 +178,11 @@ class QueueRecorder:
 
 
 def test_the_jobs_queue_mapping_is_read_from_the_template(aws):
-    (mapping,) = queue_mappings(aws)
+    (mapping,) = [m for m in queue_mappings(aws) if m.function_id == "SpeechJobsWorkerFunction"]
     assert (mapping.function_id, mapping.queue_id, mapping.batch_size, mapping.report_item_failures) == (
         "SpeechJobsWorkerFunction", "JobsQueue", 1, True)
+    (hooks,) = [m for m in queue_mappings(aws) if m.function_id == "WebhookDeliveryFunction"]
+    assert (hooks.queue_id, hooks.batch_size, hooks.report_item_failures) == ("WebhookDeliveryQueue", 10, True)
 
 
 def test_queue_messages_are_delivered_after_their_delay_and_a_reported_failure_ends_in_the_dead_letter_queue(aws):

@@ -211,7 +211,7 @@ def test_age_alone_never_expires_a_voice_a_customer_used_and_paid_for(
            "activation": load_handler("VoiceActivationFunction")}
     acct = accounts.create(START).account_id
     voice = clone(fns, acct)
-    monkeypatch.setattr(Voices, "mark_active", lambda self, voice_id, now: False)   # e.g. lost to a race
+    monkeypatch.setattr(Voices, "mark_active", lambda self, voice_id, now, **kwargs: False)   # e.g. lost to a race
     text = "Paid for and delivered."
     assert speak(fns, acct, voice, text)["statusCode"] == 200
     assert row(ddb, cfg, voice)["status"] == "activating"
@@ -237,7 +237,7 @@ def test_a_voice_used_in_a_paid_request_is_never_refunded_even_if_marking_it_act
     acct = accounts.create(START).account_id
     voice = clone(fns, acct)
 
-    def throttled(self, voice_id, now):
+    def throttled(self, voice_id, now, **kwargs):
         raise RuntimeError("ProvisionedThroughputExceededException")      # or a crash right after the settle
 
     monkeypatch.setattr(Voices, "mark_active", throttled)

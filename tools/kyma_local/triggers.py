@@ -143,6 +143,8 @@ class Triggers:
                                          daemon=True, name=f"schedule-{function_id}").start()
         if streams:
             for mapping in stream_mappings(self.template):
+                if mapping.function_id not in self.pools:       # a stand-in stack with some functions only
+                    continue
                 threading.Thread(target=_StreamPoller(self, mapping).run, daemon=True,
                                  name=f"stream-{mapping.function_id}").start()
         if queues:
