@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from kyma.billing.money import micros_to_json
 from kyma.edge import errors
@@ -19,7 +19,13 @@ from kyma.platform.dynamo import to_item
 
 if TYPE_CHECKING:
     from kyma.jobs.store import Jobs
-    from kyma.jobs.worker import Worker
+
+
+class Canceler(Protocol):
+    """What `delete` needs of the worker (kyma.jobs.worker.Worker, which imports this module for
+    the job object its webhook events carry)."""
+
+    def cancel(self, job: dict) -> bool: ...
 
 FILES_KEPT_SECONDS = 7 * 86_400
 EXTENSIONS = {"mp3": "mp3", "wav": "wav", "pcm": "pcm"}
@@ -93,7 +99,7 @@ def list_page(store: Jobs, account_id: str, *, limit: int, status: str | None, s
             "has_more": cursor is not None}
 
 
-def delete(store: Jobs, worker: Worker, job: dict) -> dict:
+def delete(store: Jobs, worker: Canceler, job: dict) -> dict:
     """Cancel a queued or running job (its hold released), or delete a finished job's files."""
     if job["status"] in records.ACTIVE_STATES:
         worker.cancel(job)
