@@ -526,3 +526,22 @@ def test_a_fact_that_does_not_happen_records_no_event(voice_fns, accounts, ddb, 
     assert outbox(ddb, cfg) == []
     row = from_item(ddb.get_item(TableName=cfg.voices_table, Key=to_item({"voice_id": voice}))["Item"])
     assert row["status"] == "activating"
+
+
+def test_every_webhooks_route_needs_the_webhooks_scope(fns, accounts, dns):
+    dns["hooks.example.com"] = ["93.184.216.34"]
+    acct = accounts.create(START).account_id
+    webhook_id = create(fns, acct, "https://hooks.example.com/kyma")["webhook_id"]
+    for method, path in (("POST", "/v1/webhooks"), ("GET", "/v1/webhooks"), ("GET", f"/v1/webhooks/{webhook_id}"),
+                         ("POST", f"/v1/webhooks/{webhook_id}/rotate-secret"),
+                         ("GET", f"/v1/webhooks/{webhook_id}/deliveries"), ("POST", f"/v1/webhooks/{webhook_id}/test"),
+                         ("DELETE", f"/v1/webhooks/{webhook_id}")):
+        parts = path.split("/")
+        resource = path if len(parts) == 3 else ITEM + ("/" + parts[4] if len(parts) > 4 else "")
+        event = api_event(method, path, resource=resource, account_id=acct,
+                          body=json.dumps({"url": "https://hooks.example.com/x"}) if method == "POST" else b"")
+        event["pathParameters"] = {"webhook_id": parts[3]} if len(parts) > 3 else None
+        event["requestContext"]["authorizer"]["scopes"] = "speech,voices:read"
+        error = error_of(fns["api"](event, context("WebhooksFunction")))
+        assert (error.status, error.code) == (403, "permission_denied"), (method, path)
+    assert call(fns, "GET", f"/v1/webhooks/{webhook_id}", acct)["statusCode"] == 200   # still there

@@ -41,6 +41,13 @@ ROUTE_SCOPES: Mapping[tuple[str, str], str] = {
     ("GET", "/v1/keys"): KEYS,
     ("PATCH", "/v1/keys/{key_id}"): KEYS,
     ("DELETE", "/v1/keys/{key_id}"): KEYS,
+    ("POST", "/v1/webhooks"): WEBHOOKS,
+    ("GET", "/v1/webhooks"): WEBHOOKS,
+    ("GET", "/v1/webhooks/{webhook_id}"): WEBHOOKS,
+    ("DELETE", "/v1/webhooks/{webhook_id}"): WEBHOOKS,
+    ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): WEBHOOKS,
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): WEBHOOKS,
+    ("POST", "/v1/webhooks/{webhook_id}/test"): WEBHOOKS,
 }
 
 
