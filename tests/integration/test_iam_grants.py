@@ -316,7 +316,7 @@ def drive_speech_jobs(load_handler, configure, acct, voice_id, minimax, monkeypa
                           account_id=acct, body=json.dumps(body) if body else b"", query=query,
                           headers={"Content-Type": "application/json", **(headers or {})})
         event["pathParameters"] = {"job_id": job_id} if job_id else None
-        return jobs(event, context("SpeechJobsFunction"))
+        return jobs(with_key(event), context("SpeechJobsFunction"))      # the reserve's key check too
 
     def work(until=lambda m: False) -> list[dict]:
         """Deliver the queue's messages to the worker until it is empty; hold back those `until` picks."""
