@@ -34,21 +34,18 @@ provider()  # INIT: build the MiniMax client now (its imports), not on the first
 
 
 def speak(request: Request, out: Output) -> None:
-    speech_input = speech_request.parse(request.json())
-    record, replayed = svc.idempotency.for_request(
-        request, scope="speech", request_fingerprint=speech_request.fingerprint(speech_input),
-        work=lambda guard: synthesize(request, speech_input, out, guard))
-    if replayed:
-        replay(record, speech_input, out)
-    elif not out.started and not out.done:
-        raise_charged_but_undelivered()
+    deliver(request, out, speech_request.parse(request.json()), scope="speech")
 
 
 def speak_with_timestamps(request: Request, out: Output) -> None:
     """POST /v1/audio/speech/with-timestamps: the same paid work, one JSON answer with the timings."""
-    speech_input = speech_request.parse_with_timestamps(request.json())
+    deliver(request, out, speech_request.parse_with_timestamps(request.json()), scope="speech-timestamps")
+
+
+def deliver(request: Request, out: Output, speech_input: speech_request.SpeechInput, *, scope: str) -> None:
+    """Once per Idempotency-Key (`scope`): synthesize, or replay the first request's answer."""
     record, replayed = svc.idempotency.for_request(
-        request, scope="speech-timestamps", request_fingerprint=speech_request.fingerprint(speech_input),
+        request, scope=scope, request_fingerprint=speech_request.fingerprint(speech_input),
         work=lambda guard: synthesize(request, speech_input, out, guard))
     if replayed:
         replay(record, speech_input, out)

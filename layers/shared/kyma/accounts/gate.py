@@ -21,11 +21,11 @@ the audit holds each counter to the holds that moved it (kyma.billing.accounting
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from kyma.accounts.rate_limits import own_limits
 from kyma.billing.money import micros_to_header
 from kyma.edge import errors
 from kyma.platform.config import Config
@@ -57,13 +57,8 @@ def inflight_counter_id(account_id: str, kind: str) -> str:
 
 
 def concurrency_limit(kind: str, account_limits: str | Mapping | None) -> int:
-    own = account_limits
-    if isinstance(own, str):
-        try:
-            own = json.loads(own)
-        except ValueError:
-            own = None
-    if isinstance(own, Mapping) and isinstance(own.get(kind), int) and not isinstance(own.get(kind), bool):
+    own = own_limits(account_limits)
+    if isinstance(own.get(kind), int) and not isinstance(own.get(kind), bool):
         return int(own[kind])
     return DEFAULT_CONCURRENCY[kind]
 

@@ -45,16 +45,22 @@ class Limit:
     burst: int
 
 
+def own_limits(account_limits: str | Mapping | None) -> Mapping:
+    """An account's own limits as the authorizer passes them (JSON text) or as stored: a mapping,
+    empty if there are none or they cannot be read (then the defaults apply)."""
+    if isinstance(account_limits, str):
+        try:
+            account_limits = json.loads(account_limits)
+        except ValueError:
+            return {}
+    return account_limits if isinstance(account_limits, Mapping) else {}
+
+
 def limit_for(endpoint: str, cfg: Config, account_limits: str | Mapping | None) -> Limit:
     """The account's own limit for `endpoint` if it has one, else the deployment's default."""
     rpm, burst = {e: (r, b) for e, r, b in cfg.rate_limit_defaults}.get(endpoint, DEFAULTS[endpoint])
-    own = account_limits
-    if isinstance(own, str):
-        try:
-            own = json.loads(own)
-        except ValueError:
-            own = None
-    if isinstance(own, Mapping) and isinstance(own.get(endpoint), Mapping):
+    own = own_limits(account_limits)
+    if isinstance(own.get(endpoint), Mapping):
         rpm = int(own[endpoint].get("rpm", rpm))
         burst = int(own[endpoint].get("burst", burst))
     return Limit(endpoint, rpm, burst)

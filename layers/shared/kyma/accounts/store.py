@@ -76,19 +76,7 @@ class Accounts:
             raise errors.InvalidRequest(f"Unknown endpoint {endpoint!r}; one of {', '.join(sorted(DEFAULTS))}.")
         if not (0 < burst <= per_minute <= 100_000):
             raise errors.InvalidRequest("Limits must satisfy 0 < burst <= per minute <= 100000.")
-        account = from_item(self.ddb.get_item(TableName=self.cfg.accounts_table,
-                                              Key=to_item({"account_id": account_id}), ConsistentRead=True).get("Item"))
-        if account is None:
-            raise errors.NotFound(f"No account {account_id}.")
-        limits = json.loads(account.get("rate_limits") or "{}")
-        limits[endpoint] = {"rpm": per_minute, "burst": burst}
-        encoded = json.dumps(limits, sort_keys=True, separators=(",", ":"))
-        self.ddb.update_item(TableName=self.cfg.accounts_table, Key=to_item({"account_id": account_id}),
-                             UpdateExpression="SET rate_limits = :l", ExpressionAttributeValues=values(l=encoded))
-        for key_hash in self._key_hashes(account_id):
-            self.ddb.update_item(TableName=self.cfg.api_keys_table, Key=to_item({"key_hash": key_hash}),
-                                 UpdateExpression="SET rate_limits = :l", ExpressionAttributeValues=values(l=encoded))
-        return limits
+        return self._set_limit(account_id, "rate_limits", endpoint, {"rpm": per_minute, "burst": burst})
 
     def set_concurrency(self, account_id: str, kind: str, *, limit: int) -> dict:
         """Change how many requests of `kind` (kyma.accounts.gate: speech_stream, job) the account may
@@ -98,20 +86,22 @@ class Accounts:
             raise errors.InvalidRequest(f"Unknown kind {kind!r}; one of {', '.join(sorted(DEFAULT_CONCURRENCY))}.")
         if not 0 < limit <= 10_000:
             raise errors.InvalidRequest("A concurrency limit must be from 1 to 10000.")
+        return self._set_limit(account_id, "concurrency_limits", kind, limit)
+
+    def _set_limit(self, account_id: str, attribute: str, name: str, value: object) -> dict:
+        """Set `name` in the account's JSON `attribute` (rate_limits, concurrency_limits), on the account
+        row and on every key of the account; the account's limits afterwards."""
         account = from_item(self.ddb.get_item(TableName=self.cfg.accounts_table,
                                               Key=to_item({"account_id": account_id}), ConsistentRead=True).get("Item"))
         if account is None:
             raise errors.NotFound(f"No account {account_id}.")
-        limits = json.loads(account.get("concurrency_limits") or "{}")
-        limits[kind] = limit
+        limits = json.loads(account.get(attribute) or "{}")
+        limits[name] = value
         encoded = json.dumps(limits, sort_keys=True, separators=(",", ":"))
-        self.ddb.update_item(TableName=self.cfg.accounts_table, Key=to_item({"account_id": account_id}),
-                             UpdateExpression="SET concurrency_limits = :l",
-                             ExpressionAttributeValues=values(l=encoded))
+        update = {"UpdateExpression": f"SET {attribute} = :l", "ExpressionAttributeValues": values(l=encoded)}
+        self.ddb.update_item(TableName=self.cfg.accounts_table, Key=to_item({"account_id": account_id}), **update)
         for key_hash in self._key_hashes(account_id):
-            self.ddb.update_item(TableName=self.cfg.api_keys_table, Key=to_item({"key_hash": key_hash}),
-                                 UpdateExpression="SET concurrency_limits = :l",
-                                 ExpressionAttributeValues=values(l=encoded))
+            self.ddb.update_item(TableName=self.cfg.api_keys_table, Key=to_item({"key_hash": key_hash}), **update)
         return limits
 
     def revoke_key(self, api_key: str) -> bool:

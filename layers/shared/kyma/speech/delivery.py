@@ -109,7 +109,16 @@ class HeldBody:
 
     out: Output
     before_charge: bool
+    parts: list[bytes]
     held: bytes | None = None
+
+    def begin(self, billing: Billing) -> None:
+        pass
+
+    def audio(self, chunk: bytes) -> None:
+        if self.before_charge:
+            self.out.ensure_connected()      # a client known to be gone: released, the upstream stopped
+        self.parts.append(chunk)
 
     def hold_back(self, headers: dict[str, str], body: bytes) -> None:
         self.out.ensure_connected()
@@ -134,16 +143,8 @@ class Buffered(HeldBody):
     def __init__(self, out: Output, extra_headers: dict[str, str], *, before_charge: bool = False) -> None:
         self.out, self.extra = out, extra_headers
         self.before_charge = before_charge
-        self.parts: list[bytes] = []
+        self.parts = []
         self.sent = False
-
-    def begin(self, billing: Billing) -> None:
-        pass
-
-    def audio(self, chunk: bytes) -> None:
-        if self.before_charge:
-            self.out.ensure_connected()
-        self.parts.append(chunk)
 
     def end(self, billing: Billing) -> None:
         if self.sent:

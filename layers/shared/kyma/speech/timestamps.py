@@ -175,17 +175,9 @@ class WithTimestamps(_Timed, HeldBody):
         super().__init__(inp)
         self.out, self.extra = out, extra_headers
         self.before_charge = before_charge
-        self.parts: list[bytes] = []
+        self.parts = []
         self.doc: dict[str, Any] = {}
         self.sent = False
-
-    def begin(self, billing: Billing) -> None:
-        pass
-
-    def audio(self, chunk: bytes) -> None:
-        if self.before_charge:
-            self.out.ensure_connected()
-        self.parts.append(chunk)
 
     def seal(self) -> dict:
         """After the last chunk, before the settle: the timings, duration and captions (or a
