@@ -287,6 +287,19 @@ def test_a_120000_character_job_is_three_parts_of_at_most_50000(sandbox, account
     assert books.audit(account)["consistent"]
 
 
+def test_a_jobs_pronunciation_dict_reaches_minimax_with_every_part(sandbox, api, queue, accounts, books):
+    account = accounts.create(START).account_id
+    tone = ["Kyma/KEE-ma", "fox/focks"]
+    job_id = body_of(submit(api, account, {"input": book(4_500), "voice_id": SYSTEM_VOICE,
+                                           "pronunciation_dict": {"tone": tone}}))["job_id"]
+    queue.drain()
+    assert body_of(get(api, account, job_id))["status"] == "succeeded"
+    sent = [c.json for c in sandbox.calls_to("/v1/t2a_async_v2")]
+    assert len(sent) == len(spans(book(4_500), PART)) >= 3
+    assert all(body["pronunciation_dict"] == {"tone": tone} for body in sent)
+    assert [(e["status"], e["amount_micros"]) for e in holds(books, account)] == [("charged", 450_000)]
+
+
 # ── refusals before the reserve ──────────────────────────────────────────
 @pytest.mark.parametrize("body, status, code", [
     ({"input": "x" * 200_001, "voice_id": SYSTEM_VOICE}, 400, "input_too_long"),
@@ -295,6 +308,11 @@ def test_a_120000_character_job_is_three_parts_of_at_most_50000(sandbox, account
     ({"input": "hi", "voice_id": SYSTEM_VOICE, "metadata": {"k": 1}}, 400, "invalid_request"),
     ({"input": "hi", "voice_id": "kyma_ffffffffffffffff"}, 404, "voice_not_found"),
     ({"input": "hi"}, 400, "voice_required"),
+    ({"input": "hi", "voice_id": SYSTEM_VOICE, "pronunciation_dict": {"tone": ["no separator"]}}, 400,
+     "invalid_request"),
+    ({"input": "hi", "voice_id": SYSTEM_VOICE, "pronunciation_dict": ["Kyma/KEE-ma"]}, 400, "invalid_request"),
+    ({"input": "hi", "voice_id": SYSTEM_VOICE, "pronunciation_dict": {"tone": ["a/b"] * 101}}, 400,
+     "invalid_request"),
 ])
 def test_bad_jobs_are_4xx_free_and_queue_nothing(sandbox, api, queue, accounts, books, body, status, code):
     account = accounts.create(START).account_id

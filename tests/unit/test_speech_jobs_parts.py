@@ -162,6 +162,16 @@ def test_after_nine_hours_the_task_is_expired_and_its_url_gone(sandbox, client):
         client.async_t2a.fetch(url, "mp3", deadline=soon())
 
 
+def test_a_pronunciation_dict_is_sent_with_the_task_and_the_sandbox_checks_it_as_minimax_does(sandbox, client):
+    client.async_t2a.create(request(pronunciation=("Kyma/KEE-ma", "SQL/sequel")), deadline=soon())
+    assert sandbox.calls_to("/v1/t2a_async_v2")[-1].json["pronunciation_dict"] == {"tone": ["Kyma/KEE-ma",
+                                                                                             "SQL/sequel"]}
+    client.async_t2a.create(request(), deadline=soon())
+    assert "pronunciation_dict" not in sandbox.calls_to("/v1/t2a_async_v2")[-1].json
+    with pytest.raises(errors.UpstreamInvalidRequest):          # the sandbox refuses what MiniMax would (2013)
+        client.async_t2a.create(request(pronunciation=("no separator",)), deadline=soon())
+
+
 def test_a_task_can_be_made_to_fail_upstream(sandbox, client):
     sandbox.async_tasks.fail_task_when("doomed")
     task = client.async_t2a.create(request(text="A doomed part."), deadline=soon())

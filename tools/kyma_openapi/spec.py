@@ -698,6 +698,7 @@ def schemas() -> dict:
                 "speed": _speech_rule("speed", default=1.0),
                 "voice_settings": _speech_rule("voice_settings"),
                 "language_boost": _speech_rule("language_boost"),
+                "pronunciation_dict": _speech_rule("pronunciation_dict"),
                 "metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS,
                              "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_CHARS},
                              "description": "Echoed in the job."},

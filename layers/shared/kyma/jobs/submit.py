@@ -108,6 +108,7 @@ def submit(job: JobInput, *, account_id: str, request_id: str, svc: Services, st
         "audio_format": inp.audio_format, "sample_rate": inp.sample_rate, "bitrate": inp.bitrate,
         "speed": str(inp.speed), "vol": str(inp.vol), "pitch": inp.pitch, "emotion": inp.emotion,
         "language_boost": inp.language_boost, "metadata": job.metadata or None, "provider": provider_name,
+        "pronunciation": list(inp.pronunciation) or None,
         "parts_done": 0, "parts_total": 0,
     }
     activating = False

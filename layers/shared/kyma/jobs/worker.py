@@ -204,7 +204,8 @@ class Worker:
                                 audio_format=job["audio_format"], sample_rate=int(job["sample_rate"]),
                                 bitrate=int(job["bitrate"]), speed=float(job["speed"]), vol=float(job["vol"]),
                                 pitch=int(job["pitch"]), emotion=job.get("emotion"),
-                                language_boost=job.get("language_boost"))
+                                language_boost=job.get("language_boost"),
+                                pronunciation=tuple(job.get("pronunciation") or ()))
 
     # ── poll and fetch ──
     def poll(self, job: dict, n: int) -> str:

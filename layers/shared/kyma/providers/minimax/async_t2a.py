@@ -4,7 +4,7 @@ Wire format (speech-jobs.md, "MiniMax asynchronous T2A"):
 
 * ``POST /v1/t2a_async_v2`` (JSON: ``model``, ``text`` ≤ 50,000 characters, ``voice_setting``,
   ``audio_setting`` with ``audio_sample_rate`` -- not ``sample_rate`` as in sync T2A --,
-  ``language_boost``) → ``task_id``, ``file_id``, ``usage_characters``, ``base_resp``;
+  ``language_boost``, ``pronunciation_dict``) → ``task_id``, ``file_id``, ``usage_characters``, ``base_resp``;
 * ``GET /v1/query/t2a_async_query_v2?task_id=`` → ``status`` (``processing``, ``success``,
   ``failed``, ``expired``) and ``file_id``; MiniMax allows 10 queries per second per account;
 * ``GET /v1/files/retrieve?file_id=`` → ``file.download_url``, valid 9 hours;
@@ -94,6 +94,8 @@ def async_payload(request: SynthesisRequest) -> dict[str, Any]:
                                "audio_setting": audio_setting}
     if request.language_boost:
         payload["language_boost"] = request.language_boost
+    if request.pronunciation:
+        payload["pronunciation_dict"] = {"tone": list(request.pronunciation)}
     return payload
 
 
