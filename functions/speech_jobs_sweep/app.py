@@ -16,6 +16,6 @@ worker = Worker(svc, svc.jobs, provider())
 
 @instrument
 def lambda_handler(event: dict, context) -> dict:
-    return sweep(worker)
+    return sweep(worker, time_left=lambda: context.get_remaining_time_in_millis() / 1000)
 
 init_phase.end()

@@ -71,7 +71,7 @@ def test_each_event_runs_on_its_function(name, aws, local_sandbox, accounts, loa
                       "WebhookDeliveryFunction"):
         assert result == expected
     elif function == "SpeechJobsSweepFunction":
-        assert result == {"timed_out": 0, "resumed": 0, "slots_freed": 0}
+        assert result == {"timed_out": 0, "resumed": 0, "slots_freed": 0, "unfinished": 0}
     else:
         assert result["statusCode"] == expected, body_of(result)
         assert result["headers"]["X-Request-Id"] == event["requestContext"]["requestId"]

@@ -459,6 +459,27 @@ def test_the_deadline_passing_fails_the_job_through_the_sweep(sandbox, accounts,
         Key=to_item({"counter_id": "upstream-async#minimax"})).get("Item", {}).get("members") is None
 
 
+def test_the_sweep_reads_every_page_of_active_jobs_and_stops_in_time_when_short(
+        sandbox, accounts, books, load_handler, configure, ddb, cfg, monkeypatch):
+    from kyma.jobs import store, worker
+    from kyma.platform.config import config
+
+    monkeypatch.setattr(store, "ACTIVE_PAGE_SIZE", 1)                 # one job per page of the index
+    api, _ = reloaded(configure, load_handler, config, JOB_DEADLINE_SECONDS=4)
+    accounts_ = [accounts.create(START).account_id for _ in range(3)]
+    jobs = [body_of(submit(api, a, {"input": book(600), "voice_id": SYSTEM_VOICE}))["job_id"] for a in accounts_]
+    time.sleep(max(0.0, max(int(job_row(ddb, cfg, j)["deadline_at"]) for j in jobs) - time.time()) + 1.1)
+    sweeper = load_handler("SpeechJobsSweepFunction")
+    # With too little of its invocation left it takes nothing on and says so
+    short = sweeper({"source": "aws.events"}, context("SpeechJobsSweepFunction", int(worker.SWEEP_MARGIN_SECONDS) - 1))
+    assert (short["timed_out"], short["unfinished"]) == (0, 1)
+    outcome = sweeper({"source": "aws.events"}, context("SpeechJobsSweepFunction", 120))
+    assert (outcome["timed_out"], outcome["unfinished"]) == (3, 0)
+    for account, job_id in zip(accounts_, jobs, strict=True):
+        assert body_of(get(api, account, job_id))["status"] == "failed"
+        assert_released_once(books, account)
+
+
 def test_the_job_hold_outlives_the_deadline_so_the_reconciler_leaves_it(sandbox, api, accounts, books, load_handler):
     account = accounts.create(START).account_id
     body_of(submit(api, account, {"input": "hello there", "voice_id": SYSTEM_VOICE}))

@@ -173,7 +173,7 @@ INVOKES: list[tuple[str, str, Callable[[dict], str]]] = [
         b["data"] == [] and b["next_cursor"] is None, short(b)))),                    # none succeeded yet
     ("speech-jobs-worker-sqs.json", "SpeechJobsWorkerFunction", _is({"batchItemFailures": []})),   # no such job
     ("speech-jobs-sweep-scheduled.json", "SpeechJobsSweepFunction", _is(
-        {"timed_out": 0, "resumed": 0, "slots_freed": 0})),
+        {"timed_out": 0, "resumed": 0, "slots_freed": 0, "unfinished": 0})),
 ]
 
 

@@ -12,14 +12,14 @@ message sent again with a delay (SQS allows up to 900 s).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from kyma.jobs import records
 from kyma.platform.config import Config
-from kyma.platform.dynamo import error_code, from_item, to_item, values
+from kyma.platform.dynamo import error_code, from_item, rows, to_item, values
 
 MAX_DELAY_SECONDS = 900
 START, SUBMIT, POLL, JOIN, RESUME = "start", "submit", "poll", "join", "resume"
@@ -40,6 +40,9 @@ def part_audio_key(account_id: str, job_id: str, n: int, ext: str) -> str:
 
 def output_key(account_id: str, job_id: str, ext: str) -> str:
     return prefix(account_id, job_id) + f"output.{ext}"
+
+
+ACTIVE_PAGE_SIZE = 100          # the sweep's pages of the Active index (it reads them all)
 
 
 class Jobs:
@@ -134,15 +137,16 @@ class Jobs:
                 break
         return out, start
 
-    def active(self, *, deadline_before: int | None = None, limit: int = 100) -> list[dict]:
-        """Jobs queued or running (the sparse Active index), earliest deadline first."""
+    def active(self, *, deadline_before: int | None = None) -> Iterator[dict]:
+        """Jobs queued or running (the sparse Active index), earliest deadline first, every page."""
         args: dict[str, Any] = {"TableName": self.cfg.jobs_table, "IndexName": records.ACTIVE_INDEX,
-                                "KeyConditionExpression": "active = :one", "Limit": limit,
+                                "KeyConditionExpression": "active = :one",
+                                "PaginationConfig": {"PageSize": ACTIVE_PAGE_SIZE},
                                 "ExpressionAttributeValues": values(one="1")}
         if deadline_before is not None:
             args["KeyConditionExpression"] += " AND deadline_at < :t"
             args["ExpressionAttributeValues"] = values(one="1", t=deadline_before)
-        return [from_item(i) or {} for i in self.ddb.query(**args).get("Items", [])]
+        return rows(self.ddb, "query", **args)
 
     # ── messages ──
     def send(self, job_id: str, step: str, part: int | None = None, *, delay: int = 0) -> None:
