@@ -34,13 +34,27 @@ $(SAM_VENV)/.installed:
 run: $(VENV)/.installed
 	$(PY) -m kyma_local
 
-## test: the whole suite, offline
+# The suite in TEST_WORKERS parallel workers (pytest-xdist, a test file at a time: a file's fixtures
+# stay in one process), then the IAM grant check on its own, over every AWS call the workers and
+# their local stacks recorded (the two files named here; tests/conftest.py).  A plain `pytest`
+# runs everything in one process, the grant check last.
+TEST_WORKERS ?= 2
+GRANTS := tests/integration/test_iam_grants.py
+define parallel_tests
+	@calls=$$(mktemp -d); trap 'rm -rf "$$calls"' EXIT; \
+	export KYMA_AWS_CALLS_FILE=$$calls/stacks.jsonl KYMA_TEST_WORKER_CALLS_FILE=$$calls/workers.jsonl; \
+	echo "$(1) -m pytest -n $(TEST_WORKERS) --dist loadfile -m 'not aws_grants' $(2)"; \
+	$(1) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not aws_grants" $(2) && \
+	echo "$(1) -m pytest $(GRANTS)" && $(1) -m pytest $(GRANTS)
+endef
+
+## test: the whole suite, offline (TEST_WORKERS=2 processes; the IAM grant check after them)
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(call parallel_tests,$(PY),)
 
 ## test-py313: the integration tier on Python 3.13, Lambda's runtime (.venv-py313)
 test-py313: $(VENV313)/.installed
-	$(VENV313)/bin/python -m pytest tests/integration
+	$(call parallel_tests,$(VENV313)/bin/python,tests/integration)
 
 ## sample: write reference.mp3 (15 s) to try voice cloning against the local stack
 sample: $(VENV)/.installed

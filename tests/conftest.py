@@ -28,13 +28,17 @@ os.environ.update({
     "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true",
 })
 
-# Every AWS call a function makes in this session is recorded, with the function that made it:
-# here (installed before any boto3 client exists), and in each local stack a test starts in a
+# Every AWS call a function makes in this run is recorded, with the function that made it: here
+# (installed before any boto3 client exists), and in each local stack a test starts in a
 # subprocess, which appends to AWS_CALLS_FILE.  The IAM grant check runs after every other test
 # (tests/integration/test_iam_grants.py) and checks them all against the template's policies.
+# `make test` runs the suite in parallel workers (pytest-xdist), then the grant check on its own:
+# it names both files for the run, each worker appends its in-process calls to the file KYMA_TEST_WORKER_CALLS_FILE names
+# when it finishes, and the check reads them (a plain `pytest` runs the check last, in-process).
 aws_calls.install()
-AWS_CALLS_FILE = os.path.join(tempfile.gettempdir(), f"kyma-aws-calls-{os.getpid()}.jsonl")
-os.environ[aws_calls.CALLS_FILE_ENV] = AWS_CALLS_FILE
+_OWN_CALLS_FILE = aws_calls.CALLS_FILE_ENV not in os.environ
+AWS_CALLS_FILE = os.environ.setdefault(aws_calls.CALLS_FILE_ENV,
+                                       os.path.join(tempfile.gettempdir(), f"kyma-aws-calls-{os.getpid()}.jsonl"))
 
 
 def pytest_collection_modifyitems(items):
@@ -42,8 +46,13 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("aws_grants") is not None)
 
 
+def pytest_sessionfinish(session):
+    if os.environ.get(aws_calls.WORKER_CALLS_FILE_ENV):
+        aws_calls.write_file(os.environ[aws_calls.WORKER_CALLS_FILE_ENV], aws_calls.recorded())
+
+
 def pytest_unconfigure(config):
-    if os.path.exists(AWS_CALLS_FILE):
+    if _OWN_CALLS_FILE and os.path.exists(AWS_CALLS_FILE) and not os.environ.get("PYTEST_XDIST_WORKER"):
         os.remove(AWS_CALLS_FILE)
 
 

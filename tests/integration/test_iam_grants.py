@@ -389,7 +389,8 @@ def calls(load_handler, configure, accounts, cfg, minimax, monkeypatch) -> dict[
         before = len(aws_calls.recorded())
         drive(load_handler, configure, accounts, cfg, minimax, monkeypatch)
         _driven.extend(aws_calls.recorded()[before:])
-    return {"in-process": aws_calls.recorded(),
+    earlier = os.environ.get(aws_calls.WORKER_CALLS_FILE_ENV)          # `make test`'s parallel workers' calls
+    return {"in-process": aws_calls.recorded() + (aws_calls.read_file(earlier) if earlier else []),
             "local stack": aws_calls.read_file(os.environ[aws_calls.CALLS_FILE_ENV])}
 
 

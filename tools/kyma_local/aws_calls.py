@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 CALLS_FILE_ENV = "KYMA_AWS_CALLS_FILE"
+# `make test`: where each parallel test worker leaves its in-process calls for the IAM grant check.
+WORKER_CALLS_FILE_ENV = "KYMA_TEST_WORKER_CALLS_FILE"
 _CONTEXT_KEY = "kyma_aws_call"
 # The parameters that name a resource, by service (never item data or bodies).
 _NAMING = ("TableName", "IndexName", "Bucket", "Key", "Name", "Names", "Path", "QueueUrl", "FunctionName",
@@ -83,6 +85,12 @@ def read_file(path: str) -> list[AwsCall]:
             return [AwsCall.from_json(line) for line in f if line.strip()]
     except FileNotFoundError:
         return []
+
+
+def write_file(path: str, calls: list[AwsCall]) -> None:
+    """Append `calls` to `path` in one write (a test worker's calls, for a check in another run)."""
+    with open(path, "a") as f:
+        f.write("".join(call.to_json() + "\n" for call in calls))
 
 
 def install(calls_file: str | None = None) -> None:
