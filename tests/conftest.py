@@ -33,8 +33,9 @@ os.environ.update({
 # subprocess, which appends to AWS_CALLS_FILE.  The IAM grant check runs after every other test
 # (tests/integration/test_iam_grants.py) and checks them all against the template's policies.
 # `make test` runs the suite in parallel workers (pytest-xdist), then the grant check on its own:
-# it names both files for the run, each worker appends its in-process calls to the file KYMA_TEST_WORKER_CALLS_FILE names
-# when it finishes, and the check reads them (a plain `pytest` runs the check last, in-process).
+# it names both files for the run; each worker appends its in-process calls to the one
+# KYMA_TEST_WORKER_CALLS_FILE names when it finishes, and the check reads them (a plain `pytest`
+# runs the check last, in-process).
 aws_calls.install()
 _OWN_CALLS_FILE = aws_calls.CALLS_FILE_ENV not in os.environ
 AWS_CALLS_FILE = os.environ.setdefault(aws_calls.CALLS_FILE_ENV,
