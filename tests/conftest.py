@@ -43,8 +43,10 @@ AWS_CALLS_FILE = os.environ.setdefault(aws_calls.CALLS_FILE_ENV,
 
 
 def pytest_collection_modifyitems(items):
-    """The IAM grant check last: it checks the calls every other test recorded."""
-    items.sort(key=lambda item: item.get_closest_marker("aws_grants") is not None)
+    """The IAM grant check last: it checks the calls every other test recorded.  The files marked
+    `long` first, so that parallel workers (`make test`) do not end on one of them alone."""
+    items.sort(key=lambda item: (item.get_closest_marker("aws_grants") is not None,
+                                 item.get_closest_marker("long") is None))
 
 
 def pytest_sessionfinish(session):

@@ -24,6 +24,8 @@ from helpers import SYSTEM_VOICE
 
 from e2e.conftest import StackProcess
 
+pytestmark = pytest.mark.long  # over a minute: runs first (tests/conftest.py)
+
 HD_MICROS_PER_CHAR = 100          # $0.10 per 1,000 characters
 
 

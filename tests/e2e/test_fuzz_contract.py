@@ -21,6 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.long  # over a minute: runs first (tests/conftest.py)
+
 ENDPOINTS = ("speech", "voice-clone", "voice-design", "uploads", "voices", "account")
 
 

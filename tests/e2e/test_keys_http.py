@@ -19,6 +19,8 @@ from helpers import SYSTEM_VOICE
 from e2e.conftest import StackProcess
 from kyma_local.sample import reference_mp3
 
+pytestmark = pytest.mark.long  # over a minute: runs first (tests/conftest.py)
+
 TEXT = "Hello from the Kyma voice API"      # 29 characters: $0.0029
 COST_USD = 0.0029
 

@@ -19,6 +19,8 @@ import requests
 from e2e.conftest import StackProcess
 from kyma_local.sandbox.control import SandboxControl
 
+pytestmark = pytest.mark.long  # over a minute: runs first (tests/conftest.py)
+
 RATE_PER_1K = 0.10
 SLOTS = 3
 

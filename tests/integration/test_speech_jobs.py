@@ -23,6 +23,8 @@ from kyma.jobs.split import spans
 from kyma.platform.dynamo import from_item, to_item
 from kyma_local.sandbox import MiniMaxSandbox
 
+pytestmark = pytest.mark.long  # over a minute: runs first (tests/conftest.py)
+
 RATE = 100_000                      # hd: $0.10 per 1,000 characters, in micro-dollars
 PART = 2_000                        # parts of at most 2,000 characters in most tests (fast)
 
