@@ -641,6 +641,30 @@ def test_a_lost_first_message_leaves_the_job_queued_until_the_sweep_starts_it(sa
     assert [e["status"] for e in holds(books, account)] == ["charged"] and books.audit(account)["consistent"]
 
 
+def test_a_sweep_short_of_time_for_the_timeouts_still_starts_a_job_whose_first_message_was_lost(
+        sandbox, accounts, books, configure, load_handler, ddb, cfg):
+    from kyma.jobs import worker
+    from kyma.platform.config import config
+
+    api, queue = reloaded(configure, load_handler, config, JOB_STUCK_SECONDS=0, JOB_DEADLINE_SECONDS=4)
+    late, lost_one = (accounts.create(START).account_id for _ in range(2))
+    expired = body_of(submit(api, late, {"input": book(600), "voice_id": SYSTEM_VOICE}))["job_id"]
+    time.sleep(max(0.0, int(job_row(ddb, cfg, expired)["deadline_at"]) - time.time()) + 1.1)   # its deadline passes
+    job_id = body_of(submit(api, lost_one, {"input": book(600), "voice_id": SYSTEM_VOICE}))["job_id"]
+    lost = [m for m in queue.receive() if json.loads(m["Body"])["job_id"] == job_id]
+    queue.sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=lost[0]["ReceiptHandle"])   # never delivered
+    # Time for the resumes but not for the timeouts: the expired job waits, the lost one is resent
+    left = int(worker.SWEEP_MARGIN_SECONDS + worker.SWEEP_RESUME_SECONDS) - 1
+    sweeper = load_handler("SpeechJobsSweepFunction")
+    outcome = sweeper({"source": "aws.events"}, context("SpeechJobsSweepFunction", left))
+    assert (outcome["timed_out"], outcome["unfinished"]) == (0, 1) and outcome["resumed"] >= 1
+    queue.drain()
+    assert body_of(get(api, lost_one, job_id))["status"] == "succeeded"
+    assert [e["status"] for e in holds(books, lost_one)] == ["charged"] and books.audit(lost_one)["consistent"]
+    assert body_of(get(api, late, expired))["status"] == "failed"
+    assert_released_once(books, late)
+
+
 def test_a_worker_that_died_mid_submit_never_submits_the_part_again_and_the_job_is_released(
         sandbox, accounts, books, configure, load_handler, monkeypatch):
     from kyma.jobs import store, worker

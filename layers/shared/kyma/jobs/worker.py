@@ -458,8 +458,11 @@ class Worker:
 
 
 # The sweep stops taking new work with this much of its invocation left; the next run (every
-# 5 minutes) goes on from the earliest deadline, so a backlog of any size drains.
+# 5 minutes) goes on from the earliest deadline, so a backlog of any size drains.  The timeouts
+# leave SWEEP_RESUME_SECONDS more for the resumes: a backlog of expired jobs must not keep a
+# queued job whose first message was lost from being started (only the sweep resends it).
 SWEEP_MARGIN_SECONDS = 10.0
+SWEEP_RESUME_SECONDS = 30.0
 
 
 def sweep(worker: Worker, *, now: float | None = None, time_left: Callable[[], float] | None = None) -> dict[str, int]:
@@ -468,12 +471,12 @@ def sweep(worker: Worker, *, now: float | None = None, time_left: Callable[[], f
     page of the active jobs; stops early (``unfinished``: 1) when `time_left()` runs low."""
     now = time.time() if now is None else now
 
-    def out_of_time() -> bool:
-        return time_left is not None and time_left() < SWEEP_MARGIN_SECONDS
+    def out_of_time(keep: float = 0.0) -> bool:
+        return time_left is not None and time_left() < SWEEP_MARGIN_SECONDS + keep
 
     timed_out = resumed = freed = unfinished = 0
     for job in worker.store.active(deadline_before=int(now)):
-        if out_of_time():
+        if out_of_time(keep=SWEEP_RESUME_SECONDS):
             unfinished = 1
             break
         full = worker.store.get(job["job_id"])
