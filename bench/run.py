@@ -44,7 +44,7 @@ def main() -> int:
     repetitions = 9 if quick else 15
     seconds = cold.cold_start(repetitions)
     ratios = cold.ratios(seconds)
-    ttfb = over_http.first_byte(15 if quick else 40)
+    ttfb = over_http.first_byte(25 if quick else 40)
     rows = calls.call_counts()
     with handlers.servers() as info:
         measured = handlers.measure_handlers(info, quick)
