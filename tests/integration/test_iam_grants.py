@@ -377,7 +377,7 @@ def drive_speech_jobs(load_handler, configure, acct, voice_id, minimax, monkeypa
 
     time.sleep(2.1)
     configure(JOB_STUCK_SECONDS=0)
-    outcome = load_handler("SpeechJobsSweepFunction")({"source": "aws.events"}, context("SpeechJobsSweepFunction"))
+    outcome = load_handler("SpeechJobsSweepFunction")({"source": "aws.events"}, context("SpeechJobsSweepFunction", 120))
     assert outcome["timed_out"] == 1 and outcome["resumed"] >= 1, outcome
     assert body_of(job_call("GET", stuck))["status"] == "running"
 
