@@ -25,7 +25,7 @@ BUDGETS = {
     # counters in it (the key, in flight, the key's month, the upstream budget: they move with the
     # money), and moto spends 18.5 ms median on the seven-item transaction alone (its expression
     # parser and a table copy per item, which DynamoDB does not spend).  Measured
-    # on one idle machine, 2026-12-03: 27-41 ms over nine runs, the reserve the largest part.
+    # on one idle machine, 2026-12-03: 27-41 ms over twelve runs, the reserve the largest part.
     "first_byte_overhead_ms": 45,
 }
 
